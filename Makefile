@@ -1,0 +1,42 @@
+# cryptopred: `make up` runs the whole system, `make test` runs the suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# First interpreter >= 3.11 on PATH (override with `make PYTHON=...`).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: up test demo install lint lock bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "cryptopred needs Python >= 3.11 on PATH (found none); install it or run make PYTHON=/path/to/python3.11" >&2; exit 1; fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	@touch $@
+
+up: install
+	$(PY) manage.py up
+
+test: install
+	$(PY) -m ruff check .
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Re-pin requirements.lock from the ranges in pyproject.toml.
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet --upgrade pip
+	.lockvenv/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > .lockvenv/requirements.in
+	.lockvenv/bin/pip install --quiet -r .lockvenv/requirements.in
+	.lockvenv/bin/pip freeze > requirements.lock
+	rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) var

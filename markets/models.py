@@ -1,0 +1,92 @@
+"""Markets, their raw trades and the OHLC candles built from them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+PRICE = {"max_digits": 30, "decimal_places": 12}
+
+
+class Market(models.Model):
+    """One instrument on one exchange, named EXCHANGE:BASE-QUOTE (e.g. kraken:ETH-USD)."""
+
+    class StreamState(models.TextChoices):
+        STOPPED = "stopped"
+        CONNECTING = "connecting"
+        LIVE = "live"
+        RECONNECTING = "reconnecting"
+        BACKFILLING = "backfilling"
+        REPLAY = "replay"
+        ERROR = "error"
+
+    exchange = models.CharField(max_length=32)
+    base = models.CharField(max_length=16)
+    quote = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=64, help_text="the exchange's own symbol, e.g. ETH/USD on Kraken WS v2")
+    enabled = models.BooleanField(default=False, help_text="stream live trades and serve predictions")
+    interval_s = models.PositiveIntegerField(default=10, help_text="candle interval in seconds")
+    stream_state = models.CharField(max_length=16, choices=StreamState.choices, default=StreamState.STOPPED)
+    stream_detail = models.CharField(max_length=500, blank=True)
+    stream_updated_at = models.DateTimeField(null=True, blank=True)
+    last_trade_at = models.DateTimeField(null=True, blank=True)
+    backfill_cursor = models.CharField(max_length=64, blank=True, help_text="REST resume cursor")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "base", "quote"], name="market_unique_name"),
+        ]
+        ordering = ["exchange", "base", "quote"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange}:{self.base}-{self.quote}"
+
+
+class Trade(models.Model):
+    """A single fill as reported by the exchange; (market, trade_id) is unique."""
+
+    class Side(models.TextChoices):
+        BUY = "buy"
+        SELL = "sell"
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="trades")
+    trade_id = models.BigIntegerField()
+    ts = models.DateTimeField()
+    price = models.DecimalField(**PRICE)
+    qty = models.DecimalField(**PRICE)
+    side = models.CharField(max_length=4, choices=Side.choices, help_text="taker side")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["market", "trade_id", "ts"], name="trade_unique_id"),
+        ]
+        indexes = [models.Index(fields=["market", "ts"])]
+
+
+class Candle(models.Model):
+    """OHLC over [start, start + interval_s), upserted as trades arrive."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="candles")
+    interval_s = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.DecimalField(**PRICE)
+    buy_volume = models.DecimalField(**PRICE)
+    sell_volume = models.DecimalField(**PRICE)
+    trades = models.PositiveIntegerField()
+    vwap = models.DecimalField(**PRICE, null=True, blank=True)
+    final = models.BooleanField(default=False)
+    amended = models.PositiveIntegerField(default=0, help_text="late trades applied after finalization")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["market", "interval_s", "start"], name="candle_unique_window"),
+        ]
+        ordering = ["market", "interval_s", "start"]

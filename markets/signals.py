@@ -1,0 +1,7 @@
+"""Events the feature pipeline publishes to the rest of the system."""
+
+from django.dispatch import Signal
+
+# Sent once per batch of newly finalized candles, in window order, after they
+# are committed. kwargs: market (Market), candles (list[Candle]).
+candles_closed = Signal()

@@ -1,0 +1,83 @@
+"""Bad configuration gets one clear line and a non-zero exit, never a traceback."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cryptopred.config import ConfigError, celery_broker_url, check_redis_url, database_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("DATABASE_URL", "mysql://root@localhost/x", "DATABASE_URL: unsupported scheme 'mysql'"),
+        ("DATABASE_URL", "postgresql://localhost:99999999/x", "DATABASE_URL"),
+        ("REDIS_URL", "http://localhost:6379", "REDIS_URL: unsupported scheme 'http'"),
+        ("REDIS_URL", "redis://localhost:notaport/0", "REDIS_URL: invalid port"),
+        ("PORT", "http", "PORT: expected an integer"),
+    ],
+)
+def test_invalid_setting_is_one_line(var, value, expected):
+    result = manage("check", **{var: value})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens here once closed
+
+
+def test_unreachable_database_is_named():
+    result = manage("up", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nope", PORT=str(free_port()))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "DATABASE_URL: cannot connect" in result.stderr
+
+
+def test_port_in_use_is_reported():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = manage("up", PORT=str(port))
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_make_without_python_311_says_so(tmp_path):
+    result = subprocess.run(["make", "-B", "install", "PYTHON="], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "needs Python >= 3.11" in result.stderr
+
+
+def test_urls_are_translated_for_each_client():
+    assert celery_broker_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
+    assert celery_broker_url("redis://h:6379/2") == "redis://h:6379/2"
+    assert database_config("postgresql://u:p@h:5433/db")["PORT"] == 5433
+    with pytest.raises(ConfigError, match="no database name"):
+        database_config("postgresql://u@h:5432")
+    with pytest.raises(ConfigError, match="without a socket path"):
+        check_redis_url("unix://")

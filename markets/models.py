@@ -66,6 +66,9 @@ class Trade(models.Model):
         ]
         indexes = [models.Index(fields=["market", "ts"])]
 
+    def __str__(self) -> str:
+        return f"{self.market_id}#{self.trade_id} {self.side} {self.qty}@{self.price}"
+
 
 class Candle(models.Model):
     """OHLC over [start, start + interval_s), upserted as trades arrive."""
@@ -90,3 +93,6 @@ class Candle(models.Model):
             models.UniqueConstraint(fields=["market", "interval_s", "start"], name="candle_unique_window"),
         ]
         ordering = ["market", "interval_s", "start"]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.interval_s}s {self.start:%Y-%m-%dT%H:%M:%SZ}"

@@ -1,0 +1,57 @@
+"""A trained forecaster: predicts the log return to the horizon plus an 80 % conformal band.
+
+The same object is used by training (validation arrays), backtest and live
+inference (one feature row), so there is one prediction computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+PRICE_QUANTUM = Decimal("1e-8")
+
+
+@dataclass
+class Forecaster:
+    """model maps feature rows to log returns; q_lo/q_hi are residual quantiles (10 %, 90 %)."""
+
+    algorithm: str
+    model: Any  # a fitted scikit-learn regressor, or None for persistence
+    features: list[str]
+    q_lo: float
+    q_hi: float
+
+    def predict_returns(self, X: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return np.zeros(len(X))
+        # Missing history (None/NaN) counts as "no move", the neutral value of every feature.
+        return self.model.predict(np.nan_to_num(X, nan=0.0))
+
+    def predict_prices(self, close: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = self.predict_returns(X)
+        return close * np.exp(r), close * np.exp(r + self.q_lo), close * np.exp(r + self.q_hi)
+
+    def vector(self, values: dict) -> np.ndarray:
+        return np.array([[np.nan if values.get(n) is None else values[n] for n in self.features]], dtype=float)
+
+    def predict_row(self, close: Decimal, values: dict) -> tuple[Decimal, Decimal, Decimal]:
+        """Price, lower and upper for one feature row, as Decimals."""
+        price, lower, upper = self.predict_prices(np.array([float(close)]), self.vector(values))
+        return tuple(Decimal(repr(float(v[0]))).quantize(PRICE_QUANTUM) for v in (price, lower, upper))
+
+    def payload(self) -> dict:
+        return {
+            "algorithm": self.algorithm,
+            "model": self.model,
+            "features": self.features,
+            "q": [self.q_lo, self.q_hi],
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Forecaster:
+        q_lo, q_hi = payload["q"]
+        return cls(payload["algorithm"], payload["model"], list(payload["features"]), float(q_lo), float(q_hi))

@@ -140,6 +140,16 @@ WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["inference.api.permissions.ReadAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.ClientRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cryptopred API",
@@ -166,3 +176,29 @@ if PORT > 65535:
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
 CELERY_CONCURRENCY = env_int("CELERY_CONCURRENCY", 2, minimum=1)
 BEAT_STALE_AFTER_S = env_float("BEAT_STALE_AFTER_S", 30.0)
+# API and websocket (inference app).
+API_ANONYMOUS_READ = env_bool("API_ANONYMOUS_READ", False)  # `make up` turns it on for local runs
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")  # per token (or logged-in user)
+API_ANON_THROTTLE_RATE = env_str("API_ANON_THROTTLE_RATE", "300/min")  # per client address
+for _name in ("API_THROTTLE_RATE", "API_ANON_THROTTLE_RATE"):
+    _num, _, _period = globals()[_name].partition("/")
+    if not (_num.isdigit() and _period[:1] in {"s", "m", "h", "d"}):
+        raise ConfigError(f"{_name}: expected N/second, N/minute, N/hour or N/day, got {globals()[_name]!r}")
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
+WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)
+WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backlog pushes only its newest N
+PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
+LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
+
+# Markets (trades -> candles): endpoints are settings so tests point them at local servers.
+KRAKEN_WS_URL = env_str("KRAKEN_WS_URL", "wss://ws.kraken.com/v2")
+KRAKEN_REST_URL = env_str("KRAKEN_REST_URL", "https://api.kraken.com")
+COINBASE_WS_URL = env_str("COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com")
+CANDLE_GRACE_S = env_float("CANDLE_GRACE_S", 2.0)
+CANDLE_MAX_FILL_S = env_int("CANDLE_MAX_FILL_S", 6 * 3600, minimum=0)
+BACKFILL_HOURS = env_float("BACKFILL_HOURS", 6.0)
+TRADE_RETENTION_DAYS = env_int("TRADE_RETENTION_DAYS", 30, minimum=0)
+STREAM_BACKOFF_MAX_S = env_float("STREAM_BACKOFF_MAX_S", 60.0)
+STREAM_LEASE_S = env_float("STREAM_LEASE_S", 20.0)
+STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)

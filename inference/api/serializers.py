@@ -1,0 +1,185 @@
+"""Wire formats, shared by REST and the websocket: decimals as exact strings, UTC times ending in Z."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from inference.models import Prediction
+from markets.models import Candle, Market
+from modeling.models import ModelArtifact
+
+
+def decimal_str(value: Decimal) -> str:
+    """Exact, without the column's padding zeros: 2001.500000000000 -> "2001.5"."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ExactDecimalField(serializers.Field):
+    def to_representation(self, value: Decimal) -> str:
+        return decimal_str(value)
+
+
+class MarketSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Market
+        fields = [
+            "name",
+            "exchange",
+            "base",
+            "quote",
+            "symbol",
+            "enabled",
+            "interval_s",
+            "stream_state",
+            "stream_detail",
+            "stream_updated_at",
+            "last_trade_at",
+        ]
+
+
+class CandleSerializer(serializers.ModelSerializer):
+    market = serializers.CharField(source="market.name", read_only=True)
+    end = serializers.SerializerMethodField()
+    open = ExactDecimalField()
+    high = ExactDecimalField()
+    low = ExactDecimalField()
+    close = ExactDecimalField()
+    volume = ExactDecimalField()
+    buy_volume = ExactDecimalField()
+    sell_volume = ExactDecimalField()
+    vwap = ExactDecimalField(allow_null=True)
+
+    class Meta:
+        model = Candle
+        fields = [
+            "market",
+            "interval_s",
+            "start",
+            "end",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "buy_volume",
+            "sell_volume",
+            "trades",
+            "vwap",
+            "final",
+            "amended",
+        ]
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_end(self, candle: Candle) -> str:
+        return self.fields["start"].to_representation(candle.start + timedelta(seconds=candle.interval_s))
+
+
+class ServedModelSerializer(serializers.Serializer):
+    """Which model made a prediction; id and version are null for persistence."""
+
+    id = serializers.IntegerField(source="model_id", allow_null=True)
+    version = serializers.IntegerField(source="model_version", allow_null=True)
+    algorithm = serializers.CharField()
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    market = serializers.CharField(source="market.name", read_only=True)
+    model = ServedModelSerializer(source="*")
+    price = ExactDecimalField()
+    lower = ExactDecimalField()
+    upper = ExactDecimalField()
+    last_close = ExactDecimalField(source="base_close")
+    realized = ExactDecimalField(allow_null=True)
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "market",
+            "interval_s",
+            "horizon",
+            "made_at",
+            "target_time",
+            "price",
+            "lower",
+            "upper",
+            "last_close",
+            "model",
+            "latency_ms",
+            "realized",
+            "scored_at",
+        ]
+
+
+class ModelArtifactSerializer(serializers.ModelSerializer):
+    market = serializers.CharField(source="market.name", read_only=True)
+
+    class Meta:
+        model = ModelArtifact
+        fields = [
+            "id",
+            "market",
+            "interval_s",
+            "horizon",
+            "feature_version",
+            "algorithm",
+            "version",
+            "status",
+            "reason",
+            "params",
+            "train_start",
+            "train_end",
+            "metrics",
+            "sha256",
+            "created_at",
+        ]
+
+
+class ModelArtifactDetailSerializer(ModelArtifactSerializer):
+    live_metrics = serializers.SerializerMethodField()
+
+    class Meta(ModelArtifactSerializer.Meta):
+        fields = [*ModelArtifactSerializer.Meta.fields, "live_metrics"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_live_metrics(self, artifact: ModelArtifact) -> dict:
+        from inference.metrics import model_live_metrics
+
+        return model_live_metrics(artifact)
+
+
+class PageQuerySerializer(serializers.Serializer):
+    """Query parameters of every paginated endpoint."""
+
+    limit = serializers.IntegerField(required=False, min_value=1, help_text="page size")
+    cursor = serializers.CharField(required=False, help_text="opaque, from next/previous")
+
+    def validate_limit(self, value: int) -> int:
+        if value > settings.API_MAX_PAGE_SIZE:
+            raise serializers.ValidationError(f"must be at most {settings.API_MAX_PAGE_SIZE}")
+        return value
+
+
+class HistoryQuerySerializer(PageQuerySerializer):
+    """Query parameters of the candle and prediction history endpoints."""
+
+    start = serializers.DateTimeField(required=False, help_text="inclusive, ISO-8601")
+    end = serializers.DateTimeField(required=False, help_text="exclusive, ISO-8601")
+
+    def validate(self, attrs):
+        if "start" in attrs and "end" in attrs and attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"end": "must be after start"})
+        return attrs
+
+
+class ModelQuerySerializer(PageQuerySerializer):
+    market = serializers.CharField(required=False, help_text="EXCHANGE:BASE-QUOTE")

@@ -1,0 +1,184 @@
+"""REST endpoints under /api/v1/: thin views over the models, the Redis cache and inference.metrics."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cryptopred.redis_client import get_redis
+from inference.api.serializers import (
+    CandleSerializer,
+    HistoryQuerySerializer,
+    MarketSerializer,
+    ModelArtifactDetailSerializer,
+    ModelArtifactSerializer,
+    ModelQuerySerializer,
+    PredictionSerializer,
+)
+from inference.metrics import live_metrics
+from inference.pipeline import latest_key
+from markets.models import Market
+from markets.services import MarketError, get_market
+from modeling.models import ModelArtifact
+
+MARKET_PARAM = OpenApiParameter("market", OpenApiTypes.STR, OpenApiParameter.PATH, description="e.g. kraken:ETH-USD")
+
+
+def market_or_404(name: str) -> Market:
+    try:
+        return get_market(name)
+    except MarketError as exc:
+        raise NotFound(str(exc)) from None
+
+
+def validated_query(serializer_class, request) -> dict:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+class Pagination(CursorPagination):
+    """Cursor pagination; a page size above API_MAX_PAGE_SIZE is refused by the query serializer."""
+
+    page_size_query_param = "limit"
+
+    def get_page_size(self, request) -> int:
+        limit = request.query_params.get(self.page_size_query_param)
+        return int(limit) if limit else settings.API_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({"cursor": ["invalid cursor"]}) from None
+
+
+class TimeOrderedPagination(Pagination):
+    ordering = "start"
+
+
+class MadeAtPagination(Pagination):
+    ordering = "made_at"
+
+
+class NewestFirstPagination(Pagination):
+    ordering = "-id"
+
+
+class MarketList(generics.ListAPIView):
+    """All markets with their stream state."""
+
+    queryset = Market.objects.all()
+    serializer_class = MarketSerializer
+    pagination_class = None
+
+
+@extend_schema(parameters=[MARKET_PARAM])
+class MarketDetail(generics.RetrieveAPIView):
+    """One market with its stream state."""
+
+    serializer_class = MarketSerializer
+
+    def get_object(self) -> Market:
+        return market_or_404(self.kwargs["market"])
+
+
+class HistoryView(generics.ListAPIView):
+    """Shared by candle and prediction history: ?start (inclusive), ?end (exclusive), ?limit, ?cursor."""
+
+    time_field = ""
+
+    def get_queryset(self):
+        market = market_or_404(self.kwargs["market"])
+        query = validated_query(HistoryQuerySerializer, self.request)
+        queryset = self.related(market)
+        if "start" in query:
+            queryset = queryset.filter(**{f"{self.time_field}__gte": query["start"]})
+        if "end" in query:
+            queryset = queryset.filter(**{f"{self.time_field}__lt": query["end"]})
+        return queryset
+
+
+@extend_schema(parameters=[MARKET_PARAM, HistoryQuerySerializer])
+class CandleList(HistoryView):
+    """The market's candles at its interval, oldest first."""
+
+    serializer_class = CandleSerializer
+    pagination_class = TimeOrderedPagination
+    time_field = "start"
+
+    def related(self, market: Market):
+        return market.candles.filter(interval_s=market.interval_s)
+
+
+@extend_schema(parameters=[MARKET_PARAM, HistoryQuerySerializer])
+class PredictionList(HistoryView):
+    """The market's predictions by the time they were made, oldest first, with realized prices once scored."""
+
+    serializer_class = PredictionSerializer
+    pagination_class = MadeAtPagination
+    time_field = "made_at"
+
+    def related(self, market: Market):
+        return market.predictions.filter(interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON)
+
+
+@extend_schema(parameters=[MARKET_PARAM], responses=PredictionSerializer)
+class LatestPrediction(APIView):
+    """The newest prediction of the market (from the Redis cache, the database when the cache is cold)."""
+
+    def get(self, request, market: str) -> Response:
+        found = market_or_404(market)
+        cached = get_redis().get(latest_key(found))
+        if cached is not None:
+            return Response(json.loads(cached))
+        prediction = (
+            found.predictions.filter(horizon=settings.PREDICTION_HORIZON, interval_s=found.interval_s)
+            .order_by("-made_at")
+            .first()
+        )
+        if prediction is None:
+            raise NotFound(f"no prediction yet for {found.name}")
+        return Response(PredictionSerializer(prediction).data)
+
+
+@extend_schema(parameters=[MARKET_PARAM], responses=OpenApiTypes.OBJECT)
+class MarketMetrics(APIView):
+    """Rolling live metrics (rmse, mae, directional accuracy, interval coverage) of served predictions,
+    overall and per model, each next to persistence on the same windows."""
+
+    def get(self, request, market: str) -> Response:
+        return Response(live_metrics(market_or_404(market)))
+
+
+@extend_schema(parameters=[ModelQuerySerializer])
+class ModelList(generics.ListAPIView):
+    """Trained models, newest first; ?market= narrows to one market."""
+
+    serializer_class = ModelArtifactSerializer
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self):
+        query = validated_query(ModelQuerySerializer, self.request)
+        queryset = ModelArtifact.objects.select_related("market").defer("artifact")
+        if "market" in query:
+            try:
+                queryset = queryset.filter(market=get_market(query["market"]))
+            except MarketError as exc:
+                raise ValidationError({"market": [str(exc)]}) from None
+        return queryset
+
+
+class ModelDetail(generics.RetrieveAPIView):
+    """One model with its validation metrics and its live metrics."""
+
+    serializer_class = ModelArtifactDetailSerializer
+    queryset = ModelArtifact.objects.select_related("market").defer("artifact")

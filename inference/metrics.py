@@ -1,0 +1,83 @@
+"""Rolling live metrics of served predictions, always next to persistence.
+
+One implementation for the API and the admin: the newest LIVE_METRICS_WINDOW
+scored predictions of each model (persistence-served predictions form their own
+group, model None) and of the market as a whole.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from django.conf import settings
+from django.db.models import F, QuerySet, Window
+from django.db.models.functions import RowNumber
+
+from inference.models import Prediction
+from markets.models import Market
+from modeling.models import ModelArtifact
+
+COLUMNS = ("price", "lower", "upper", "base_close", "realized")
+
+
+def error_metrics(rows: list[tuple]) -> dict:
+    """Metrics of (price, lower, upper, base_close, realized) rows, model and persistence.
+
+    Directional accuracy counts only windows where the price moved; persistence
+    predicts no move and has no interval, so those two are null for it.
+    """
+    if not rows:
+        return {"count": 0, "model": None, "persistence": None}
+    price, lower, upper, base, realized = np.array(rows, dtype=float).T
+    moved = realized != base
+    hits = np.sign(price - base)[moved] == np.sign(realized - base)[moved]
+    return {
+        "count": len(rows),
+        "model": {
+            **_errors(price - realized),
+            "directional_accuracy": float(hits.mean()) if moved.any() else None,
+            "coverage": float(((lower <= realized) & (realized <= upper)).mean()),
+        },
+        "persistence": {**_errors(base - realized), "directional_accuracy": None, "coverage": None},
+    }
+
+
+def _errors(error: np.ndarray) -> dict:
+    return {"rmse": math.sqrt(float(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+
+
+def _scored(market: Market) -> QuerySet:
+    return Prediction.objects.filter(
+        market=market, interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON, realized__isnull=False
+    )
+
+
+def live_metrics(market: Market) -> dict:
+    """The market's live metrics: all served predictions, then per model."""
+    window = settings.LIVE_METRICS_WINDOW
+    scored = _scored(market)
+    overall = list(scored.order_by("-made_at").values_list(*COLUMNS)[:window])
+    ranked = scored.annotate(
+        rank=Window(RowNumber(), partition_by=[F("model_id")], order_by=F("made_at").desc())
+    ).filter(rank__lte=window)
+    groups: dict = {}
+    for model_id, version, algorithm, *values in ranked.values_list("model_id", "model_version", "algorithm", *COLUMNS):
+        groups.setdefault((model_id, version, algorithm), []).append(values)
+    return {
+        "market": market.name,
+        "interval_s": market.interval_s,
+        "horizon": settings.PREDICTION_HORIZON,
+        "window": window,
+        "served": error_metrics(overall),
+        "models": [
+            {"served_by": {"id": model_id, "version": version, "algorithm": algorithm}, **error_metrics(rows)}
+            for (model_id, version, algorithm), rows in sorted(groups.items(), key=lambda item: item[0][0] or 0)
+        ],
+    }
+
+
+def model_live_metrics(artifact: ModelArtifact) -> dict:
+    """Live metrics of one model's newest scored predictions."""
+    scored = Prediction.objects.filter(model=artifact, realized__isnull=False).order_by("-made_at")
+    return error_metrics(list(scored.values_list(*COLUMNS)[: settings.LIVE_METRICS_WINDOW]))

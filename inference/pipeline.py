@@ -1,0 +1,109 @@
+"""Prediction at each candle close and scoring once the target window has closed.
+
+The same functions run for live streams, backfill and replay: they are driven by
+the pipeline's signals (see receivers.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from redis import RedisError
+
+from cryptopred.redis_client import get_redis
+from features.models import FeatureRow
+from inference import stream
+from inference.api.serializers import CandleSerializer, PredictionSerializer
+from inference.models import PERSISTENCE, Prediction
+from markets.models import Candle, Market
+from modeling.registry import get_served_model
+
+log = logging.getLogger(__name__)
+
+
+def latest_key(market: Market) -> str:
+    return f"inference:latest:{market.pk}"
+
+
+def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
+    """Predict from each new feature row, store, cache the newest and publish it."""
+    horizon = settings.PREDICTION_HORIZON
+    served_by_interval: dict = {}
+    predictions = []
+    for row in rows:
+        if row.interval_s not in served_by_interval:
+            # Looked up at every batch: a promotion or rollback applies at the next candle.
+            served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
+        predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s]))
+    # A prediction once published is never rewritten: a replay over known windows keeps the first.
+    Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
+    if predictions:
+        recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
+        try:
+            get_redis().set(latest_key(market), json.dumps(recent[-1]))
+        except RedisError:
+            log.exception("caching the latest prediction of %s failed", market)
+        stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
+    return predictions
+
+
+def _predict(market: Market, row: FeatureRow, horizon: int, served) -> Prediction:
+    started = time.perf_counter()
+    made_at = row.start + timedelta(seconds=row.interval_s)
+    close = Decimal(row.close)
+    price = lower = upper = close
+    model_id = version = None
+    algorithm = PERSISTENCE
+    if served is not None and served.feature_version == row.version:
+        try:
+            price, lower, upper = served.predict(row)
+            model_id, version, algorithm = served.artifact_id, served.version, served.algorithm
+        except Exception:
+            # A broken model must not stop the stream: serve persistence, labelled as such.
+            log.exception("model %s failed on %s at %s; serving persistence", served.artifact_id, market, made_at)
+    elif served is not None:
+        log.warning("model %s wants features %s, got %s", served.artifact_id, served.feature_version, row.version)
+    return Prediction(
+        market=market,
+        interval_s=row.interval_s,
+        horizon=horizon,
+        made_at=made_at,
+        target_time=made_at + timedelta(seconds=row.interval_s * horizon),
+        base_close=close,
+        price=price,
+        lower=lower,
+        upper=upper,
+        model_id=model_id,
+        model_version=version,
+        algorithm=algorithm,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def score_candles(market: Market, candles: list[Candle]) -> int:
+    """Store the realized close in predictions whose target is the end of a closed candle."""
+    if not candles:
+        return 0
+    table = Prediction._meta.db_table
+    ends = [c.start + timedelta(seconds=c.interval_s) for c in candles]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} AS p SET realized = c.close, scored_at = %s
+                FROM unnest(%s::timestamptz[], %s::integer[], %s::numeric[]) AS c(target_time, interval_s, close)
+                WHERE p.market_id = %s AND p.target_time = c.target_time AND p.interval_s = c.interval_s
+                  AND p.realized IS NULL""",
+            [timezone.now(), ends, [c.interval_s for c in candles], [c.close for c in candles], market.pk],
+        )
+        return cursor.rowcount
+
+
+def publish_candles(market: Market, candles: list[Candle]) -> None:
+    recent = candles[-settings.WS_PUBLISH_MAX_BATCH :]
+    stream.publish("candles", market, [{"type": "candle", **CandleSerializer(c).data} for c in recent])

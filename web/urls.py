@@ -1,0 +1,10 @@
+from django.urls import path
+
+from web import views
+
+app_name = "web"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("markets/<str:name>/", views.market_detail, name="market"),
+    path("models/", views.models, name="models"),
+]

@@ -1,0 +1,112 @@
+"""Feature-set definitions: named functions over a candle frame.
+
+Every feature of row i uses only windows i - LOOKBACK + 1 .. i, and every
+rolling statistic is a fixed sequence of element-wise operations, so the value
+of a row is bit-for-bit the same whether it is computed over a whole day
+(training, backtest) or over the last LOOKBACK windows at a candle close (live).
+Rows with less than LOOKBACK windows of history are all-NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.frame import CandleFrame
+
+VERSION = "v1"
+LOOKBACK = 61  # vol_60 needs 60 one-window returns, i.e. 61 closes
+DAY_S = 86400
+REFERENCE_NAMES = ("ref_ret_1", "ref_ret_6", "ref_gap_30")
+
+
+def shift(x: np.ndarray, k: int) -> np.ndarray:
+    """x delayed by k windows (NaN where there is no earlier value)."""
+    out = np.full_like(x, np.nan)
+    if k < len(x):
+        out[k:] = x[: len(x) - k]
+    return out
+
+
+def rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
+    """Sum of the last w values, added newest to oldest (same order for every row)."""
+    acc = x.copy()
+    for k in range(1, w):
+        acc = acc + shift(x, k)
+    return acc
+
+
+def rolling_mean(x: np.ndarray, w: int) -> np.ndarray:
+    return rolling_sum(x, w) / w
+
+
+def rolling_std(x: np.ndarray, w: int) -> np.ndarray:
+    mean = rolling_mean(x, w)
+    return np.sqrt(np.maximum(rolling_mean(x * x, w) - mean * mean, 0.0))
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (no volume, no range): "no information"."""
+    safe = np.where(den != 0, den, 1.0)
+    return np.where(den != 0, num / safe, 0.0)
+
+
+def zscore(x: np.ndarray, w: int) -> np.ndarray:
+    return ratio(x - rolling_mean(x, w), rolling_std(x, w))
+
+
+def imbalance(f: CandleFrame, w: int) -> np.ndarray:
+    """(buy - sell) / (buy + sell) taker volume over w windows; 0 where the source has no sides."""
+    buy, sell = rolling_sum(f["buy_volume"], w), rolling_sum(f["sell_volume"], w)
+    return ratio(buy - sell, buy + sell)
+
+
+def compute(f: CandleFrame, ref: CandleFrame | None = None) -> dict[str, np.ndarray]:
+    """All features of VERSION for every window of f; ref is the reference market on the same grid."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        close, high, low, volume = f["close"], f["high"], f["low"], f["volume"]
+        lc = np.log(close)
+        r1 = lc - shift(lc, 1)
+        out: dict[str, np.ndarray] = {}
+        for k in (1, 2, 3, 5, 10, 30):
+            out[f"ret_{k}"] = lc - shift(lc, k)
+        out["vol_10"] = rolling_std(r1, 10)
+        out["vol_60"] = rolling_std(r1, 60)
+        out["vol_ratio"] = ratio(out["vol_10"], out["vol_60"])
+        out["range_1"] = np.log(high / low)
+        out["range_10"] = rolling_mean(out["range_1"], 10)
+        out["body"] = np.log(close / f["open"])
+        # Where the close sits in the window's range: bid/ask bounce of the last trade.
+        out["close_pos"] = ratio(close - low, high - low) - np.where(high > low, 0.5, 0.0)
+        out["volume_z"] = zscore(np.log1p(volume), 60)
+        out["trades_z"] = zscore(np.log1p(f["trades"]), 60)
+        for w in (1, 6, 30):
+            out[f"imbalance_{w}"] = imbalance(f, w)
+        # Imported candles have no vwap: the typical price stands in for it.
+        vwap = np.where(np.isfinite(f["vwap"]), f["vwap"], (high + low + close) / 3)
+        out["vwap_dev"] = np.where(volume > 0, np.log(close / vwap), 0.0)
+        volume_6 = rolling_sum(volume, 6)
+        out["vwap_dev_6"] = np.where(volume_6 > 0, np.log(close / ratio(rolling_sum(vwap * volume, 6), volume_6)), 0.0)
+        tod = 2 * np.pi * ((f.starts + f.interval_s) % DAY_S) / DAY_S
+        out["tod_sin"], out["tod_cos"] = np.sin(tod), np.cos(tod)
+        out.update(reference_features(lc, ref))
+    valid = np.arange(len(f)) >= LOOKBACK - 1
+    return {name: np.where(valid & np.isfinite(lc), col, np.nan) for name, col in out.items()}
+
+
+def reference_features(lc: np.ndarray, ref: CandleFrame | None) -> dict[str, np.ndarray]:
+    """Returns of the reference market (e.g. BTC for ETH), delayed one window.
+
+    The delay keeps rows point-in-time: the reference window that closes at the
+    same instant may not be finalized yet when this market's window closes.
+    """
+    if ref is None:
+        return {name: np.zeros_like(lc) for name in REFERENCE_NAMES}
+    rl = shift(np.log(ref["close"]), 1)
+    out = {
+        "ref_ret_1": rl - shift(rl, 1),
+        "ref_ret_6": rl - shift(rl, 6),
+        # This market's 30-window return minus the reference's: relative drift between the two.
+        "ref_gap_30": (shift(lc, 1) - shift(lc, 31)) - (rl - shift(rl, 30)),
+    }
+    # No reference history yet (not ingested that far back): no information.
+    return {name: np.nan_to_num(col, nan=0.0) for name, col in out.items()}

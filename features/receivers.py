@@ -1,0 +1,26 @@
+"""Live pipeline step: candles closed -> feature rows stored -> features_ready."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from features import store
+from features.signals import features_ready
+from markets.models import Market
+from markets.signals import candles_closed
+
+
+@receiver(candles_closed, dispatch_uid="features.on_candles_closed")
+def on_candles_closed(sender, market: Market, candles: list, **kwargs) -> None:
+    for interval_s, group in groupby(
+        sorted(candles, key=lambda c: (c.interval_s, c.start)), key=lambda c: c.interval_s
+    ):
+        windows = [c.start for c in group]
+        batch = store.compute_features(market, interval_s, windows[0], windows[-1])
+        rows = store.save_rows(store.to_rows(market, batch, keep=set(windows)))
+        if rows:
+            store.publish_latest(rows[-1])
+            transaction.on_commit(lambda rows=rows: features_ready.send(sender=Market, market=market, rows=rows))

@@ -1,0 +1,122 @@
+"""Feature computation over stored candles, the offline store (FeatureRow) and the online one (Redis).
+
+compute_features is the one entry point for live (a few windows at a candle
+close), training and backtest (a whole range): it always loads LOOKBACK - 1
+windows of history before the first requested window, so both give identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+from django.conf import settings
+
+from cryptopred.redis_client import get_redis
+from features import definitions
+from features.frame import load_frame, window_before
+from features.models import FeatureRow
+from markets.models import Market
+
+BULK_SIZE = 2000
+
+
+@dataclass
+class FeatureBatch:
+    """Feature matrix for consecutive windows; rows before the first candle have close None."""
+
+    interval_s: int
+    starts: list[datetime]
+    names: list[str]
+    matrix: np.ndarray  # (windows, features), NaN where history is too short
+    closes: list[Decimal | None]
+    observed: np.ndarray  # a candle exists for the window (else it carries the previous close)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def close(self) -> np.ndarray:
+        return np.array([np.nan if c is None else float(c) for c in self.closes])
+
+    def values(self, i: int) -> dict[str, float | None]:
+        return {n: (None if np.isnan(v) else float(v)) for n, v in zip(self.names, self.matrix[i], strict=True)}
+
+
+def reference_market(market: Market) -> Market | None:
+    """The market whose returns feed this one's cross-market features (BTC on the same exchange and quote)."""
+    base = settings.FEATURE_REFERENCE_BASE
+    if not base or market.base == base:
+        return None
+    return Market.objects.filter(exchange=market.exchange, base=base, quote=market.quote).first()
+
+
+def compute_features(market: Market, interval_s: int, first: datetime, last: datetime) -> FeatureBatch:
+    """Features of every window first..last of market (point-in-time: each row uses data up to its own close)."""
+    history_start = window_before(first, interval_s, definitions.LOOKBACK - 1)
+    frame = load_frame(market, interval_s, history_start, last)
+    ref = reference_market(market)
+    ref_frame = load_frame(ref, interval_s, history_start, last) if ref else None
+    columns = definitions.compute(frame, ref_frame)
+    skip = definitions.LOOKBACK - 1
+    matrix = np.column_stack(list(columns.values()))[skip:] if columns else np.zeros((0, 0))
+    return FeatureBatch(
+        interval_s, frame.start_datetimes()[skip:], list(columns), matrix, frame.closes[skip:], frame.observed[skip:]
+    )
+
+
+def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = None) -> list[FeatureRow]:
+    """FeatureRow objects (unsaved) for the windows of batch that have a price, optionally only those in keep."""
+    return [
+        FeatureRow(
+            market=market,
+            interval_s=batch.interval_s,
+            start=start,
+            version=definitions.VERSION,
+            values=batch.values(i),
+            close=batch.closes[i],
+        )
+        for i, start in enumerate(batch.starts)
+        if batch.closes[i] is not None and (keep is None or start in keep)
+    ]
+
+
+def save_rows(rows: list[FeatureRow]) -> list[FeatureRow]:
+    """Upsert rows: a recomputed window (amended candle, replay) replaces the stored values."""
+    return FeatureRow.objects.bulk_create(
+        rows,
+        batch_size=BULK_SIZE,
+        update_conflicts=True,
+        unique_fields=["market", "interval_s", "version", "start"],
+        update_fields=["values", "close"],
+    )
+
+
+def materialize(market: Market, interval_s: int, first: datetime, last: datetime) -> FeatureBatch:
+    """Compute and store the rows of first..last (training, import); returns the batch."""
+    batch = compute_features(market, interval_s, first, last)
+    save_rows(to_rows(market, batch))
+    return batch
+
+
+def latest_key(market: Market, interval_s: int) -> str:
+    return f"cryptopred:features:latest:{market.name}:{interval_s}"
+
+
+def publish_latest(row: FeatureRow) -> None:
+    """Keep the newest vector per market in Redis for inference and the UI."""
+    payload = {
+        "start": row.start.isoformat().replace("+00:00", "Z"),
+        "version": row.version,
+        "close": str(row.close),
+        "values": row.values,
+    }
+    get_redis().set(latest_key(row.market, row.interval_s), json.dumps(payload))
+
+
+def latest_vector(market: Market, interval_s: int) -> dict | None:
+    raw = get_redis().get(latest_key(market, interval_s))
+    return None if raw is None else json.loads(raw)

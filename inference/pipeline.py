@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,6 +45,7 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
     if predictions:
+        score(market, predictions[0].target_time, predictions[-1].target_time)
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
         try:
             get_redis().set(latest_key(market), json.dumps(recent[-1]))
@@ -87,21 +88,28 @@ def _predict(market: Market, row: FeatureRow, horizon: int, served) -> Predictio
     )
 
 
-def score_candles(market: Market, candles: list[Candle]) -> int:
-    """Store the realized close in predictions whose target is the end of a closed candle."""
-    if not candles:
-        return 0
-    table = Prediction._meta.db_table
-    ends = [c.start + timedelta(seconds=c.interval_s) for c in candles]
+def score(market: Market, first_target: datetime, last_target: datetime) -> int:
+    """Store the realized close in the market's unscored predictions due in [first_target, last_target].
+
+    A prediction is due when the final candle ending at its target time exists. Run
+    when candles close and right after predicting (a backfill or replay may already
+    hold the target candle), so the order of the signal receivers does not matter.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE {table} AS p SET realized = c.close, scored_at = %s
-                FROM unnest(%s::timestamptz[], %s::integer[], %s::numeric[]) AS c(target_time, interval_s, close)
-                WHERE p.market_id = %s AND p.target_time = c.target_time AND p.interval_s = c.interval_s
-                  AND p.realized IS NULL""",
-            [timezone.now(), ends, [c.interval_s for c in candles], [c.close for c in candles], market.pk],
+            f"""UPDATE {Prediction._meta.db_table} AS p SET realized = c.close, scored_at = %s
+                FROM {Candle._meta.db_table} AS c
+                WHERE p.market_id = %s AND p.realized IS NULL AND p.target_time BETWEEN %s AND %s
+                  AND c.market_id = p.market_id AND c.interval_s = p.interval_s AND c.final
+                  AND c.start = p.target_time - make_interval(secs => p.interval_s)""",
+            [timezone.now(), market.pk, first_target, last_target],
         )
         return cursor.rowcount
+
+
+def score_candles(market: Market, candles: list[Candle]) -> int:
+    ends = [c.start + timedelta(seconds=c.interval_s) for c in candles]
+    return score(market, min(ends), max(ends)) if ends else 0
 
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:

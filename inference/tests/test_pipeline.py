@@ -1,0 +1,112 @@
+"""Predictions at every candle close, scoring, caching and hot reload, driven by real replays."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from cryptopred.redis_client import get_redis
+from features.models import FeatureRow
+from inference.models import PERSISTENCE, Prediction
+from inference.pipeline import latest_key
+from markets.models import Candle
+from markets.replay import replay
+from modeling import registry
+from modeling.registry import load_forecaster
+
+from .conftest import train_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_persistence_served_and_scored_without_a_model(market, parts):
+    replay(parts[0], market)
+
+    rows = list(FeatureRow.objects.filter(market=market).order_by("start"))
+    predictions = list(Prediction.objects.filter(market=market).order_by("made_at"))
+    assert len(rows) > 50
+    assert [p.made_at for p in predictions] == [r.start + timedelta(seconds=10) for r in rows]
+    closes = {c.start: c.close for c in Candle.objects.filter(market=market, final=True)}
+    for p in predictions:
+        assert (p.algorithm, p.model_id, p.horizon) == (PERSISTENCE, None, 1)
+        assert p.price == p.lower == p.upper == p.base_close == closes[p.made_at - timedelta(seconds=10)]
+        assert p.target_time == p.made_at + timedelta(seconds=10)
+        assert p.latency_ms >= 0
+        # Every prediction whose target window has closed is scored with that window's close.
+        assert p.realized == closes.get(p.target_time - timedelta(seconds=10))
+    assert predictions[-2].realized is not None
+
+    cached = json.loads(get_redis().get(latest_key(market)))
+    newest = predictions[-1]
+    assert cached["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
+    assert cached["model"] == {"id": None, "version": None, "algorithm": PERSISTENCE}
+    assert cached["market"] == "kraken:ETH-USD"
+
+
+def test_next_replay_scores_predictions_left_open(market, parts):
+    replay(parts[0], market)
+    last = Prediction.objects.filter(market=market).latest("made_at")
+    assert last.realized is None  # its target window is in the next part
+
+    replay(parts[1], market)
+    last.refresh_from_db()
+    target = Candle.objects.get(market=market, start=last.target_time - timedelta(seconds=10))
+    assert last.realized == target.close and last.scored_at is not None
+
+
+def test_hot_reload_promotion_rollback_and_retirement_apply_at_the_next_candle(market, parts):
+    def replay_served_by(part) -> set:
+        before = Prediction.objects.filter(market=market).count()
+        replay(part, market)
+        new = Prediction.objects.filter(market=market).order_by("made_at")[before:]
+        return {(p.model_id, p.algorithm) for p in new}
+
+    assert replay_served_by(parts[0]) == {(None, PERSISTENCE)}
+    v1 = train_model(market)
+    registry.promote(v1, reason="test")
+    assert replay_served_by(parts[1]) == {(v1.pk, "ridge")}
+    v2 = train_model(market)
+    registry.promote(v2, reason="test")
+    assert replay_served_by(parts[2]) == {(v2.pk, "ridge")}
+    registry.rollback(market, 10, 1)
+    assert replay_served_by(parts[3]) == {(v1.pk, "ridge")}
+    registry.retire(v1, reason="test")
+    assert replay_served_by(parts[4]) == {(None, PERSISTENCE)}
+
+
+def test_model_predictions_equal_the_forecaster_on_the_stored_rows(market, parts):
+    replay(parts[0], market)
+    artifact = train_model(market)
+    registry.promote(artifact, reason="test")
+    replay(parts[1], market)
+
+    forecaster = load_forecaster(artifact)
+    rows = {r.start + timedelta(seconds=10): r for r in FeatureRow.objects.filter(market=market)}
+    served = Prediction.objects.filter(market=market, model=artifact)
+    assert served.count() > 50
+    for p in served:
+        assert (p.algorithm, p.model_version) == ("ridge", artifact.version)
+        price, lower, upper = forecaster.predict_row(rows[p.made_at].close, rows[p.made_at].values)
+        assert (p.price, p.lower, p.upper) == (price, lower, upper)
+        assert lower <= price <= upper
+
+
+def test_a_model_for_other_features_is_not_used(market, parts, caplog):
+    replay(parts[0], market)
+    artifact = train_model(market)
+    artifact.feature_version = "other"
+    artifact.save()
+    registry.promote(artifact, reason="test")
+    replay(parts[1], market)
+    assert not Prediction.objects.filter(market=market, model__isnull=False).exists()
+    assert "wants features other" in caplog.text
+
+
+def test_replaying_known_windows_keeps_the_first_predictions(market, parts):
+    replay(parts[0], market)
+    before = list(Prediction.objects.filter(market=market).values_list("made_at", "price", "model_id"))
+    replay(parts[0], market)  # duplicates only: nothing new closes
+    after = list(Prediction.objects.filter(market=market).values_list("made_at", "price", "model_id"))
+    assert after == before

@@ -47,7 +47,10 @@ class Market(models.Model):
 
 
 class Trade(models.Model):
-    """A single fill as reported by the exchange; (market, trade_id) is unique."""
+    """A single fill as reported by the exchange; (market, trade_id) is unique.
+
+    On TimescaleDB the unique key also holds ts (a hypertable requirement), see migration 0003.
+    """
 
     class Side(models.TextChoices):
         BUY = "buy"
@@ -62,7 +65,7 @@ class Trade(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["market", "trade_id", "ts"], name="trade_unique_id"),
+            models.UniqueConstraint(fields=["market", "trade_id"], name="trade_unique_id"),
         ]
         indexes = [models.Index(fields=["market", "ts"])]
 

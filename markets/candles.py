@@ -1,0 +1,195 @@
+"""The one candle aggregator used by live streams, backfill, replay and exports.
+
+Pure Python, no database: windows are integer epoch seconds [start, start + interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+VWAP_PLACES = Decimal("1e-12")
+
+
+@dataclass(slots=True)
+class Tick:
+    """One trade as any source reports it; trade_id orders trades (exchange order)."""
+
+    trade_id: int
+    ts: datetime
+    price: Decimal
+    qty: Decimal
+    side: str  # taker side: "buy" or "sell"
+
+
+def window_start(ts: datetime, interval_s: int) -> int:
+    """Epoch second of the window holding ts (windows are aligned to the Unix epoch)."""
+    return int(ts.timestamp()) // interval_s * interval_s
+
+
+def epoch_to_datetime(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Bar:
+    """OHLCV accumulator for one window; open/close follow trade id, whatever the arrival order."""
+
+    __slots__ = (
+        "buy_volume",
+        "close",
+        "first_id",
+        "high",
+        "last_id",
+        "low",
+        "notional",
+        "open",
+        "sell_volume",
+        "start",
+        "trades",
+        "volume",
+    )
+
+    def __init__(self, start: int):
+        self.start = start
+        self.trades = 0
+        self.volume = self.buy_volume = self.sell_volume = self.notional = Decimal(0)
+        self.open = self.high = self.low = self.close = None
+        self.first_id = self.last_id = None
+
+    @classmethod
+    def empty(cls, start: int, previous_close: Decimal) -> Bar:
+        """A window without trades: flat at the previous close, volume 0."""
+        bar = cls(start)
+        bar.open = bar.high = bar.low = bar.close = previous_close
+        return bar
+
+    def add(self, tick: Tick) -> None:
+        price, qty = tick.price, tick.qty
+        if self.trades == 0:
+            self.open = self.high = self.low = self.close = price
+            self.first_id = self.last_id = tick.trade_id
+        else:
+            if price > self.high:
+                self.high = price
+            elif price < self.low:
+                self.low = price
+            if tick.trade_id < self.first_id:
+                self.first_id, self.open = tick.trade_id, price
+            if tick.trade_id >= self.last_id:
+                self.last_id, self.close = tick.trade_id, price
+        self.trades += 1
+        self.volume += qty
+        self.notional += price * qty
+        if tick.side == "buy":
+            self.buy_volume += qty
+        else:
+            self.sell_volume += qty
+
+    @property
+    def vwap(self) -> Decimal | None:
+        return (self.notional / self.volume).quantize(VWAP_PLACES) if self.volume else None
+
+
+def bars_from_ticks(ticks: Iterable[Tick], interval_s: int) -> dict[int, Bar]:
+    bars: dict[int, Bar] = {}
+    for tick in ticks:
+        start = window_start(tick.ts, interval_s)
+        bar = bars.get(start)
+        if bar is None:
+            bar = bars[start] = Bar(start)
+        bar.add(tick)
+    return bars
+
+
+def fill_gaps(bars: Iterable[Bar], interval_s: int, previous_close: Decimal | None = None) -> list[Bar]:
+    """Bars in window order with every missing window between them as an empty bar."""
+    out: list[Bar] = []
+    for bar in sorted(bars, key=lambda b: b.start):
+        if out:
+            out.extend(Bar.empty(s, out[-1].close) for s in range(out[-1].start + interval_s, bar.start, interval_s))
+        out.append(bar)
+    return out
+
+
+def merge(bars: list[Bar], start: int) -> Bar:
+    """Consecutive bars (window order) as one longer bar, e.g. 10 s candles into 1 min."""
+    merged = Bar(start)
+    merged.open, merged.close = bars[0].open, bars[-1].close
+    merged.high = max(b.high for b in bars)
+    merged.low = min(b.low for b in bars)
+    for bar in bars:
+        merged.trades += bar.trades
+        merged.volume += bar.volume
+        merged.buy_volume += bar.buy_volume
+        merged.sell_volume += bar.sell_volume
+        merged.notional += bar.notional
+    return merged
+
+
+class Aggregator:
+    """Open windows of one market; finalizes them when the clock passes their end.
+
+    The caller chooses the clock: wall time minus a grace period for live
+    streams, the latest trade's time for backfill and replay. Windows at or
+    before the last finalized one are late: the caller amends those candles.
+    """
+
+    def __init__(
+        self, interval_s: int, last_final: int | None = None, last_close: Decimal | None = None, max_fill_s: int = 0
+    ):
+        self.interval_s = interval_s
+        self.last_final = last_final
+        self.last_close = last_close
+        self.max_fill_s = max_fill_s
+        self.open: dict[int, Bar] = {}
+
+    def add(self, ticks: Iterable[Tick]) -> dict[int, int]:
+        """Aggregate ticks; returns late windows (start -> trade count)."""
+        late: dict[int, int] = {}
+        interval, last_final, bars = self.interval_s, self.last_final, self.open
+        for tick in ticks:
+            start = int(tick.ts.timestamp()) // interval * interval
+            if last_final is not None and start <= last_final:
+                late[start] = late.get(start, 0) + 1
+                continue
+            bar = bars.get(start)
+            if bar is None:
+                bar = bars[start] = Bar(start)
+            bar.add(tick)
+        return late
+
+    def close_until(self, now: float) -> list[Bar]:
+        """Finalize every window that ended at or before now, empty ones included."""
+        interval = self.interval_s
+        last_closable = int(now) // interval * interval - interval
+        out: list[Bar] = []
+        for start in sorted(s for s in self.open if s <= last_closable):
+            out.extend(self._empties(start))
+            bar = self.open.pop(start)
+            out.append(bar)
+            self.last_final, self.last_close = start, bar.close
+        out.extend(self._empties(last_closable + interval))
+        return out
+
+    def close_all(self) -> list[Bar]:
+        """End of input (replay, backfill): finalize everything still open."""
+        if not self.open:
+            return []
+        return self.close_until(max(self.open) + self.interval_s)
+
+    def _empties(self, until: int) -> list[Bar]:
+        """Empty bars for windows after the last final one, before until."""
+        if self.last_final is None or self.last_close is None:
+            return []
+        first = self.last_final + self.interval_s
+        if until - first > self.max_fill_s:
+            # A long outage (or an old replay before live data): start a new series rather than
+            # inventing hours of flat candles.
+            self.last_final = until - self.interval_s if self.open else None
+            return []
+        bars = [Bar.empty(s, self.last_close) for s in range(first, until, self.interval_s)]
+        if bars:
+            self.last_final = bars[-1].start
+        return bars

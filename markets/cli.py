@@ -1,0 +1,44 @@
+"""Option parsing shared by the markets management commands: one-line CommandErrors."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from django.core.management.base import CommandError
+
+from markets.models import Market
+from markets.services import MarketError, get_market
+
+INTERVAL_RE = re.compile(r"^(\d+)([smh]?)$")
+UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def market_option(name: str) -> Market:
+    try:
+        return get_market(name)
+    except MarketError as exc:
+        raise CommandError(f"--market: {exc}") from None
+
+
+def time_option(raw: str | None, option: str) -> datetime | None:
+    """ISO-8601; a time without zone is UTC."""
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise CommandError(f"{option}: expected an ISO-8601 time such as 2021-07-01T00:00:00Z, got {raw!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def interval_option(raw: str, market: Market) -> int:
+    """'10s', '1m', '60' -> seconds; a multiple of the market's candle interval."""
+    match = INTERVAL_RE.match(raw.strip().lower())
+    seconds = int(match[1]) * UNIT_S[match[2]] if match else 0
+    if seconds <= 0 or seconds % market.interval_s:
+        raise CommandError(
+            f"--interval: expected a multiple of {market.name}'s {market.interval_s}s candles (e.g. 10s, 1m),"
+            f" got {raw!r}"
+        )
+    return seconds

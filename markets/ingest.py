@@ -1,0 +1,202 @@
+"""Store trades in batches and turn them into candles: the write path of every source."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+
+from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
+from markets.models import Candle, Market, Trade
+from markets.signals import candles_closed
+
+log = logging.getLogger(__name__)
+
+STAGING = "markets_trade_in"
+CANDLE_FIELDS = ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap", "final"]
+
+
+@dataclass
+class IngestStats:
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    candles: int = 0
+    amended: int = 0
+
+
+def store_trades(market: Market, ticks: list[Tick]) -> list[Tick]:
+    """COPY ticks into a staging table, insert the ones not stored yet; returns those (first of each id)."""
+    if not ticks:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGING}"
+            " (trade_id bigint, ts timestamptz, price numeric, qty numeric, side varchar(4))"
+        )
+        cursor.execute(f"TRUNCATE {STAGING}")
+        with cursor.copy(f"COPY {STAGING} (trade_id, ts, price, qty, side) FROM STDIN") as copy:
+            for t in ticks:
+                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side))
+        # ON CONFLICT without a target: duplicates of stored trades and within the batch are both skipped.
+        cursor.execute(
+            f"INSERT INTO {Trade._meta.db_table} (market_id, trade_id, ts, price, qty, side)"
+            f" SELECT %s, trade_id, ts, price, qty, side FROM {STAGING} ON CONFLICT DO NOTHING RETURNING trade_id",
+            [market.pk],
+        )
+        inserted = {row[0] for row in cursor.fetchall()}
+    if len(inserted) == len(ticks):
+        return ticks
+    new = []
+    for tick in ticks:
+        if tick.trade_id in inserted:
+            inserted.discard(tick.trade_id)
+            new.append(tick)
+    return new
+
+
+def candle_from_bar(market: Market, bar: Bar) -> Candle:
+    return Candle(
+        market=market,
+        interval_s=market.interval_s,
+        start=epoch_to_datetime(bar.start),
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        buy_volume=bar.buy_volume,
+        sell_volume=bar.sell_volume,
+        trades=bar.trades,
+        vwap=bar.vwap,
+        final=True,
+    )
+
+
+def bar_from_candle(candle: Candle) -> Bar:
+    bar = Bar(int(candle.start.timestamp()))
+    for name in ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades"):
+        setattr(bar, name, getattr(candle, name))
+    return bar
+
+
+def stored_ticks(market: Market, start, end) -> list[Tick]:
+    """Stored trades with start <= ts < end, in exchange order."""
+    rows = (
+        Trade.objects.filter(market=market, ts__gte=start, ts__lt=end)
+        .order_by("trade_id")
+        .values_list("trade_id", "ts", "price", "qty", "side")
+    )
+    return [Tick(*row) for row in rows]
+
+
+class Ingestor:
+    """Writes one market's trades and candles; one instance per running source.
+
+    Call it in autocommit mode: each batch is one transaction, and
+    candles_closed is sent after that transaction commits.
+    """
+
+    def __init__(self, market: Market):
+        self.market = market
+        self.interval_s = market.interval_s
+        self.stats = IngestStats()
+        last = Candle.objects.filter(market=market, interval_s=self.interval_s, final=True).order_by("-start").first()
+        self.aggregator = Aggregator(
+            self.interval_s,
+            last_final=int(last.start.timestamp()) if last else None,
+            last_close=last.close if last else None,
+            max_fill_s=settings.CANDLE_MAX_FILL_S,
+        )
+        # Trades stored after the last final window (a crash mid-window) go back into the open windows.
+        resume_from = last.start + timedelta(seconds=self.interval_s) if last else None
+        qs = Trade.objects.filter(market=market)
+        if resume_from is not None:
+            qs = qs.filter(ts__gte=resume_from)
+        self.aggregator.add(Tick(*row) for row in qs.order_by("trade_id").values_list(*Tick.__slots__))
+
+    def ingest(self, ticks: list[Tick], close_until: float | None = None) -> list[Candle]:
+        """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
+        with transaction.atomic():
+            new = store_trades(self.market, ticks)
+            self.stats.read += len(ticks)
+            self.stats.stored += len(new)
+            self.stats.duplicates += len(ticks) - len(new)
+            late = self.aggregator.add(new)
+            if late:
+                self._amend(late)
+            candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
+            if new:
+                Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
+        self._publish(candles)
+        return candles
+
+    def close(self, now: float) -> list[Candle]:
+        """Finalize windows on the clock (quiet markets still get their candles)."""
+        with transaction.atomic():
+            candles = self._finalize(self.aggregator.close_until(now))
+        self._publish(candles)
+        return candles
+
+    def flush(self) -> list[Candle]:
+        """End of input: finalize every open window."""
+        with transaction.atomic():
+            candles = self._finalize(self.aggregator.close_all())
+        self._publish(candles)
+        return candles
+
+    def _finalize(self, bars: list[Bar]) -> list[Candle]:
+        if not bars:
+            return []
+        candles = Candle.objects.bulk_create(
+            [candle_from_bar(self.market, bar) for bar in bars],
+            update_conflicts=True,
+            unique_fields=["market", "interval_s", "start"],
+            update_fields=CANDLE_FIELDS,
+        )
+        self.stats.candles += len(candles)
+        return candles
+
+    def _amend(self, late: dict[int, int]) -> None:
+        """Recompute late trades' windows from the stored trades (already including them)."""
+        interval = self.interval_s
+        ticks = stored_ticks(
+            self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s)
+        )
+        bars = bars_from_ticks(ticks, interval)
+        for start, count in sorted(late.items()):
+            bar = bars[start]
+            candle = candle_from_bar(self.market, bar)
+            values = {name: getattr(candle, name) for name in CANDLE_FIELDS}
+            Candle.objects.update_or_create(
+                market=self.market, interval_s=interval, start=candle.start, defaults=values
+            )
+            Candle.objects.filter(market=self.market, interval_s=interval, start=candle.start).update(
+                amended=F("amended") + count
+            )
+            self._reflatten_after(candle)
+            log.info("%s: %d late trade(s) amended the %s candle", self.market, count, candle.start.isoformat())
+        self.stats.amended += sum(late.values())
+        if self.aggregator.last_final is not None:
+            last = Candle.objects.get(
+                market=self.market, interval_s=interval, start=epoch_to_datetime(self.aggregator.last_final)
+            )
+            self.aggregator.last_close = last.close
+
+    def _reflatten_after(self, candle: Candle) -> None:
+        """Empty candles right after an amended one carry its (new) close."""
+        later = Candle.objects.filter(market=self.market, interval_s=self.interval_s, start__gt=candle.start)
+        next_traded = later.filter(trades__gt=0).order_by("start").values_list("start", flat=True).first()
+        empties = later.filter(trades=0)
+        if next_traded is not None:
+            empties = empties.filter(start__lt=next_traded)
+        c = candle.close
+        empties.update(open=c, high=c, low=c, close=c)
+
+    def _publish(self, candles: list[Candle]) -> None:
+        if candles:
+            candles_closed.send(sender=Market, market=self.market, candles=candles)

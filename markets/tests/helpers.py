@@ -1,0 +1,41 @@
+"""Plain, independent reference computations for the markets tests."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
+KRAKEN_BTCUSDT = SAMPLE / "kraken_BTCUSDT_trades_2023-11-17_to_2023-11-19.csv.gz"
+
+
+def read_rows(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def reference_candles(rows: list[dict], interval: int) -> list[list[str]]:
+    """Straightforward OHLCV per window in file order, gaps filled flat at the previous close."""
+    windows: dict[int, list[dict]] = {}
+    for row in rows:
+        second = int(datetime.fromisoformat(row["ts"]).timestamp())
+        windows.setdefault(second - second % interval, []).append(row)
+    out = []
+    start, last = min(windows), max(windows)
+    close = None
+    for t in range(start, last + interval, interval):
+        trades = windows.get(t, [])
+        prices = [Decimal(r["price"]) for r in trades]
+        if trades:
+            o, h, lo, close = prices[0], max(prices), min(prices), prices[-1]
+            volume = sum(Decimal(r["qty"]) for r in trades)
+        else:
+            o = h = lo = close
+            volume = Decimal(0)
+        ts = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append([ts, *(f"{v.normalize():f}" for v in (o, h, lo, close, volume)), str(len(trades))])
+    return out

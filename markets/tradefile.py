@@ -1,0 +1,127 @@
+"""Trades CSV files (`ts,price,qty,side,trade_id`, plain or gzip): reading and writing.
+
+Rows without a trade id get a stable one derived from the timestamp and the
+row order: epoch microseconds * 1000 + the row's rank among the rows with the
+same timestamp. Replaying a file twice therefore stores nothing twice, and
+sorting by id is exchange order (time, then file order).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import BinaryIO
+
+from markets.candles import Tick
+
+HEADER = ["ts", "price", "qty", "side", "trade_id"]
+SIDES = {"buy", "sell"}
+SAME_TS_LIMIT = 1000
+
+
+class TradeFileError(ValueError):
+    """A file or row is malformed; the message names the file and line."""
+
+
+def open_text(path: Path) -> tuple[io.TextIOWrapper, BinaryIO]:
+    """Text stream of a plain or gzip file (detected by its magic bytes), and the raw file for progress."""
+    raw = open(path, "rb")  # closed by the caller, with the text stream
+    magic = raw.read(2)
+    raw.seek(0)
+    binary = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
+    return io.TextIOWrapper(binary, encoding="utf-8", newline=""), raw
+
+
+def derived_id(ts: datetime, rank: int) -> int:
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000 + rank
+
+
+def parse_ts(raw: str) -> datetime:
+    ts = datetime.fromisoformat(raw)
+    if ts.tzinfo is None:
+        raise ValueError("no timezone (expected UTC, e.g. 2021-07-01T00:00:21.647000Z)")
+    return ts.astimezone(UTC)
+
+
+def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Tick, int]:
+    """One CSV row as a Tick; previous is (ts, rank) of the row before, for derived ids."""
+    if len(row) != 5:
+        raise ValueError(f"expected 5 fields (ts,price,qty,side,trade_id), got {len(row)}")
+    raw_ts, raw_price, raw_qty, side, raw_id = row
+    try:
+        ts = parse_ts(raw_ts)
+    except ValueError as exc:
+        raise ValueError(f"bad ts {raw_ts!r}: {exc}") from None
+    try:
+        price, qty = Decimal(raw_price), Decimal(raw_qty)
+    except InvalidOperation:
+        raise ValueError(f"bad price/qty {raw_price!r}/{raw_qty!r}: not decimal numbers") from None
+    if not (price.is_finite() and qty.is_finite() and price > 0 and qty > 0):
+        raise ValueError(f"price and qty must be positive, got {raw_price!r}/{raw_qty!r}")
+    if side not in SIDES:
+        raise ValueError(f"bad side {side!r}: expected buy or sell (taker side)")
+    rank = previous[1] + 1 if previous is not None and previous[0] == ts else 0
+    if raw_id:
+        try:
+            trade_id = int(raw_id)
+        except ValueError:
+            raise ValueError(f"bad trade_id {raw_id!r}: expected an integer or empty") from None
+    else:
+        if rank >= SAME_TS_LIMIT:
+            raise ValueError(f"more than {SAME_TS_LIMIT} rows share ts {raw_ts} and have no trade_id")
+        trade_id = derived_id(ts, rank)
+    return Tick(trade_id, ts, price, qty, side), rank
+
+
+def read_trades(
+    path: Path, batch_size: int = 10_000, progress: Callable[[int], None] | None = None
+) -> Iterator[list[Tick]]:
+    """Batches of ticks in file order; TradeFileError names file and line of a bad row.
+
+    progress, if given, is called with the bytes of the file read so far before each batch.
+    """
+    try:
+        stream, raw = open_text(path)
+    except OSError as exc:
+        raise TradeFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with stream, raw:
+        reader = csv.reader(stream)
+        try:
+            header = next(reader, None)
+            if header != HEADER:
+                raise TradeFileError(f"{path}:1: expected header {','.join(HEADER)}, got {header and ','.join(header)}")
+            batch: list[Tick] = []
+            previous = None
+            for row in reader:
+                try:
+                    tick, rank = parse_row(row, previous)
+                except ValueError as exc:
+                    raise TradeFileError(f"{path}:{reader.line_num}: {exc}") from None
+                previous = (tick.ts, rank)
+                batch.append(tick)
+                if len(batch) >= batch_size:
+                    if progress:
+                        progress(raw.tell())
+                    yield batch
+                    batch = []
+            if progress:
+                progress(raw.tell())
+            if batch:
+                yield batch
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+            raise TradeFileError(f"{path}:{reader.line_num}: unreadable: {exc}") from None
+
+
+def format_ts(ts: datetime, micro: bool = False) -> str:
+    """ISO-8601 UTC ending in Z (2021-07-01T00:00:20Z, or with .ffffff when micro)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_decimal(value: Decimal) -> str:
+    """Exact, without exponent or trailing zeros: 2278.150000000000 -> 2278.15."""
+    return f"{value.normalize():f}"

@@ -10,7 +10,5 @@ def may_read(user) -> bool:
 
 
 class ReadAccess(BasePermission):
-    message = "authentication required: send 'Authorization: Token <key>'"
-
     def has_permission(self, request, view) -> bool:
         return request.method in SAFE_METHODS and may_read(request.user)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
@@ -54,10 +55,11 @@ class Pagination(CursorPagination):
         limit = request.query_params.get(self.page_size_query_param)
         return int(limit) if limit else settings.API_PAGE_SIZE
 
-    def decode_cursor(self, request):
+    def paginate_queryset(self, queryset, request, view=None):
+        # A cursor is client input: undecodable, or decodable to a position of the wrong type.
         try:
-            return super().decode_cursor(request)
-        except NotFound:
+            return super().paginate_queryset(queryset, request, view)
+        except (NotFound, DjangoValidationError, ValueError, OverflowError):
             raise ValidationError({"cursor": ["invalid cursor"]}) from None
 
 

@@ -1,0 +1,203 @@
+"""REST API under /api/v1/: real replayed data, token auth, validation, pagination, throttling."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from cryptopred.redis_client import get_redis
+from inference.metrics import live_metrics
+from inference.models import Prediction
+from inference.pipeline import latest_key
+from markets.models import Candle
+from markets.replay import replay
+from modeling import registry
+
+from .conftest import api_user, train_model
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/api/v1/markets/kraken:ETH-USD"
+
+
+@pytest.fixture
+def replayed(market, parts, django_capture_on_commit_callbacks):
+    """Two slices of real trades: the first served by persistence, the second by a promoted model."""
+    with django_capture_on_commit_callbacks(execute=True):
+        replay(parts[0], market)
+    registry.promote(train_model(market), reason="test")
+    with django_capture_on_commit_callbacks(execute=True):
+        replay(parts[1], market)
+    return market
+
+
+@pytest.fixture
+def client() -> APIClient:
+    _, token = api_user()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def pages(client: APIClient, url: str) -> list[dict]:
+    results = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.json()
+        results += response.json()["results"]
+        url = response.json()["next"]
+    return results
+
+
+def test_anonymous_read_follows_the_setting(replayed):
+    anonymous = APIClient()
+    response = anonymous.get(f"{BASE}/predictions/latest/")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    with override_settings(API_ANONYMOUS_READ=True):
+        assert anonymous.get(f"{BASE}/predictions/latest/").status_code == 200
+
+
+def test_invalid_or_inactive_token_is_refused(replayed):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert client.get("/api/v1/markets/").status_code == 401
+    user, token = api_user("retired-bot")
+    user.is_active = False
+    user.save()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/v1/markets/").status_code == 401
+
+
+def test_writes_are_not_allowed(client, replayed):
+    assert client.post("/api/v1/markets/", {"exchange": "x"}).status_code == 403
+
+
+def test_markets_list_and_detail_with_stream_state(client, replayed):
+    listed = client.get("/api/v1/markets/").json()
+    assert [m["name"] for m in listed] == ["kraken:ETH-USD"]
+    detail = client.get(f"{BASE}/").json()
+    assert detail["stream_state"] == "stopped" and detail["interval_s"] == 10
+    assert detail["last_trade_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("name", ["kraken:BTC-USD", "kraken", "nope:", "kraken:ETH-USD-X"])
+def test_unknown_or_ill_formed_market_is_404(client, replayed, name):
+    for suffix in ["", "candles/", "predictions/", "predictions/latest/", "metrics/"]:
+        response = client.get(f"/api/v1/markets/{name}/{suffix}")
+        assert response.status_code == 404, (suffix, response.content)
+        assert name in response.json()["detail"]
+
+
+def test_candles_paginate_through_every_stored_candle(client, replayed):
+    stored = list(Candle.objects.filter(market=replayed).order_by("start"))
+    candles = pages(client, f"{BASE}/candles/?limit=37")
+    assert len(candles) == len(stored)
+    first, last = candles[0], candles[-1]
+    assert first["start"] == stored[0].start.isoformat().replace("+00:00", "Z")
+    assert first["close"] == f"{stored[0].close.normalize():f}"
+    assert datetime.fromisoformat(last["end"]) == stored[-1].start + timedelta(seconds=10)
+    assert last["end"].endswith("Z")
+    assert all(isinstance(c["volume"], str) for c in candles)
+
+
+def test_candles_time_range(client, replayed):
+    stored = list(Candle.objects.filter(market=replayed).order_by("start"))
+    start, end = stored[10].start, stored[20].start
+    body = client.get(f"{BASE}/candles/", {"start": start.isoformat(), "end": end.isoformat()}).json()
+    assert [c["start"] for c in body["results"]] == [c.start.isoformat().replace("+00:00", "Z") for c in stored[10:20]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("start=yesterday", "start"),
+        ("end=2022-13-45T00:00:00Z", "end"),
+        ("limit=-5", "limit"),
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=100000", "limit"),
+        ("cursor=garbage", "cursor"),
+        ("cursor=cD0yMDIy", "cursor"),
+        ("start=2022-03-20T12:00:00Z&end=2022-03-20T11:00:00Z", "end"),
+    ],
+)
+def test_bad_history_parameters_are_400_with_field_errors(client, replayed, query, field):
+    for endpoint in ["candles", "predictions"]:
+        response = client.get(f"{BASE}/{endpoint}/?{query}")
+        assert response.status_code == 400, (endpoint, response.content)
+        assert field in response.json()
+
+
+def test_prediction_history_and_latest(client, replayed):
+    stored = list(Prediction.objects.filter(market=replayed).order_by("made_at"))
+    history = pages(client, f"{BASE}/predictions/?limit=100")
+    assert [p["made_at"] for p in history] == [p.made_at.isoformat().replace("+00:00", "Z") for p in stored]
+    scored = [p for p in history if p["realized"] is not None]
+    assert len(scored) == len(history) - 1  # all but the newest, whose target window is not closed yet
+
+    latest = client.get(f"{BASE}/predictions/latest/").json()
+    newest = stored[-1]
+    assert latest["made_at"] == history[-1]["made_at"]
+    assert latest["model"] == {"id": newest.model_id, "version": newest.model_version, "algorithm": "ridge"}
+    assert latest["price"] == f"{newest.price.normalize():f}"
+    assert latest["target_time"].endswith("Z")
+
+
+def test_latest_prediction_from_the_database_when_the_cache_is_cold(client, replayed):
+    cached = client.get(f"{BASE}/predictions/latest/").json()
+    get_redis().delete(latest_key(replayed))
+    cold = client.get(f"{BASE}/predictions/latest/").json()
+    assert {k: cold[k] for k in ("made_at", "price", "lower", "upper", "model")} == {
+        k: cached[k] for k in ("made_at", "price", "lower", "upper", "model")
+    }
+
+
+def test_no_prediction_yet_is_404(client, market):
+    response = client.get(f"{BASE}/predictions/latest/")
+    assert response.status_code == 404
+    assert "no prediction yet" in response.json()["detail"]
+
+
+def test_metrics_endpoint_serves_live_metrics(client, replayed):
+    body = client.get(f"{BASE}/metrics/").json()
+    assert body == live_metrics(replayed)
+    assert {g["served_by"]["algorithm"] for g in body["models"]} == {"persistence", "ridge"}
+
+
+def test_models_list_filter_and_detail(client, replayed):
+    listed = client.get("/api/v1/models/", {"market": "kraken:ETH-USD"}).json()["results"]
+    assert len(listed) == 1 and listed[0]["status"] == "active" and "artifact" not in listed[0]
+    detail = client.get(f"/api/v1/models/{listed[0]['id']}/").json()
+    assert detail["live_metrics"]["count"] > 0
+    assert detail["live_metrics"]["model"]["rmse"] > 0
+    assert client.get("/api/v1/models/", {"market": "kraken:BTC-USD"}).status_code == 400
+    assert "market" in client.get("/api/v1/models/", {"market": "bad name"}).json()
+    assert client.get("/api/v1/models/99999999/").status_code == 404
+    assert client.get("/api/v1/models/", {"limit": "-1"}).status_code == 400
+
+
+@override_settings(API_THROTTLE_RATE="3/min", API_ANON_THROTTLE_RATE="2/min", API_ANONYMOUS_READ=True)
+def test_throttling_is_per_token(replayed):
+    clients = []
+    for name in ["bot-a", "bot-b"]:
+        _, token = api_user(name)
+        c = APIClient()
+        c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        clients.append(c)
+    a, b = clients
+    assert [a.get("/api/v1/markets/").status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert "Retry-After" in a.get("/api/v1/markets/").headers
+    assert b.get("/api/v1/markets/").status_code == 200
+    anonymous = APIClient()
+    assert [anonymous.get("/api/v1/markets/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_openapi_schema_and_docs(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert "/api/v1/markets/{market}/predictions/latest/" in schema["paths"]
+    assert "/api/v1/markets/{market}/candles/" in schema["paths"]
+    assert client.get("/api/docs/").status_code == 200

@@ -17,7 +17,8 @@
 
   const chart = LC.createChart(chartEl, {
     autoSize: true,
-    layout: { background: { color: "#ffffff" }, textColor: "#16181d" },
+    // Attribution is given as a labelled link under the chart instead of the unlabelled logo.
+    layout: { background: { color: "#ffffff" }, textColor: "#16181d", attributionLogo: false },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     rightPriceScale: { borderColor: "#d5d9e0" },
     timeScale: { borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true },

@@ -1,0 +1,25 @@
+import pytest
+from django.db import connections
+
+from web.tests.browser import AsgiServer, chrome
+
+
+@pytest.fixture
+def live_app(transactional_db, settings):
+    """The real ASGI app (HTTP + websocket, Redis channel layer) on a loopback port, open to anonymous readers."""
+    settings.API_ANONYMOUS_READ = True
+    # The server's worker threads must not keep connections open, or the test database cannot be flushed/dropped.
+    db = connections.settings["default"]
+    max_age, db["CONN_MAX_AGE"] = db["CONN_MAX_AGE"], 0
+    server = AsgiServer()
+    server.start()
+    yield server
+    server.stop()
+    db["CONN_MAX_AGE"] = max_age
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    browser = chrome(tmp_path_factory.mktemp("chromium-profile"))
+    yield browser
+    browser.quit()

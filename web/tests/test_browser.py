@@ -1,0 +1,169 @@
+"""The trader pages in a real headless Chromium against the real app, fed by replays of real trades."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from markets.models import Candle, Market
+from web.templatetags.web_format import price
+from web.tests.browser import sample_slice, screenshot, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+MARKET = "gemini:ETH-USD"
+
+
+def replay(tmp_path, first: int, count: int) -> Market:
+    path = sample_slice(tmp_path / f"trades-{first}.csv.gz", first, count)
+    call_command("replay", str(path), market=MARKET, stdout=None)
+    market = Market.objects.get(exchange="gemini", base="ETH", quote="USD")
+    if not market.enabled:
+        market.enabled = True
+        market.save(update_fields=["enabled"])
+    return market
+
+
+def last_candle(market: Market) -> Candle:
+    return Candle.objects.filter(market=market).latest("start")
+
+
+def connection_state(driver) -> str:
+    return driver.find_element(By.ID, "conn-state").get_attribute("data-state")
+
+
+def chart(driver):
+    return driver.find_element(By.ID, "chart")
+
+
+def test_overview_and_market_pages_load(live_app, driver, tmp_path):
+    market = replay(tmp_path, 0, 400)
+    close = price(last_candle(market).close)
+
+    driver.get(live_app.url + "/")
+    card = driver.find_element(By.CSS_SELECTOR, f'.market-card[data-market="{MARKET}"]')
+    assert card.find_element(By.CSS_SELECTOR, '[data-field="last-price"]').text == close
+    assert "persistence" in card.find_element(By.CSS_SELECTOR, '[data-field="model"]').text
+    wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
+    screenshot(driver, "overview")
+
+    card.find_element(By.LINK_TEXT, MARKET).click()
+    wait_until(driver, lambda d: int(chart(d).get_attribute("data-candles")) > 0, message="no candles drawn")
+    assert driver.find_element(By.CSS_SELECTOR, "#chart canvas").is_displayed()
+    assert int(chart(driver).get_attribute("data-predictions")) > 0
+    assert driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]').text == close
+    screenshot(driver, "market")
+
+
+def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
+    market = replay(tmp_path, 0, 300)
+    before = last_candle(market)
+    driver.get(f"{live_app.url}/markets/{MARKET}/?range=15m")
+    wait_until(driver, lambda d: int(chart(d).get_attribute("data-candles")) > 0, message="no history drawn")
+    wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
+    assert chart(driver).get_attribute("data-last-candle").startswith(before.start.strftime("%Y-%m-%dT%H:%M:%S"))
+    predictions_before = int(chart(driver).get_attribute("data-predictions"))
+
+    replay(tmp_path, 300, 150)  # the same pipeline as a live stream: candles_closed -> features -> inference
+    after = last_candle(market)
+    assert after.start > before.start
+
+    expected = after.start.strftime("%Y-%m-%dT%H:%M:%S")
+    wait_until(driver, lambda d: chart(d).get_attribute("data-last-candle").startswith(expected), message="no candle")
+    wait_until(driver, lambda d: int(chart(d).get_attribute("data-predictions")) > predictions_before)
+    last_price = driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]')
+    assert last_price.text == price(after.close)
+    screenshot(driver, "market-live")
+
+
+def test_connection_indicator_reacts_to_dropped_websocket(live_app, driver, tmp_path):
+    replay(tmp_path, 0, 100)
+    driver.get(f"{live_app.url}/markets/{MARKET}/")
+    wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
+
+    live_app.stop()
+    wait_until(driver, lambda d: connection_state(d) == "reconnecting", message="indicator ignored the drop")
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Reconnecting…"
+    screenshot(driver, "market-reconnecting")
+
+    live_app.start()
+    wait_until(driver, lambda d: connection_state(d) == "live", message="did not reconnect")
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Live"
+
+
+CONTRAST_JS = """
+function lum(rgb) {
+  const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function rgba(css) { return css.match(/[\\d.]+/g).map(Number); }
+function background(el) {
+  for (; el; el = el.parentElement) {
+    const c = rgba(getComputedStyle(el).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+  }
+  return [255, 255, 255];
+}
+const failures = [];
+for (const el of document.querySelectorAll("body *")) {
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || !el.offsetParent && getComputedStyle(el).position !== "fixed") continue;
+  const style = getComputedStyle(el);
+  const [fg, bg] = [lum(rgba(style.color).slice(0, 3)), lum(background(el))];
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  const large = parseFloat(style.fontSize) >= 24 || (parseFloat(style.fontSize) >= 18.66 && style.fontWeight >= 700);
+  if (ratio < (large ? 3 : 4.5)) {
+    failures.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+}
+return failures;
+"""
+
+UNLABELLED_JS = """
+return [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button, a[href]")]
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+  .map((el) => el.outerHTML.slice(0, 80));
+"""
+
+
+def test_accessibility_labels_contrast_and_keyboard(live_app, driver, tmp_path, django_user_model):
+    replay(tmp_path, 0, 100)
+    django_user_model.objects.create_user("trader", password="s3cret-pass")
+    for path in ["/accounts/login/", "/", f"/markets/{MARKET}/", "/models/"]:
+        driver.get(live_app.url + path)
+        for landmark in ["header", "nav", "main", "footer"]:
+            assert driver.find_elements(By.TAG_NAME, landmark), f"{path}: no <{landmark}>"
+        assert driver.find_element(By.TAG_NAME, "h1").text
+        assert driver.execute_script(UNLABELLED_JS) == [], path
+        assert driver.execute_script(CONTRAST_JS) == [], path
+
+    # Keyboard only: skip link first, range buttons reachable and operable, login form submits.
+    driver.get(f"{live_app.url}/markets/{MARKET}/")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert driver.switch_to.active_element.text == "Skip to content"
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.get_attribute("id") == "main"
+    for _ in range(10):
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        if driver.switch_to.active_element.get_attribute("data-range") == "6h":
+            break
+    focused = driver.switch_to.active_element
+    assert focused.get_attribute("data-range") == "6h"
+    assert driver.execute_script("return getComputedStyle(arguments[0]).outlineStyle", focused) != "none"
+    focused.send_keys(Keys.SPACE)
+    assert focused.get_attribute("aria-pressed") == "true"
+    wait_until(driver, lambda d: "range=6h" in d.current_url)
+
+    driver.get(live_app.url + "/accounts/login/")
+    driver.find_element(By.ID, "id_username").send_keys("trader")
+    driver.find_element(By.ID, "id_password").send_keys("s3cret-pass", Keys.ENTER)
+    wait_until(driver, lambda d: d.current_url.rstrip("/") == live_app.url, message="login did not land on /")
+    assert driver.find_element(By.CSS_SELECTOR, ".account .username").text == "trader"
+    assert not driver.find_elements(By.LINK_TEXT, "Admin")  # staff only
+    driver.set_window_size(390, 844)  # a phone
+    driver.get(f"{live_app.url}/markets/{MARKET}/")
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(driver, "market-phone")
+    driver.set_window_size(1280, 900)

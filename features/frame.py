@@ -35,7 +35,7 @@ class CandleFrame:
         return self.columns[name]
 
     def start_datetimes(self) -> list[datetime]:
-        return [datetime.fromtimestamp(int(s), UTC) for s in self.starts]
+        return [datetime_from_epoch(s) for s in self.starts]
 
 
 def to_epoch(dt: datetime) -> int:
@@ -79,3 +79,7 @@ def load_frame(market: Market, interval_s: int, first: datetime, last: datetime)
 
 def window_before(dt: datetime, interval_s: int, windows: int) -> datetime:
     return dt - timedelta(seconds=interval_s * windows)
+
+
+def datetime_from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)

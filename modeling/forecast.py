@@ -1,7 +1,9 @@
 """A trained forecaster: predicts the log return to the horizon plus an 80 % conformal band.
 
-The same object is used by training (validation arrays), backtest and live
-inference (one feature row), so there is one prediction computation.
+The band is normalized conformal: residual quantiles are measured in units of
+the recent volatility, so it widens in turbulent regimes and narrows in calm
+ones. The same object is used by training (validation arrays), backtest and
+live inference (one feature row), so there is one prediction computation.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from typing import Any
 import numpy as np
 
 PRICE_QUANTUM = Decimal("1e-8")
+VOLATILITY_FEATURES = ("vol_10", "vol_60")
+
+
+def volatility_scale(X: np.ndarray, names: list[str], floor: float) -> np.ndarray:
+    """Per-row scale of the band: RMS of the short and long volatility, at least floor."""
+    cols = [names.index(n) for n in VOLATILITY_FEATURES]
+    raw = np.sqrt(np.mean(np.nan_to_num(X[:, cols], nan=0.0) ** 2, axis=1))
+    return np.maximum(raw, floor)
 
 
 @dataclass
 class Forecaster:
-    """model maps feature rows to log returns; q_lo/q_hi are residual quantiles (10 %, 90 %)."""
+    """model maps feature rows to log returns; q_lo/q_hi are 10 %/90 % residual quantiles in volatility units."""
 
     algorithm: str
     model: Any  # a fitted scikit-learn regressor, or None for persistence
     features: list[str]
     q_lo: float
     q_hi: float
+    scale_floor: float
 
     def predict_returns(self, X: np.ndarray) -> np.ndarray:
         if self.model is None:
@@ -33,7 +44,8 @@ class Forecaster:
 
     def predict_prices(self, close: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = self.predict_returns(X)
-        return close * np.exp(r), close * np.exp(r + self.q_lo), close * np.exp(r + self.q_hi)
+        s = volatility_scale(X, self.features, self.scale_floor)
+        return close * np.exp(r), close * np.exp(r + self.q_lo * s), close * np.exp(r + self.q_hi * s)
 
     def vector(self, values: dict) -> np.ndarray:
         return np.array([[np.nan if values.get(n) is None else values[n] for n in self.features]], dtype=float)
@@ -48,10 +60,10 @@ class Forecaster:
             "algorithm": self.algorithm,
             "model": self.model,
             "features": self.features,
-            "q": [self.q_lo, self.q_hi],
+            "band": [self.q_lo, self.q_hi, self.scale_floor],
         }
 
     @classmethod
     def from_payload(cls, payload: dict) -> Forecaster:
-        q_lo, q_hi = payload["q"]
-        return cls(payload["algorithm"], payload["model"], list(payload["features"]), float(q_lo), float(q_hi))
+        q_lo, q_hi, floor = (float(v) for v in payload["band"])
+        return cls(payload["algorithm"], payload["model"], list(payload["features"]), q_lo, q_hi, floor)

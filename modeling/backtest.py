@@ -1,0 +1,154 @@
+"""Walk-forward backtest over stored candles, run the way production runs.
+
+At each retrain point: train on the preceding window only (rows whose target
+was known by then), apply the same promotion gate against the model being
+served, then predict every window until the next retrain point with what
+production would serve: the new model if promoted, else the active one, else
+persistence.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from features.frame import datetime_from_epoch
+from features.store import compute_features
+from markets.models import Market
+from modeling.forecast import Forecaster
+from modeling.training import Dataset, TrainingError, build_dataset, evaluate, persistence_forecaster, train
+
+
+@dataclass
+class BacktestConfig:
+    interval_s: int
+    horizon: int
+    train_window_s: int
+    retrain_every_s: int
+    margin: float
+    folds: int
+    validation_fraction: float
+    min_rows: int
+
+
+@dataclass
+class Backtest:
+    market: Market
+    config: BacktestConfig
+    ds: Dataset  # predicted rows
+    price: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    persistence: tuple[np.ndarray, np.ndarray, np.ndarray]
+    algorithm: np.ndarray  # served algorithm per row
+    version: np.ndarray  # served model version per row (0 = persistence)
+    retrains: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        c, actual = self.ds.close, self.ds.actual
+        by_algorithm = {
+            name: evaluate(c[m], actual[m], self.price[m], self.lower[m], self.upper[m])
+            for name in sorted(set(self.algorithm))
+            if (m := self.algorithm == name).any()
+        }
+        return {
+            "market": self.market.name,
+            "interval_s": self.config.interval_s,
+            "horizon": self.config.horizon,
+            "rows": len(self.ds),
+            "start": iso(self.ds.starts[0]),
+            "end": iso(self.ds.starts[-1]),
+            "served": evaluate(c, actual, self.price, self.lower, self.upper),
+            "persistence": evaluate(c, actual, *self.persistence),
+            "by_algorithm": by_algorithm,
+            "retrains": self.retrains,
+        }
+
+    def write_csv(self, path: Path) -> None:
+        step = self.config.interval_s
+        with open(path, "w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(CSV_HEADER)
+            for i, start in enumerate(self.ds.starts):
+                made = int(start) + step
+                out.writerow(
+                    [
+                        iso(made),
+                        iso(made + self.config.horizon * step),
+                        repr(float(self.ds.close[i])),
+                        repr(float(self.price[i])),
+                        repr(float(self.lower[i])),
+                        repr(float(self.upper[i])),
+                        repr(float(self.ds.actual[i])),
+                        self.algorithm[i],
+                        int(self.version[i]),
+                    ]
+                )
+
+
+CSV_HEADER = ["made_at", "target_time", "close", "price", "lower", "upper", "realized", "algorithm", "version"]
+
+
+def iso(epoch: int) -> str:
+    return datetime_from_epoch(int(epoch)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: datetime) -> Backtest:
+    iv, h = config.interval_s, config.horizon
+    full = build_dataset(compute_features(market, iv, start, end), h)
+    first_retrain = int(start.timestamp()) + config.train_window_s
+    if not len(full) or full.starts[-1] < first_retrain:
+        have = (full.starts[-1] - full.starts[0] + iv) if len(full) else 0
+        raise TrainingError(
+            f"{market}: {have}s of usable {iv}s windows between {start:%Y-%m-%dT%H:%M:%SZ} and "
+            f"{end:%Y-%m-%dT%H:%M:%SZ}; a backtest needs more than --train-window ({config.train_window_s}s) "
+            f"of data, then windows to predict"
+        )
+    served: Forecaster | None = None
+    version = 0
+    persistence: Forecaster | None = None
+    predicted = np.zeros(len(full), dtype=bool)
+    bands = np.full((6, len(full)), np.nan)  # served price/lower/upper, persistence price/lower/upper
+    algorithm = np.full(len(full), "", dtype=object)
+    versions = np.zeros(len(full), dtype=int)
+    retrains: list[dict] = []
+    for p in range(first_retrain, int(full.starts[-1]) + 1, config.retrain_every_s):
+        known = (full.starts >= p - config.train_window_s) & (full.starts + (h + 1) * iv <= p)
+        train_ds = full.subset(known)
+        event = {"at": iso(p), "rows": len(train_ds)}
+        if len(train_ds) >= config.min_rows:
+            outcome = train(train_ds, served, config.margin, config.folds, config.validation_fraction)
+            persistence = persistence_forecaster(train_ds)
+            if outcome.promote:
+                served, version = outcome.forecaster, version + 1
+            event |= {"promoted": outcome.promote, "reason": outcome.reason}
+        else:
+            event |= {"promoted": False, "reason": f"too little data ({len(train_ds)} < {config.min_rows} rows)"}
+        retrains.append(event)
+        rows = (full.starts >= p) & (full.starts < p + config.retrain_every_s)
+        if persistence is None or not rows.any():
+            continue
+        model = served or persistence
+        close, X = full.close[rows], full.X[rows]
+        bands[:3, rows] = model.predict_prices(close, X)
+        bands[3:, rows] = persistence.predict_prices(close, X)
+        algorithm[rows], versions[rows], predicted[rows] = model.algorithm, version if served else 0, True
+    if not predicted.any():
+        raise TrainingError(f"{market}: no window could be predicted (every training window had too little data)")
+    b = bands[:, predicted]
+    return Backtest(
+        market,
+        config,
+        full.subset(predicted),
+        b[0],
+        b[1],
+        b[2],
+        (b[3], b[4], b[5]),
+        algorithm[predicted],
+        versions[predicted],
+        retrains,
+    )

@@ -1,0 +1,39 @@
+"""Option parsing shared by the modeling commands: one-line CommandErrors."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import CommandError
+
+from modeling.durations import parse_duration
+
+
+def duration_option(raw: str, option: str) -> int:
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+def positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def metrics_table(rows: dict[str, dict | None]) -> str:
+    """Metrics side by side, one line per candidate, for terminal output."""
+    keys = ["rows", "rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"]
+    lines = [" " * 36 + "".join(f"{k:>22}" for k in keys)]
+    for name, metrics in rows.items():
+        if metrics is None:
+            continue
+        cells = [json.dumps(metrics.get(k)) if isinstance(metrics.get(k), int) else _num(metrics.get(k)) for k in keys]
+        lines.append(f"{name:<36}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.6g}"

@@ -1,0 +1,77 @@
+"""manage.py backtest --market M [--interval 10s] [--horizon 1] [--start ISO] [--end ISO]
+[--train-window 6h] [--retrain-every 1h] [--json] [--out predictions.csv]"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from markets.cli import market_option, time_option
+from markets.models import Candle
+from modeling.backtest import BacktestConfig, run_backtest
+from modeling.cli import duration_option, metrics_table, positive_int
+from modeling.services import default_interval
+from modeling.training import TrainingError
+
+
+class Command(BaseCommand):
+    help = "Walk-forward backtest over stored candles: retrain, gate and serve exactly as production does."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--market", required=True, help="EXCHANGE:BASE-QUOTE")
+        parser.add_argument("--interval", help="candle interval, e.g. 10s, 1m (default: the market's)")
+        parser.add_argument("--horizon", type=positive_int, default=1, help="windows ahead (default 1)")
+        parser.add_argument("--start", help="ISO-8601 (default: first candle)")
+        parser.add_argument("--end", help="ISO-8601 (default: last candle)")
+        parser.add_argument("--train-window", default="6h", help="training data at each retrain (default 6h)")
+        parser.add_argument("--retrain-every", default="1h", help="time between retrains (default 1h)")
+        parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        parser.add_argument("--out", type=Path, help="write every prediction to this CSV file")
+
+    def handle(self, *args, **options):
+        market = market_option(options["market"])
+        interval_s = (
+            duration_option(options["interval"], "--interval") if options["interval"] else default_interval(market)
+        )
+        candles = Candle.objects.filter(market=market, interval_s=interval_s, final=True).order_by("start")
+        first, last = candles.values_list("start", flat=True).first(), candles.values_list("start", flat=True).last()
+        if first is None:
+            raise CommandError(f"--market: {market} has no {interval_s}s candles stored")
+        start = time_option(options["start"], "--start") or first
+        end = time_option(options["end"], "--end") or last
+        if end <= start:
+            raise CommandError(f"--end ({end.isoformat()}) must be after --start ({start.isoformat()})")
+        config = BacktestConfig(
+            interval_s=interval_s,
+            horizon=options["horizon"],
+            train_window_s=duration_option(options["train_window"], "--train-window"),
+            retrain_every_s=duration_option(options["retrain_every"], "--retrain-every"),
+            margin=settings.PROMOTION_MARGIN,
+            folds=settings.TRAIN_FOLDS,
+            validation_fraction=settings.TRAIN_VALIDATION_FRACTION,
+            min_rows=settings.TRAIN_MIN_ROWS,
+        )
+        try:
+            result = run_backtest(market, config, start, end)
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["out"]:
+            try:
+                result.write_csv(options["out"])
+            except OSError as exc:
+                raise CommandError(f"--out: cannot write {options['out']}: {exc.strerror or exc}") from None
+        summary = result.summary()
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, indent=2))
+            return
+        promoted = sum(1 for r in summary["retrains"] if r.get("promoted"))
+        self.stdout.write(
+            f"{summary['market']} {interval_s}s +{config.horizon}: {summary['rows']} predictions "
+            f"{summary['start']} → {summary['end']}, {len(summary['retrains'])} retrains, {promoted} promoted"
+        )
+        rows = {"served": summary["served"], "persistence": summary["persistence"]}
+        rows |= {f"  served by {k}": v for k, v in summary["by_algorithm"].items()}
+        self.stdout.write(metrics_table(rows))

@@ -1,0 +1,44 @@
+"""manage.py train --market M [--json]"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from markets.cli import market_option
+from modeling.cli import duration_option, metrics_table, positive_int
+from modeling.services import train_market
+from modeling.training import TrainingError
+
+
+class Command(BaseCommand):
+    help = "Train a market's models now on its last TRAIN_WINDOW of candles and apply the promotion gate."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--market", required=True, help="EXCHANGE:BASE-QUOTE")
+        parser.add_argument("--interval", help="candle interval, e.g. 10s, 1m (default: the market's)")
+        parser.add_argument("--horizon", type=positive_int, help="windows ahead (default PREDICTION_HORIZON)")
+        parser.add_argument("--train-window", help="data to use, e.g. 24h (default TRAIN_WINDOW)")
+        parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    def handle(self, *args, **options):
+        market = market_option(options["market"])
+        interval_s = duration_option(options["interval"], "--interval") if options["interval"] else None
+        window_s = duration_option(options["train_window"], "--train-window") if options["train_window"] else None
+        try:
+            artifact = train_market(market, interval_s, options["horizon"], window_s)
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            result = {
+                "model_id": artifact.pk,
+                "status": artifact.status,
+                "reason": artifact.reason,
+                "metrics": artifact.metrics,
+            }
+            self.stdout.write(json.dumps(result, indent=2))
+            return
+        self.stdout.write(f"model {artifact.pk} ({artifact}): {artifact.status}\n{artifact.reason}")
+        m = artifact.metrics
+        self.stdout.write(metrics_table({"persistence": m["persistence"], **m["candidates"], "active": m["active"]}))

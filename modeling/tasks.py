@@ -1,0 +1,24 @@
+"""Celery tasks of the modeling app: thin wrappers around modeling.services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from markets.services import get_market
+from modeling.services import train_market
+from modeling.training import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="modeling.train_market")
+def train_market_task(market: str) -> dict:
+    """Scheduled training of one market (see modeling.schedule)."""
+    try:
+        artifact = train_market(get_market(market))
+    except TrainingError as exc:
+        log.info("training skipped: %s", exc)
+        return {"market": market, "status": "skipped", "reason": str(exc)}
+    return {"market": market, "model_id": artifact.pk, "status": artifact.status, "reason": artifact.reason}

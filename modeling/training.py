@@ -1,0 +1,233 @@
+"""Training: dataset from feature rows, walk-forward validation, candidates, conformal bands, the gate.
+
+Pure functions over arrays (no database), shared by the train command, the
+scheduled task, the backtest and bench/train.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from features.store import FeatureBatch
+from modeling.forecast import Forecaster, volatility_scale
+
+PERSISTENCE = "persistence"
+COVERAGE = 0.8
+Q_LO, Q_HI = (1 - COVERAGE) / 2, 1 - (1 - COVERAGE) / 2
+
+# Candidate algorithms and their hyper-parameters (stored with each artifact).
+ALGORITHMS = {
+    "ridge": {"alpha": 100.0},
+    "hist_gradient_boosting": {
+        "max_iter": 60,
+        "learning_rate": 0.1,
+        "max_leaf_nodes": 15,
+        "max_bins": 63,
+        "min_samples_leaf": 200,
+        "l2_regularization": 1.0,
+        "early_stopping": False,
+        "random_state": 0,
+    },
+}
+
+
+def make_model(algorithm: str):
+    if algorithm == "ridge":
+        return make_pipeline(StandardScaler(), Ridge(**ALGORITHMS["ridge"]))
+    return HistGradientBoostingRegressor(**ALGORITHMS[algorithm])
+
+
+class TrainingError(Exception):
+    """Training cannot run (too little data); the message says how much is needed."""
+
+
+@dataclass
+class Dataset:
+    """Rows with a full feature vector and a known target: y = log(close[t + horizon] / close[t])."""
+
+    interval_s: int
+    horizon: int
+    starts: np.ndarray  # epoch seconds of each row's window
+    names: list[str]
+    X: np.ndarray
+    close: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask: np.ndarray) -> Dataset:
+        return Dataset(
+            self.interval_s, self.horizon, self.starts[mask], self.names, self.X[mask], self.close[mask], self.y[mask]
+        )
+
+    @property
+    def actual(self) -> np.ndarray:
+        return self.close * np.exp(self.y)
+
+    def span(self) -> tuple[datetime, datetime]:
+        from features.frame import datetime_from_epoch
+
+        return datetime_from_epoch(self.starts[0]), datetime_from_epoch(self.starts[-1])
+
+
+def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True) -> Dataset:
+    """Rows of batch with every feature known (and, if required, the close horizon windows later)."""
+    close = batch.close
+    future = np.full_like(close, np.nan)
+    if horizon < len(close):
+        future[: len(close) - horizon] = close[horizon:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(future / close)
+    ok = np.isfinite(close) & np.all(np.isfinite(batch.matrix), axis=1)
+    if require_target:
+        ok &= np.isfinite(y)
+    starts = np.array([int(s.timestamp()) for s in batch.starts], dtype=np.int64)
+    return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok])
+
+
+def evaluate(close: np.ndarray, actual: np.ndarray, price: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> dict:
+    """Errors in price units and basis points, direction on windows that moved, 80 % band coverage.
+
+    Directional accuracy: a forecast of "no move" on a window that moved counts
+    as half right (a coin flip), so persistence scores 0.5.
+    """
+    err = price - actual
+    moved = actual != close
+    agree = np.where(price == close, 0.5, (np.sign(price - close) == np.sign(actual - close)).astype(float))
+    return {
+        "rows": len(close),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "mae_bps": float(np.mean(np.abs(err) / close) * 1e4),
+        "directional_accuracy": float(np.mean(agree[moved])) if moved.any() else None,
+        "moved_rows": int(moved.sum()),
+        "coverage_80": float(np.mean((lower <= actual) & (actual <= upper))),
+    }
+
+
+def band(residuals: np.ndarray) -> tuple[float, float]:
+    """Split-conformal 80 % band: the 10 % and 90 % quantiles of out-of-sample (scaled) residuals."""
+    return float(np.quantile(residuals, Q_LO)), float(np.quantile(residuals, Q_HI))
+
+
+def scale_floor(ds: Dataset) -> float:
+    """Smallest band scale: the 5 % quantile of positive volatility, so flat stretches keep a band."""
+    raw = volatility_scale(ds.X, ds.names, 0.0)
+    positive = raw[raw > 0]
+    return float(np.quantile(positive, 0.05)) if len(positive) else 1e-6
+
+
+def fit(algorithm: str, ds: Dataset) -> object | None:
+    if algorithm == PERSISTENCE:
+        return None
+    return make_model(algorithm).fit(ds.X, ds.y)
+
+
+@dataclass
+class WalkForward:
+    """Out-of-sample predictions of one algorithm over the validation folds."""
+
+    returns: np.ndarray  # predicted log returns, validation rows
+    lower: np.ndarray  # band bounds (log return) from earlier folds' residuals only
+    upper: np.ndarray
+    residuals: np.ndarray  # (y - prediction) / volatility scale, validation rows
+
+
+def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
+    start = int(n * (1 - validation_fraction))
+    return np.linspace(start, n, folds + 1).astype(int)
+
+
+def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) -> WalkForward:
+    """Train on everything whose target was known before each fold, predict the fold; time order only."""
+    lo, hi = bounds[0], bounds[-1]
+    returns = np.zeros(hi - lo)
+    for a, b in pairwise(bounds):
+        known = ds.starts + ds.horizon * ds.interval_s <= ds.starts[a]
+        model = fit(algorithm, ds.subset(known & (np.arange(len(ds)) < a)))
+        if model is not None:
+            returns[a - lo : b - lo] = model.predict(ds.X[a:b])
+    scale = volatility_scale(ds.X[lo:hi], ds.names, floor)
+    residuals = (ds.y[lo:hi] - returns) / scale
+    lower, upper = np.full(hi - lo, np.nan), np.full(hi - lo, np.nan)
+    for a, b in pairwise(bounds[1:]):
+        q_lo, q_hi = band(residuals[: a - lo])
+        lower[a - lo : b - lo] = returns[a - lo : b - lo] + q_lo * scale[a - lo : b - lo]
+        upper[a - lo : b - lo] = returns[a - lo : b - lo] + q_hi * scale[a - lo : b - lo]
+    return WalkForward(returns, lower, upper, residuals)
+
+
+@dataclass
+class TrainOutcome:
+    forecaster: Forecaster  # the chosen candidate, refit on all rows
+    metrics: dict  # {"model", "persistence", "active", "candidates", "validation"}
+    promote: bool
+    reason: str
+    params: dict = field(default_factory=dict)
+
+
+def train(
+    ds: Dataset, active: Forecaster | None, margin: float, folds: int, validation_fraction: float
+) -> TrainOutcome:
+    """Walk-forward every candidate next to persistence, pick the best, apply the promotion gate.
+
+    Metrics cover folds 2..n: the first fold's out-of-sample residuals only calibrate the bands.
+    """
+    bounds = fold_bounds(len(ds), folds, validation_fraction)
+    val = ds.subset(np.arange(len(ds)) >= bounds[1])
+    offset = bounds[1] - bounds[0]
+
+    def score(wf: WalkForward) -> dict:
+        c = val.close
+        r, lo, hi = wf.returns[offset:], wf.lower[offset:], wf.upper[offset:]
+        return evaluate(c, val.actual, c * np.exp(r), c * np.exp(lo), c * np.exp(hi))
+
+    floor = scale_floor(ds.subset(np.arange(len(ds)) < bounds[0]))
+    runs = {name: walk_forward(name, ds, bounds, floor) for name in (PERSISTENCE, *ALGORITHMS)}
+    candidates = {name: score(wf) for name, wf in runs.items()}
+    best = min(ALGORITHMS, key=lambda name: candidates[name]["rmse"])
+    active_metrics = None
+    if active is not None and active.features == ds.names:
+        price, lower, upper = active.predict_prices(val.close, val.X)
+        active_metrics = evaluate(val.close, val.actual, price, lower, upper)
+    metrics = {
+        "model": candidates[best],
+        "persistence": candidates[PERSISTENCE],
+        "active": active_metrics,
+        "candidates": candidates,
+        "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},
+    }
+    promote, reason = gate(candidates[best], candidates[PERSISTENCE], active_metrics, margin)
+    q_lo, q_hi = band(runs[best].residuals)
+    forecaster = Forecaster(best, fit(best, ds), ds.names, q_lo, q_hi, floor)
+    return TrainOutcome(forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]))
+
+
+def gate(model: dict, persistence: dict, active: dict | None, margin: float) -> tuple[bool, str]:
+    """Promote only if validation RMSE beats persistence and the active model by the margin."""
+    need = 1 - margin
+    text = f"validation RMSE {model['rmse']:.6g} vs persistence {persistence['rmse']:.6g}"
+    if active is not None:
+        text += f" and active {active['rmse']:.6g}"
+    text += f" (margin {margin:.1%}, {model['rows']} windows)"
+    if not model["rmse"] < persistence["rmse"] * need:
+        return False, f"does not beat persistence: {text}"
+    if active is not None and not model["rmse"] < active["rmse"] * need:
+        return False, f"does not beat the active model: {text}"
+    return True, f"beats {'persistence and the active model' if active else 'persistence'}: {text}"
+
+
+def persistence_forecaster(ds: Dataset) -> Forecaster:
+    """Price stays the same, with the band of past returns: what is served without a model."""
+    floor = scale_floor(ds)
+    q_lo, q_hi = band(ds.y / volatility_scale(ds.X, ds.names, floor))
+    return Forecaster(PERSISTENCE, None, ds.names, q_lo, q_hi, floor)

@@ -7,8 +7,6 @@ group, model None) and of the market as a whole.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from django.conf import settings
 from django.db.models import F, QuerySet, Window
@@ -17,6 +15,7 @@ from django.db.models.functions import RowNumber
 from inference.models import Prediction
 from markets.models import Market
 from modeling.models import ModelArtifact
+from modeling.training import evaluate
 
 COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 
@@ -24,27 +23,16 @@ COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 def error_metrics(rows: list[tuple]) -> dict:
     """Metrics of (price, lower, upper, base_close, realized) rows, model and persistence.
 
-    Directional accuracy counts only windows where the price moved; persistence
-    predicts no move and has no interval, so those two are null for it.
+    The same evaluation as training's validation (modeling.training.evaluate), so live
+    and validation figures compare. Persistence predicts no move and has no interval:
+    its directional accuracy is 0.5 by that convention and its coverage is null.
     """
     if not rows:
         return {"count": 0, "model": None, "persistence": None}
     price, lower, upper, base, realized = np.array(rows, dtype=float).T
-    moved = realized != base
-    hits = np.sign(price - base)[moved] == np.sign(realized - base)[moved]
-    return {
-        "count": len(rows),
-        "model": {
-            **_errors(price - realized),
-            "directional_accuracy": float(hits.mean()) if moved.any() else None,
-            "coverage": float(((lower <= realized) & (realized <= upper)).mean()),
-        },
-        "persistence": {**_errors(base - realized), "directional_accuracy": None, "coverage": None},
-    }
-
-
-def _errors(error: np.ndarray) -> dict:
-    return {"rmse": math.sqrt(float(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+    persistence = evaluate(base, realized, base, base, base)
+    persistence["coverage_80"] = None
+    return {"count": len(rows), "model": evaluate(base, realized, price, lower, upper), "persistence": persistence}
 
 
 def _scored(market: Market) -> QuerySet:

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import gzip
-from itertools import pairwise
+import socket
+import threading
+import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models import Max, Min
 from rest_framework.authtoken.models import Token
-from sklearn.linear_model import Ridge
 
 from cryptopred.redis_client import get_redis
+from features.definitions import VERSION
 from features.models import FeatureRow
 from markets.models import Market
 from markets.services import get_or_create_market
-from modeling import registry, serialization
-from modeling.forecast import Forecaster
+from modeling import registry, serialization, training
+from modeling.forecast import Forecaster, volatility_scale
 from modeling.models import ModelArtifact
+from modeling.services import load_dataset
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 KRAKEN_ETH = SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz"  # 1,000 real trades over 110 minutes
@@ -64,24 +67,23 @@ def market(db) -> Market:
 
 
 def train_model(market: Market) -> ModelArtifact:
-    """A ridge forecaster fitted on the market's stored feature rows, registered as a candidate."""
-    rows = list(FeatureRow.objects.filter(market=market, interval_s=market.interval_s).order_by("start"))
-    names = sorted(rows[0].values)
-    forecaster = Forecaster("ridge", None, names, 0.0, 0.0)
-    X = np.vstack([forecaster.vector(r.values) for r in rows[:-1]])
-    y = np.log([float(b.close) / float(a.close) for a, b in pairwise(rows)])
-    forecaster.model = Ridge(alpha=1.0).fit(np.nan_to_num(X), y)
-    residuals = y - forecaster.predict_returns(X)
-    forecaster.q_lo, forecaster.q_hi = (float(q) for q in np.quantile(residuals, [0.1, 0.9]))
+    """A ridge forecaster fitted (with modeling's own functions) on every stored window, as a candidate."""
+    span = FeatureRow.objects.filter(market=market, interval_s=market.interval_s).aggregate(Min("start"), Max("start"))
+    ds = load_dataset(market, market.interval_s, 1, span["start__min"], span["start__max"])
+    model = training.fit("ridge", ds)
+    floor = training.scale_floor(ds)
+    residuals = (ds.y - model.predict(ds.X)) / volatility_scale(ds.X, ds.names, floor)
+    forecaster = Forecaster("ridge", model, ds.names, *training.band(residuals), floor)
     data, sha256 = serialization.dump(forecaster.payload())
+    first, last = ds.span()
     return ModelArtifact.objects.create(
         market=market,
         interval_s=market.interval_s,
         horizon=1,
-        feature_version=rows[0].version,
+        feature_version=VERSION,
         algorithm="ridge",
-        train_start=rows[0].start,
-        train_end=rows[-1].start,
+        train_start=first,
+        train_end=last,
         artifact=data,
         sha256=sha256,
         version=registry.next_version(market, market.interval_s, 1),
@@ -91,3 +93,48 @@ def train_model(market: Market) -> ModelArtifact:
 def api_user(username: str = "bot") -> tuple:
     user = get_user_model().objects.create_user(username)
     return user, Token.objects.create(user=user)
+
+
+class Server:
+    """The real ASGI application under uvicorn, in a thread, on an ephemeral loopback port."""
+
+    def __init__(self):
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(
+            "cryptopred.asgi:application", ws="websockets-sansio", lifespan="off", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("uvicorn did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, path: str = "/ws/v1/stream/") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup):
+    from django.db import connections
+
+    # Server threads must not keep test-database connections open past the session.
+    connections["default"].settings_dict["CONN_MAX_AGE"] = 0
+    with Server() as running:
+        yield running

@@ -1,0 +1,91 @@
+"""Live metrics equal a direct computation over the stored, scored predictions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from django.test import override_settings
+
+from inference.metrics import live_metrics, model_live_metrics
+from inference.models import Prediction
+from markets.replay import replay
+from modeling import registry
+
+from .conftest import train_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def direct(predictions: list[Prediction]) -> dict:
+    """Plain-Python reference, one prediction at a time (no move predicted on a moving window = half right)."""
+
+    def side(price, lower, upper) -> dict:
+        n = len(predictions)
+        errors = [float(price(p) - p.realized) for p in predictions]
+        moved = [p for p in predictions if p.realized != p.base_close]
+        agree = [
+            0.5 if price(p) == p.base_close else float((price(p) > p.base_close) == (p.realized > p.base_close))
+            for p in moved
+        ]
+        return {
+            "rows": n,
+            "rmse": math.sqrt(sum(e * e for e in errors) / n),
+            "mae": sum(abs(e) for e in errors) / n,
+            "mae_bps": sum(abs(e) / float(p.base_close) for e, p in zip(errors, predictions, strict=True)) / n * 1e4,
+            "directional_accuracy": sum(agree) / len(moved) if moved else None,
+            "moved_rows": len(moved),
+            "coverage_80": sum(lower(p) <= p.realized <= upper(p) for p in predictions) / n,
+        }
+
+    persistence = side(lambda p: p.base_close, lambda p: p.base_close, lambda p: p.base_close)
+    persistence["coverage_80"] = None
+    return {
+        "count": len(predictions),
+        "model": side(lambda p: p.price, lambda p: p.lower, lambda p: p.upper),
+        "persistence": persistence,
+    }
+
+
+def assert_close(actual: dict, expected: dict) -> None:
+    assert actual["count"] == expected["count"]
+    for side in ("model", "persistence"):
+        for name, value in expected[side].items():
+            if value is None:
+                assert actual[side][name] is None, (side, name)
+            else:
+                assert actual[side][name] == pytest.approx(value, rel=1e-9), (side, name)
+
+
+@override_settings(LIVE_METRICS_WINDOW=150)
+def test_live_metrics_equal_a_direct_computation(market, parts):
+    replay(parts[0], market)
+    artifact = train_model(market)
+    registry.promote(artifact, reason="test")
+    replay(parts[1], market)
+    replay(parts[2], market)
+
+    scored = Prediction.objects.filter(market=market, realized__isnull=False).order_by("-made_at")
+    by_model = list(scored.filter(model=artifact))
+    by_persistence = list(scored.filter(model__isnull=True))
+    assert len(by_model) > 150 and len(by_persistence) > 50  # the window cuts the model's history
+
+    metrics = live_metrics(market)
+    assert (metrics["market"], metrics["window"], metrics["horizon"]) == ("kraken:ETH-USD", 150, 1)
+    assert_close(metrics["served"], direct(list(scored[:150])))
+    groups = {g["served_by"]["id"]: g for g in metrics["models"]}
+    assert groups.keys() == {None, artifact.pk}
+    assert groups[artifact.pk]["served_by"] == {"id": artifact.pk, "version": 1, "algorithm": "ridge"}
+    assert groups[None]["served_by"]["algorithm"] == "persistence"
+    assert_close(groups[artifact.pk], direct(by_model[:150]))
+    assert_close(groups[None], direct(by_persistence[:150]))
+    assert_close(model_live_metrics(artifact), direct(by_model[:150]))
+    # Served by persistence, the model and persistence columns coincide.
+    assert groups[None]["model"]["rmse"] == groups[None]["persistence"]["rmse"]
+    assert groups[None]["persistence"]["directional_accuracy"] == 0.5
+
+
+def test_no_scored_predictions_yet(market):
+    metrics = live_metrics(market)
+    assert metrics["served"] == {"count": 0, "model": None, "persistence": None}
+    assert metrics["models"] == []

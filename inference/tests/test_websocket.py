@@ -1,0 +1,144 @@
+"""The /ws/v1/stream/ protocol: real websocket clients, uvicorn, the real Redis channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from inference.models import Prediction
+from markets.replay import replay
+
+from .conftest import MARKET, api_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SUBSCRIBE = {"action": "subscribe", "channel": "predictions", "market": MARKET}
+
+
+async def receive(ws, timeout: float = 5) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def ask(ws, message) -> dict:
+    await ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
+    return await receive(ws)
+
+
+def test_malformed_messages_get_error_frames_and_the_connection_stays(server, market):
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, "{not json"))["type"] == "error"
+            assert "JSON object" in (await ask(ws, "[1, 2]"))["error"]
+            assert "unknown action 'dance'" in (await ask(ws, {"action": "dance"}))["error"]
+            assert "unknown action None" in (await ask(ws, {"channel": "predictions"}))["error"]
+            assert (await ask(ws, b"\x00\x01"))["type"] == "error"
+            assert await ask(ws, {"action": "ping"}) == {"type": "pong"}
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_subscription_errors(server, market):
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert "unknown channel 'trades'" in (await ask(ws, {**SUBSCRIBE, "channel": "trades"}))["error"]
+            unknown = await ask(ws, {**SUBSCRIBE, "market": "kraken:BTC-USD"})
+            assert "unknown market 'kraken:BTC-USD'" in unknown["error"]
+            assert "ill-formed market" in (await ask(ws, {**SUBSCRIBE, "market": "ETHUSD"}))["error"]
+            assert "market: expected" in (await ask(ws, {**SUBSCRIBE, "market": 5}))["error"]
+            not_subscribed = await ask(ws, {**SUBSCRIBE, "action": "unsubscribe"})
+            assert "not subscribed to predictions of kraken:ETH-USD" in not_subscribed["error"]
+
+    asyncio.run(scenario())
+
+
+def test_anonymous_subscribe_refused_unless_the_setting_allows(server, market):
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            refused = await ask(ws, SUBSCRIBE)
+            assert refused["type"] == "error" and "authentication required" in refused["error"]
+            assert await ask(ws, {"action": "ping"}) == {"type": "pong"}
+            with override_settings(API_ANONYMOUS_READ=True):
+                assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+def test_token_in_query_or_first_message(server, market):
+    _, token = api_user()
+
+    async def scenario():
+        async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}")) as ws:
+            assert await ask(ws, SUBSCRIBE) == {"type": "subscribed", "channel": "predictions", "market": MARKET}
+        async with connect(server.ws_url()) as ws:
+            assert await ask(ws, {"action": "auth", "token": token.key}) == {"type": "auth", "ok": True, "user": "bot"}
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("path", "first"), [("/ws/v1/stream/?token=wrong", None), ("/ws/v1/stream/", "wrong")])
+def test_invalid_token_gets_an_error_frame_then_close_4401(server, market, path, first):
+    async def scenario():
+        async with connect(server.ws_url(path)) as ws:
+            if first is not None:
+                await ws.send(json.dumps({"action": "auth", "token": first}))
+            assert await receive(ws) == {"type": "error", "error": "invalid token"}
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 4401
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True, WS_MAX_SUBSCRIPTIONS=1)
+def test_subscription_limit_per_connection(server, market):
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"  # the same one again is not a new one
+            limited = await ask(ws, {**SUBSCRIBE, "channel": "candles"})
+            assert limited == {"type": "error", "error": "subscription limit reached (1 per connection)"}
+            assert (await ask(ws, {**SUBSCRIBE, "action": "unsubscribe"}))["type"] == "unsubscribed"
+            assert (await ask(ws, {**SUBSCRIBE, "channel": "candles"}))["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_pushes_predictions_and_candles_of_subscribed_markets_only(server, market, parts):
+    async def scenario():
+        async with (
+            connect(server.ws_url()) as predictions,
+            connect(server.ws_url()) as candles,
+            connect(server.ws_url()) as unsubscribed,
+        ):
+            assert (await ask(predictions, SUBSCRIBE))["type"] == "subscribed"
+            assert (await ask(candles, {**SUBSCRIBE, "channel": "candles"}))["type"] == "subscribed"
+            assert (await ask(unsubscribed, SUBSCRIBE))["type"] == "subscribed"
+            assert (await ask(unsubscribed, {**SUBSCRIBE, "action": "unsubscribe"}))["type"] == "unsubscribed"
+
+            await database_sync_to_async(replay)(parts[0], market)
+            newest = await database_sync_to_async(Prediction.objects.filter(market=market).latest)("made_at")
+
+            # A backlog pushes its newest 10 (the replay's main batch), then the flushed last window.
+            pushed = [await receive(predictions) for _ in range(11)]
+            assert {p["type"] for p in pushed} == {"prediction"}
+            last = pushed[-1]
+            assert last["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
+            assert sorted(p["made_at"] for p in pushed) == [p["made_at"] for p in pushed]
+            assert last["market"] == MARKET
+            assert last["model"] == {"id": None, "version": None, "algorithm": "persistence"}
+            assert all(isinstance(last[k], str) for k in ("price", "lower", "upper", "target_time"))
+
+            candle = await receive(candles)
+            assert candle["type"] == "candle" and candle["market"] == MARKET and isinstance(candle["close"], str)
+            assert await ask(unsubscribed, {"action": "ping"}) == {"type": "pong"}  # nothing pushed before it
+
+    asyncio.run(scenario())

@@ -34,7 +34,7 @@ class Forecaster:
     features: list[str]
     q_lo: float
     q_hi: float
-    scale_floor: float
+    scale_floor: float = 0.0  # 0: the band scales with volatility alone
 
     def predict_returns(self, X: np.ndarray) -> np.ndarray:
         if self.model is None:

@@ -8,15 +8,16 @@ from datetime import UTC, datetime
 from django.core.management.base import CommandError
 
 from markets.models import Market
-from markets.services import MarketError, get_market
+from markets.services import MarketError, get_market, get_or_create_market
 
 INTERVAL_RE = re.compile(r"^(\d+)([smh]?)$")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
-def market_option(name: str) -> Market:
+def market_option(name: str, create: bool = False) -> Market:
+    """The market named by --market; create=True makes a missing (well-formed) one."""
     try:
-        return get_market(name)
+        return get_or_create_market(name) if create else get_market(name)
     except MarketError as exc:
         raise CommandError(f"--market: {exc}") from None
 

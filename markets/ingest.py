@@ -101,10 +101,10 @@ class Ingestor:
     candles_closed is sent after that transaction commits.
     """
 
-    def __init__(self, market: Market):
+    def __init__(self, market: Market, stats: IngestStats | None = None):
         self.market = market
         self.interval_s = market.interval_s
-        self.stats = IngestStats()
+        self.stats = stats or IngestStats()
         last = Candle.objects.filter(market=market, interval_s=self.interval_s, final=True).order_by("-start").first()
         self.aggregator = Aggregator(
             self.interval_s,
@@ -164,9 +164,7 @@ class Ingestor:
     def _amend(self, late: dict[int, int]) -> None:
         """Recompute late trades' windows from the stored trades (already including them)."""
         interval = self.interval_s
-        ticks = stored_ticks(
-            self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s)
-        )
+        ticks = stored_ticks(self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s))
         bars = bars_from_ticks(ticks, interval)
         for start, count in sorted(late.items()):
             bar = bars[start]

@@ -1,0 +1,163 @@
+"""Run one market's live source: connect, fill gaps from history, ingest, reconnect with backoff."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from markets.ingest import Ingestor, IngestStats
+from markets.models import Market, Trade
+from markets.sources import source_for
+from markets.sources.base import (
+    HistoryError,
+    MalformedFrame,
+    Source,
+    SubscriptionRejected,
+    backoff_delay,
+    load_frame,
+    to_ns,
+)
+
+log = logging.getLogger(__name__)
+
+State = Market.StreamState
+RECV_TIMEOUT_S = 0.5
+# Network trouble of either the websocket or the history API: retried with backoff.
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    httpx.HTTPError,
+    HistoryError,
+)
+
+
+class StreamStopped(Exception):
+    """The stream was asked to stop (deadline, shutdown or a lost lease)."""
+
+
+def set_state(market: Market, state: str, detail: str = "") -> None:
+    market.stream_state, market.stream_detail = state, detail[:500]
+    Market.objects.filter(pk=market.pk).update(
+        stream_state=state, stream_detail=detail[:500], stream_updated_at=timezone.now()
+    )
+
+
+def history_start(market: Market) -> datetime:
+    """Where a gap fill starts: the newest stored trade, else BACKFILL_HOURS ago (first start)."""
+    newest = Trade.objects.filter(market=market).order_by("-ts").values_list("ts", flat=True).first()
+    return newest or datetime.now(UTC) - timedelta(hours=settings.BACKFILL_HOURS)
+
+
+class StreamRunner:
+    """Keeps one market's trades flowing into the database until stopped.
+
+    keep_going is called about every half second; returning False stops the
+    runner (used for --for, worker shutdown and Redis lease renewal).
+    """
+
+    def __init__(self, market: Market, source: Source | None = None, keep_going: Callable[[], bool] | None = None):
+        self.market = market
+        self.source = source or source_for(market)
+        self.keep_going = keep_going or (lambda: True)
+        self.stopping = threading.Event()
+        self.malformed = 0
+        self.connects = 0
+        self.stats = IngestStats()  # over all connections
+
+    def run(self) -> None:
+        """Until stopped; SubscriptionRejected propagates (retrying cannot fix it)."""
+        attempt = 0
+        try:
+            while True:
+                self._check()
+                set_state(self.market, State.CONNECTING if attempt == 0 else State.RECONNECTING, self.source.url)
+                try:
+                    with connect(self.source.url, open_timeout=10, close_timeout=2, max_size=2**23) as ws:
+                        self.connects += 1
+                        self._session(ws)
+                    attempt = 0
+                except SubscriptionRejected as exc:
+                    set_state(self.market, State.ERROR, str(exc))
+                    raise
+                except CONNECTION_ERRORS as exc:
+                    attempt += 1
+                    delay = backoff_delay(attempt, settings.STREAM_BACKOFF_BASE_S, settings.STREAM_BACKOFF_MAX_S)
+                    reason = f"{type(exc).__name__}: {exc}".strip()
+                    set_state(self.market, State.RECONNECTING, f"{reason}; retry {attempt} in {delay:.1f}s")
+                    log.info("%s: %s; reconnecting in %.1fs", self.market, reason, delay)
+                    self._sleep(delay)
+        except StreamStopped:
+            set_state(self.market, State.STOPPED)
+
+    def _session(self, ws: ClientConnection) -> None:
+        for frame in self.source.subscribe_frames():
+            ws.send(json.dumps(frame))
+        ingestor = Ingestor(self.market, self.stats)
+        live = False
+        last_frame = time.monotonic()
+        pinged = False
+        while True:
+            self._check()
+            try:
+                raw = ws.recv(timeout=RECV_TIMEOUT_S)
+            except TimeoutError:
+                raw = None
+            now = time.monotonic()
+            if raw is not None:
+                last_frame, pinged = now, False
+                try:
+                    result = self.source.parse(load_frame(raw))
+                except MalformedFrame as exc:
+                    self.malformed += 1
+                    log.warning("%s: malformed frame #%d ignored: %s", self.market, self.malformed, exc)
+                    continue
+                if result is True and not live:
+                    # Subscribed: the socket buffers live trades while history fills the gap before them.
+                    self._fill_gap(ingestor)
+                    live = True
+                    set_state(self.market, State.LIVE, f"{self.source.url} (connect #{self.connects})")
+                elif isinstance(result, list) and result:
+                    ingestor.ingest(result)
+            elif now - last_frame > settings.STREAM_SILENCE_S:
+                raise TimeoutError(f"no frame for {settings.STREAM_SILENCE_S:.0f}s")
+            elif now - last_frame > settings.STREAM_SILENCE_S / 2 and not pinged:
+                if ping := self.source.ping_frame():
+                    ws.send(json.dumps(ping))
+                pinged = True
+            if live:
+                # Windows close on the clock, so quiet markets still get their candles.
+                ingestor.close(time.time() - settings.CANDLE_GRACE_S)
+
+    def _fill_gap(self, ingestor: Ingestor) -> None:
+        since = history_start(self.market)
+        pages = self.source.history(to_ns(since))
+        if pages is None:
+            return
+        set_state(self.market, State.BACKFILLING, f"from {since.isoformat()}")
+        for ticks, _cursor in pages:
+            self._check()
+            ingestor.ingest(ticks, close_until=ticks[-1].ts.timestamp())
+        log.info("%s: gap filled from %s (%d trades stored so far)", self.market, since, ingestor.stats.stored)
+
+    def _check(self) -> None:
+        if self.stopping.is_set() or not self.keep_going():
+            raise StreamStopped
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._check()
+            time.sleep(min(left, RECV_TIMEOUT_S))

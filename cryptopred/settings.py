@@ -227,4 +227,7 @@ STREAM_BACKOFF_BASE_S = env_float("STREAM_BACKOFF_BASE_S", 1.0)
 STREAM_BACKOFF_MAX_S = env_float("STREAM_BACKOFF_MAX_S", 60.0)
 STREAM_SILENCE_S = env_float("STREAM_SILENCE_S", 30.0)  # no frame for this long: reconnect
 STREAM_LEASE_S = env_float("STREAM_LEASE_S", 20.0)
-STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)
+STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)  # threads of the streams worker
+STREAMS_QUEUE = env_str("STREAMS_QUEUE", "streams")
+# Created (enabled) by `manage.py up` when missing; existing markets are left as they are.
+DEFAULT_MARKETS = [m.strip() for m in env_str("DEFAULT_MARKETS", "kraken:ETH-USD,kraken:BTC-USD").split(",")]

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class MarketsConfig(AppConfig):
     name = "markets"
+
+    def ready(self) -> None:
+        from markets import health  # noqa: F401 - registers the /healthz component

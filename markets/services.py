@@ -45,3 +45,19 @@ def get_or_create_market(name: str) -> Market:
         exchange=exchange, base=base, quote=quote, defaults={"symbol": exchange_symbol(exchange, base, quote)}
     )
     return market
+
+
+def ensure_default_markets(names: list[str]) -> list[Market]:
+    """Create the named markets, enabled, unless they exist (an admin's choice is never undone)."""
+    created = []
+    for name in names:
+        exchange, base, quote = parse_market_name(name)
+        market, new = Market.objects.get_or_create(
+            exchange=exchange,
+            base=base,
+            quote=quote,
+            defaults={"symbol": exchange_symbol(exchange, base, quote), "enabled": True},
+        )
+        if new:
+            created.append(market)
+    return created

@@ -1,0 +1,103 @@
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from markets.candles import Tick
+from markets.health import check_streams
+from markets.ingest import Ingestor
+from markets.lease import Lease, held, stream_key
+from markets.models import Market, Trade
+from markets.services import ensure_default_markets, get_or_create_market
+from markets.tasks import ensure_streams, purge_trades, run_stream
+from markets.tests.fake_kraken import FakeKraken
+from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
+from markets.tradefile import parse_row
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_lease_has_one_holder():
+    first, second = Lease("cryptopred:test:lease", 5), Lease("cryptopred:test:lease", 5)
+    assert first.acquire() and not second.acquire()
+    assert first.renew() and not second.renew()
+    second.release()  # not the holder: no effect
+    assert held("cryptopred:test:lease")
+    first.release()
+    assert not held("cryptopred:test:lease") and second.acquire()
+    second.release()
+
+
+def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, settings):
+    rows = read_rows(KRAKEN_BTCUSDT)[:600]
+    with FakeKraken(rows, published=500) as fake:
+        settings.KRAKEN_WS_URL, settings.KRAKEN_REST_URL = fake.ws_url, fake.rest_url
+        settings.BACKFILL_HOURS = 24 * 4
+        settings.STREAM_LEASE_S = 3.0
+        settings.STREAMS_QUEUE = "default"  # the suite's worker consumes this queue
+        market = get_or_create_market("kraken:BTC-USDT")
+        assert check_streams()["ok"]  # nothing enabled, nothing required
+        Market.objects.filter(pk=market.pk).update(enabled=True)
+        health = check_streams()
+        assert not health["ok"] and health["markets"]["kraken:BTC-USDT"]["state"] == "no stream task"
+
+        assert ensure_streams() == ["kraken:BTC-USDT"]
+        wait_for(lambda: Trade.objects.count() == len(rows))
+        wait_for(lambda: Market.objects.get(pk=market.pk).stream_state == Market.StreamState.LIVE)
+        assert ensure_streams() == []  # the lease is held: no second stream
+        assert run_stream(market.pk) == "already streaming"
+        health = check_streams()
+        assert health["ok"] and health["markets"]["kraken:BTC-USDT"]["state"] == Market.StreamState.LIVE
+
+        # Disabling stops the stream within a lease period; the lease goes with it.
+        Market.objects.filter(pk=market.pk).update(enabled=False)
+        wait_for(lambda: not held(stream_key(market.name)))
+        market.refresh_from_db()
+        assert market.stream_state == Market.StreamState.STOPPED
+
+
+def test_healthz_reports_reconnecting_stream_as_healthy(settings):
+    """No network: the stream task is alive and retrying, /healthz says so without failing on it."""
+    market = get_or_create_market("kraken:ETH-USD")
+    Market.objects.filter(pk=market.pk).update(
+        enabled=True, stream_state=Market.StreamState.RECONNECTING, stream_detail="OSError: unreachable"
+    )
+    lease = Lease(stream_key(market.name), 5)
+    assert lease.acquire()
+    try:
+        body = Client().get("/healthz").json()
+    finally:
+        lease.release()
+    streams = body["components"]["streams"]
+    assert streams["ok"] and streams["markets"]["kraken:ETH-USD"]["state"] == "reconnecting"
+    assert "streams" not in body.get("failing", [])
+
+
+def test_default_markets_created_once():
+    created = ensure_default_markets(["kraken:ETH-USD", "kraken:BTC-USD"])
+    assert [m.name for m in created] == ["kraken:ETH-USD", "kraken:BTC-USD"]
+    assert all(m.enabled for m in created)
+    Market.objects.filter(base="BTC").update(enabled=False)
+    assert ensure_default_markets(["kraken:ETH-USD", "kraken:BTC-USD"]) == []
+    assert not Market.objects.get(base="BTC").enabled
+
+
+def test_purge_keeps_recent_trades_and_candles(settings):
+    market = get_or_create_market("kraken:BTC-USDT")
+    old = [parse_row(list(r.values()), None)[0] for r in read_rows(KRAKEN_BTCUSDT)[:300]]
+    recent = Tick(1, datetime.now(UTC), Decimal(1), Decimal(1), "buy")
+    Ingestor(market).ingest([*old, recent], close_until=old[-1].ts.timestamp())
+    candles = market.candles.count()
+    settings.TRADE_RETENTION_DAYS = 1
+    assert purge_trades() == len(old)
+    assert list(Trade.objects.values_list("trade_id", flat=True)) == [1]
+    assert market.candles.count() == candles > 0

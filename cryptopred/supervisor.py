@@ -24,6 +24,7 @@ MAX_RAPID_RESTARTS = 5
 class Program:
     name: str
     argv: list[str]
+    once: bool = False  # a job that may finish: a clean exit is not restarted
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: list[float] = field(default_factory=list)
@@ -88,6 +89,10 @@ class Supervisor:
             for program in self.programs:
                 code = program.proc.poll() if program.proc else None
                 if code is None:
+                    continue
+                if code == 0 and program.once:
+                    self.log(program.name, "finished")
+                    program.proc = None
                     continue
                 now = time.monotonic()
                 program.restarts = [t for t in program.restarts if now - t < 60] + [now]

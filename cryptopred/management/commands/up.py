@@ -76,6 +76,20 @@ def ensure_superuser(stdout) -> None:
         stdout.write(f"Created admin user {username!r} from DJANGO_SUPERUSER_*.")
 
 
+def prepare(stdout, migrate: bool = True) -> None:
+    """Checks and set-up before the supervisor starts: free port, reachable database, migrations, an admin."""
+    if port_in_use(HOST, settings.PORT):
+        raise CommandError(f"port {settings.PORT} on {HOST} is already in use; set PORT to another port")
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CommandError(f"DATABASE_URL: cannot connect: {first}") from None
+    if migrate:
+        call_command("migrate", interactive=False, verbosity=0)
+    ensure_superuser(stdout)
+
+
 class Command(BaseCommand):
     help = "Run the whole system (web, Celery worker, beat) in the foreground. Ctrl-C stops everything."
 
@@ -83,16 +97,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
 
     def handle(self, *args, **options):
-        if port_in_use(HOST, settings.PORT):
-            raise CommandError(f"port {settings.PORT} on {HOST} is already in use; set PORT to another port")
-        try:
-            connection.ensure_connection()
-        except OperationalError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CommandError(f"DATABASE_URL: cannot connect: {first}") from None
-        if not options["no_migrate"]:
-            call_command("migrate", interactive=False, verbosity=0)
-        ensure_superuser(self.stdout)
+        prepare(self.stdout, migrate=not options["no_migrate"])
         connection.close()
         url = f"http://{HOST}:{settings.PORT}/"
         self.stdout.write(f"cryptopred on {url} (admin: {url}admin/, health: {url}healthz). Ctrl-C stops.")

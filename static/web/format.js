@@ -56,7 +56,7 @@
 
   function showMarketState(root, market) {
     root.querySelectorAll('[data-field="stream-state"]').forEach((el) => {
-      el.textContent = market.stream_state;
+      el.textContent = market.stream_state.charAt(0).toUpperCase() + market.stream_state.slice(1);
       el.className = `badge state-${market.stream_state}`;
       el.title = market.stream_detail || "";
     });
@@ -66,7 +66,7 @@
   /* "2021-07-01 06:00:03 (12 s ago)"; during a replay the age against the wall clock means nothing. */
   function tickAges(root) {
     const now = Date.now() / 1000;
-    const replay = root.querySelector('[data-field="stream-state"]')?.textContent.trim() === "replay";
+    const replay = root.querySelector('[data-field="stream-state"]')?.classList.contains("state-replay");
     root.querySelectorAll('[data-field="trade-age"]').forEach((el) => {
       const iso = el.dataset.ts;
       if (!iso) { el.textContent = "none yet"; return; }

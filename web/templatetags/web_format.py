@@ -30,9 +30,9 @@ def minus(value: Decimal | None, other: Decimal | None) -> Decimal | None:
 
 @register.filter
 def percent(value: float | None) -> str:
-    return NONE if value is None else f"{100 * value:.1f} %"
+    return NONE if value is None or value == "" else f"{100 * value:.1f} %"
 
 
 @register.filter
 def metric(value: float | None) -> str:
-    return NONE if value is None else f"{value:.4g}"
+    return NONE if value is None or value == "" else f"{value:.4g}"

@@ -109,6 +109,9 @@ def test_market_page_persistence_and_recent_predictions(client, market, anonymou
     assert 'data-range="6h" aria-pressed="true"' in page
     assert "2,001.50" in page and "-1.50" in page  # realized and error in the recent table
     assert "lightweight-charts.standalone.production.js" in page
+    # Accuracy panel from the inference app's live metrics: realized 2001.5 lies in [1998, 2002].
+    assert ">100.0 %<" in page  # interval coverage
+    assert ">50.0 %<" in page  # persistence's directional accuracy by convention
 
     # An unknown range falls back to the default rather than failing.
     assert 'data-range="1h" aria-pressed="true"' in client.get("/markets/gemini:ETH-USD/?range=9y").content.decode()

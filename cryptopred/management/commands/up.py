@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
 from cryptopred.supervisor import Program, Supervisor, port_in_use
+from markets.services import ensure_default_markets
 
 HOST = "127.0.0.1"
 
@@ -56,6 +57,26 @@ def programs() -> list[Program]:
                 "--without-mingle",
             ],
         ),
+        # Long-running market streams (one thread each), apart from the short tasks of the default worker.
+        Program(
+            "streams",
+            [
+                *celery,
+                "worker",
+                "-Q",
+                settings.STREAMS_QUEUE,
+                "-n",
+                "streams@%h",
+                "--pool",
+                "threads",
+                "-c",
+                str(settings.STREAMS_CONCURRENCY),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        ),
         Program("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(settings.DATA_DIR / "beat.db")]),
     ]
 
@@ -88,6 +109,8 @@ def prepare(stdout, migrate: bool = True) -> None:
     if migrate:
         call_command("migrate", interactive=False, verbosity=0)
     ensure_superuser(stdout)
+    for market in ensure_default_markets(settings.DEFAULT_MARKETS):
+        stdout.write(f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h).")
 
 
 class Command(BaseCommand):

@@ -1,0 +1,90 @@
+"""Coinbase Advanced Trade `market_trades` through the same runner, from a real captured session."""
+
+import contextlib
+import json
+import threading
+import time
+
+import pytest
+from django.db import connections
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
+from markets.models import Market, Trade
+from markets.services import get_or_create_market
+from markets.sources.base import SubscriptionRejected
+from markets.stream import StreamRunner
+from markets.tests.helpers import SAMPLE, read_rows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CAPTURE = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"
+SUBSCRIPTIONS = SAMPLE / "messages" / "coinbase_advanced_ws_subscriptions.jsonl"
+
+
+@pytest.fixture
+def coinbase(settings):
+    """Answers a subscribe with the recorded frames, as the exchange sent them."""
+    frames = CAPTURE.read_text().splitlines()[1:]  # line 1 is the client's own request
+    ack = SUBSCRIPTIONS.read_text().splitlines()[0]
+    requests = []
+
+    def handler(conn):
+        with contextlib.suppress(ConnectionClosed):
+            serve_requests(conn)
+
+    def serve_requests(conn):
+        for raw in conn:
+            request = json.loads(raw)
+            requests.append(request)
+            if request.get("product_ids") == ["DOGE-EUR"]:
+                conn.send(json.dumps({"type": "error", "message": "Failed to subscribe"}))
+            elif request["channel"] == "market_trades":
+                conn.send(ack)
+                for frame in frames:
+                    conn.send(frame)
+                conn.send('{"channel":"unknown_channel","events":[]}')
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        settings.COINBASE_WS_URL = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        yield requests
+        server.shutdown()
+
+
+def test_recorded_session_stores_every_trade_once(coinbase):
+    market = get_or_create_market("coinbase:ETH-USD")
+    expected = {}
+    for line in CAPTURE.read_text().splitlines()[1:]:
+        for event in json.loads(line)["events"]:
+            expected.update({int(t["trade_id"]): t for t in event["trades"] if t["product_id"] == "ETH-USD"})
+    runner = StreamRunner(market)
+
+    def run():
+        try:
+            runner.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while (Trade.objects.count() < len(expected) or not runner.malformed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.stopping.set()
+    thread.join(10)
+
+    assert coinbase[0] == {"type": "subscribe", "product_ids": ["ETH-USD"], "channel": "market_trades"}
+    stored = {t.trade_id: t for t in Trade.objects.all()}
+    assert sorted(stored) == sorted(expected)  # snapshot and updates overlap: each trade once
+    assert runner.malformed == 1  # the unknown channel
+    # Same values as the published trades file made from this capture (taker side = inverse of Coinbase's).
+    published = {int(r["trade_id"]): r for r in read_rows(SAMPLE / "coinbase_ETHUSD_trades_2026-08-09.csv.gz")}
+    for trade_id, trade in stored.items():
+        row = published[trade_id]
+        assert (str(trade.price.normalize()), trade.side) == (row["price"], row["side"])
+
+
+def test_rejected_subscription_names_product(coinbase):
+    market = Market.objects.create(exchange="coinbase", base="DOGE", quote="EUR", symbol="DOGE-EUR")
+    with pytest.raises(SubscriptionRejected, match="DOGE-EUR"):
+        StreamRunner(market).run()

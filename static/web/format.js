@@ -9,6 +9,14 @@
     return Math.abs(n) >= 1 ? grouped.format(n) : String(Number(n.toPrecision(6)));
   }
 
+  function percent(value) {
+    return value === null || value === undefined ? "—" : `${(100 * value).toFixed(1)} %`;
+  }
+
+  function metric(value) {
+    return value === null || value === undefined ? "—" : String(Number(value.toPrecision(4)));
+  }
+
   /* ISO-8601 "...Z" -> UNIX seconds (the chart's time unit). */
   function unix(iso) {
     return Math.floor(Date.parse(iso) / 1000);
@@ -92,7 +100,7 @@
   }
 
   window.Cryptopred = Object.assign(window.Cryptopred || {}, {
-    fmt: { price, unix, clock, stamp, age, direction },
+    fmt: { price, percent, metric, unix, clock, stamp, age, direction },
     showPrediction, showMarketState, tickAges, getJSON, getAllPages,
   });
 })();

@@ -95,11 +95,13 @@
   }
 
   let recentTimer = null;
-  /* Recent predictions table, refreshed at most every 2 s (a replay can push many candles a second). */
+  /* Scoring happens at candle close: recent predictions and accuracy are refreshed then,
+     at most every 2 s (a replay can push many candles a second). */
   function refreshRecent() {
     if (recentTimer) return;
     recentTimer = setTimeout(async () => {
       recentTimer = null;
+      refreshMetrics();
       try {
         const body = await C.getJSON(`${api}/predictions/?limit=20&start=${encodeURIComponent(new Date((lastCandle - 3600) * 1000).toISOString())}`);
         renderRecent(body.results.slice(-20).reverse());
@@ -182,6 +184,24 @@
       loadHistory(true);
     });
   });
+
+  /* The accuracy panel: the inference app's rolling live metrics, next to persistence. */
+  async function refreshMetrics() {
+    try {
+      const served = (await C.getJSON(`${api}/metrics/`)).served;
+      document.querySelectorAll("#accuracy [data-metric]").forEach((el) => {
+        if (el.dataset.metric === "count") {
+          el.textContent = served.count ? `Newest ${served.count} scored predictions` : "No prediction has been scored yet.";
+          return;
+        }
+        const [group, key] = el.dataset.metric.split(".");
+        const value = served[group] ? served[group][key] : null;
+        el.textContent = "percent" in el.dataset ? C.fmt.percent(value) : C.fmt.metric(value);
+      });
+    } catch (err) {
+      console.warn(err);
+    }
+  }
 
   async function refreshState() {
     try {

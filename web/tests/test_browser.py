@@ -64,6 +64,7 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
     wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
     assert chart(driver).get_attribute("data-last-candle").startswith(before.start.strftime("%Y-%m-%dT%H:%M:%S"))
     predictions_before = int(chart(driver).get_attribute("data-predictions"))
+    accuracy_before = driver.find_element(By.CSS_SELECTOR, "#accuracy caption").text
 
     replay(tmp_path, 300, 150)  # the same pipeline as a live stream: candles_closed -> features -> inference
     after = last_candle(market)
@@ -74,6 +75,8 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
     wait_until(driver, lambda d: int(chart(d).get_attribute("data-predictions")) > predictions_before)
     last_price = driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]')
     assert last_price.text == price(after.close)
+    # The accuracy panel follows the newly scored predictions.
+    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#accuracy caption").text != accuracy_before)
     screenshot(driver, "market-live")
 
 

@@ -47,6 +47,7 @@ class Command(BaseCommand):
         # The demo is for looking around: pages, API and websocket are readable without logging in.
         os.environ["API_ANONYMOUS_READ"] = "true"
         settings.API_ANONYMOUS_READ = True
+        settings.DEFAULT_MARKETS = []  # offline: no exchange stream to add
         prepare(self.stdout, migrate=not no_migrate)
         market = self.fresh_market(reset)
 
@@ -63,7 +64,9 @@ class Command(BaseCommand):
         live = Program("replay", [*replay, "--market", demo.MARKET, "--speed", speed], once=True)
         url = f"http://{HOST}:{settings.PORT}/"
         self.stdout.write(f"demo: cryptopred on {url} ({demo.MARKET} replayed at {speed}x). Ctrl-C stops.")
-        if Supervisor([*programs(), live]).run():
+        # Offline, so no live exchange streams: the replay job is the market's only feed.
+        system = [program for program in programs() if program.name != "streams"]
+        if Supervisor([*system, live]).run():
             raise CommandError("a process kept failing; see its log above")
 
     def fresh_market(self, reset: bool) -> Market:

@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from django.db import transaction
+
 from markets.models import Candle, Market
 from markets.tradefile import TradeFileError, open_text, parse_ts
 
@@ -84,8 +86,14 @@ def read_candles(path: Path, interval_s: int):
 
 
 def import_candles(path: Path, market: Market, interval_s: int) -> ImportStats:
-    """Upsert every candle of path as final; re-importing a file is harmless."""
+    """Upsert every candle of path as final, all or nothing; re-importing a file is harmless."""
     stats = ImportStats()
+    with transaction.atomic():
+        _import(path, market, interval_s, stats)
+    return stats
+
+
+def _import(path: Path, market: Market, interval_s: int, stats: ImportStats) -> None:
     for batch in read_candles(path, interval_s):
         Candle.objects.bulk_create(
             [
@@ -113,4 +121,3 @@ def import_candles(path: Path, market: Market, interval_s: int) -> ImportStats:
         stats.candles += len(batch)
         stats.first = stats.first or batch[0][0]
         stats.last = batch[-1][0]
-    return stats

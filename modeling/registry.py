@@ -111,6 +111,7 @@ def promote(artifact: ModelArtifact, reason: str, actor=None, action: str = "pro
 
 @transaction.atomic
 def retire(artifact: ModelArtifact, reason: str, actor=None) -> None:
+    artifact = ModelArtifact.objects.select_for_update().get(pk=artifact.pk)
     if artifact.status == Status.RETIRED:
         raise RegistryError(f"{artifact} is already retired")
     set_status(artifact, Status.RETIRED, "retire", reason, actor)

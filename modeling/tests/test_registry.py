@@ -1,0 +1,96 @@
+"""Registry: hot reload of the served model, safe loading, admin actions with an audit trail."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from decimal import Decimal
+
+import pytest
+import skops.io as sio
+from django.contrib.auth import get_user_model
+
+from features.models import FeatureRow
+from modeling import registry, serialization
+from modeling.models import ModelArtifact, ModelEvent
+from modeling.services import train_market
+
+
+@pytest.fixture
+def two_models(eth, settings) -> tuple[ModelArtifact, ModelArtifact]:
+    settings.PROMOTION_MARGIN = 0.9  # both stay rejected: the test decides what is active
+    return train_market(eth, window_s=12 * 3600), train_market(eth)
+
+
+def test_served_model_follows_promotions_and_rollbacks(eth, two_models):
+    a, b = two_models
+    assert registry.get_served_model(eth, 60, 1) is None  # persistence
+    registry.promote(a, "test")
+    served = registry.get_served_model(eth, 60, 1)
+    assert (served.artifact_id, served.version, served.algorithm) == (a.pk, a.version, a.algorithm)
+    row = FeatureRow.objects.filter(market=eth).order_by("-start").first()
+    price, lower, upper = served.predict(row)
+    assert all(isinstance(v, Decimal) for v in (price, lower, upper))
+    assert lower < price < upper and abs(price - row.close) / row.close < Decimal("0.01")
+
+    registry.promote(b, "test")  # as another process (the admin) would: picked up at the next call
+    assert registry.get_served_model(eth, 60, 1).artifact_id == b.pk
+    a.refresh_from_db()
+    assert a.status == "retired"
+
+    assert registry.rollback(eth, 60, 1).pk == a.pk
+    assert registry.get_served_model(eth, 60, 1).artifact_id == a.pk
+    registry.retire(a, "test")
+    assert registry.get_served_model(eth, 60, 1) is None
+    actions = list(ModelEvent.objects.filter(artifact=a).order_by("at").values_list("action", "to_status"))
+    assert actions == [
+        ("gate", "rejected"),
+        ("promote", "active"),
+        ("promote", "retired"),
+        ("rollback", "active"),
+        ("retire", "retired"),
+    ]
+
+
+def test_tampered_artifact_is_refused_and_logged(eth, two_models, caplog):
+    a, _ = two_models
+    data = bytearray(a.artifact)
+    data[len(data) // 2] ^= 0xFF
+    ModelArtifact.objects.filter(pk=a.pk).update(artifact=bytes(data))
+    a.refresh_from_db()
+    with pytest.raises(serialization.ArtifactError, match="sha256 mismatch"):
+        registry.promote(a, "test")  # never activated
+    ModelArtifact.objects.filter(pk=a.pk).update(status="active")  # e.g. tampered after promotion
+    with caplog.at_level(logging.ERROR, logger="modeling.serialization"):
+        assert registry.get_served_model(eth, 60, 1) is None
+    assert f"refusing model {a.pk}" in caplog.text and "sha256 mismatch" in caplog.text
+
+
+def test_untrusted_types_are_never_loaded():
+    data, digest = serialization.dump({"model": collections.Counter(), "features": []})
+    with pytest.raises(serialization.ArtifactError, match=r"collections\.Counter"):
+        serialization.load(data, digest)
+    assert sio.get_untrusted_types(data=data) == ["collections.Counter"]
+
+
+def test_admin_actions_are_audited(eth, two_models, client):
+    a, b = two_models
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(admin)
+    url = "/admin/modeling/modelartifact/"
+    listing = client.get(url + "?status__exact=rejected")
+    assert listing.status_code == 200
+    assert str(round(a.metrics["persistence"]["rmse"], 6)) in listing.content.decode()  # metrics in the list
+
+    client.post(url, {"action": "promote", "_selected_action": [a.pk]})
+    client.post(url, {"action": "promote", "_selected_action": [b.pk]})
+    assert registry.get_served_model(eth, 60, 1).artifact_id == b.pk
+    response = client.post(url, {"action": "rollback", "_selected_action": [b.pk]}, follow=True)
+    assert response.status_code == 200
+    assert registry.get_served_model(eth, 60, 1).artifact_id == a.pk
+    events = ModelEvent.objects.filter(actor=admin)
+    assert events.filter(action="promote").count() == 3  # a, a retired by b, b
+    assert events.filter(action="rollback").count() == 2
+    # Errors are messages, not tracebacks.
+    response = client.post(url, {"action": "retire", "_selected_action": [b.pk]}, follow=True)
+    assert "already retired" in response.content.decode()

@@ -1,0 +1,39 @@
+"""Scheduled training: one editable beat task per market, run by a real Celery worker."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django_celery_beat.models import PeriodicTask
+
+from modeling.models import ModelArtifact
+from modeling.tasks import train_market_task
+from modeling.tests.conftest import ETH
+
+
+def test_every_market_gets_a_training_schedule(eth):
+    task = PeriodicTask.objects.get(name=f"train {ETH}")
+    assert task.task == "modeling.train_market" and task.enabled
+    assert json.loads(task.kwargs) == {"market": ETH}
+    assert task.interval.every == settings.TRAIN_EVERY_S == 900 and task.interval.period == "seconds"
+    # Edited in the admin: left alone on later saves.
+    task.interval.every = 60
+    task.interval.save()
+    eth.save()
+    assert PeriodicTask.objects.get(name=f"train {ETH}").interval.every == 60
+
+
+def test_training_task_runs_on_a_worker(celery_worker_app, eth):
+    result = train_market_task.delay(ETH).get(timeout=120)
+    artifact = ModelArtifact.objects.get(pk=result["model_id"])
+    assert result == {"market": ETH, "model_id": artifact.pk, "status": artifact.status, "reason": artifact.reason}
+    assert artifact.status in {"active", "rejected"}
+
+
+def test_training_task_without_data_is_skipped(celery_worker_app, transactional_db):
+    from markets.services import get_or_create_market
+
+    get_or_create_market("kraken:ETH-USD")
+    result = train_market_task.delay("kraken:ETH-USD").get(timeout=60)
+    assert result["status"] == "skipped" and "no 10s candles stored yet" in result["reason"]

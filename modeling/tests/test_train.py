@@ -1,0 +1,100 @@
+"""manage.py train: walk-forward metrics next to persistence, the promotion gate, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+from django.core.management import CommandError
+
+from features.tests.helpers import BINANCE_ETH_1M, run
+from modeling.models import ModelArtifact, ModelEvent
+from modeling.tests.conftest import ETH
+from modeling.training import gate
+
+KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
+
+
+def train_json(*extra) -> dict:
+    return json.loads(run("train", "--market", ETH, "--json", *extra))
+
+
+def test_train_json_reports_model_next_to_persistence(eth):
+    result = train_json()
+    assert set(result) == {"model_id", "status", "reason", "metrics"}
+    assert result["status"] in {"active", "rejected"}
+    assert KEYS <= set(result["metrics"]["model"]) and KEYS <= set(result["metrics"]["persistence"])
+    persistence = result["metrics"]["persistence"]
+    assert persistence["directional_accuracy"] == 0.5  # "no move" is a coin flip on windows that moved
+    assert 0 < persistence["rmse"] and persistence["rows"] == result["metrics"]["model"]["rows"] > 500
+    assert 0.6 < result["metrics"]["model"]["coverage_80"] < 0.95  # calibrated on earlier folds only
+    artifact = ModelArtifact.objects.get(pk=result["model_id"])
+    assert artifact.sha256 == hashlib.sha256(bytes(artifact.artifact)).hexdigest()
+    assert (artifact.interval_s, artifact.horizon, artifact.market.name) == (60, 1, ETH)
+    assert (artifact.train_end - artifact.train_start).total_seconds() <= 24 * 3600
+    assert ModelEvent.objects.get(artifact=artifact, action="gate").to_status == result["status"]
+    assert f"vs persistence {persistence['rmse']:.6g}" in result["reason"]
+
+
+def test_second_training_must_also_beat_the_active_model(eth, settings):
+    settings.PROMOTION_MARGIN = 0.0
+    first = train_json("--train-window", "12h")
+    if first["status"] != "active":  # make one active to compete against
+        from modeling import registry
+
+        registry.promote(ModelArtifact.objects.get(pk=first["model_id"]), "test")
+    second = train_json()
+    assert second["metrics"]["active"] is not None and KEYS <= set(second["metrics"]["active"])
+    assert "and active" in second["reason"]
+    assert ModelArtifact.objects.filter(status="active").count() == 1
+
+
+def test_margin_rejects_with_the_numbers(eth, settings):
+    settings.PROMOTION_MARGIN = 0.5
+    result = train_json()
+    assert result["status"] == "rejected"
+    assert "does not beat persistence" in result["reason"] and "margin 50.0%" in result["reason"]
+    assert not ModelArtifact.objects.filter(status="active").exists()
+
+
+def test_gate_rules():
+    def m(rmse: float) -> dict:
+        return {"rmse": rmse, "rows": 100}
+
+    assert gate(m(0.9), m(1.0), None, 0.0)[0]
+    assert not gate(m(1.0), m(1.0), None, 0.0)[0]  # a tie is not a win
+    assert not gate(m(0.95), m(1.0), None, 0.1)[0]
+    assert not gate(m(0.9), m(1.0), m(0.8), 0.0)[0]
+    assert gate(m(0.7), m(1.0), m(0.8), 0.1)[0]
+
+
+def test_too_little_data_says_how_much_is_needed(tmp_path, transactional_db):
+    short = tmp_path / "short.csv"
+    with gzip.open(BINANCE_ETH_1M, "rt") as f:
+        short.write_text("".join(f.readlines()[:301]))
+    run("import_candles", str(short), "--market", ETH, "--interval", "1m")
+    with pytest.raises(CommandError, match=r"too little data to train: 239 60s windows .* need at least 500"):
+        run("train", "--market", ETH)
+
+
+BAD = [
+    (["--market", "binance:DOGE-USDT"], "--market: unknown market 'binance:DOGE-USDT'"),
+    (["--market", "nonsense"], "--market: ill-formed market"),
+    (["--market", ETH, "--interval", "1x"], "--interval: invalid duration '1x'"),
+]
+
+
+def test_bad_arguments(eth):
+    for args, message in BAD:
+        with pytest.raises(CommandError, match=message):
+            run("train", *args)
+
+
+def test_market_without_candles(transactional_db):
+    from markets.services import get_or_create_market
+
+    get_or_create_market("kraken:ETH-USD")
+    with pytest.raises(CommandError, match="kraken:ETH-USD: no 10s candles stored yet"):
+        run("train", "--market", "kraken:ETH-USD")

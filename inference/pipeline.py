@@ -11,11 +11,13 @@ import logging
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from redis import RedisError
+from threadpoolctl import ThreadpoolController
 
 from cryptopred.redis_client import get_redis
 from features.models import FeatureRow
@@ -32,26 +34,33 @@ def latest_key(market: Market) -> str:
     return f"inference:latest:{market.pk}"
 
 
+@cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     """Predict from each new feature row, store, cache the newest and publish it."""
     horizon = settings.PREDICTION_HORIZON
     served_by_interval: dict = {}
     predictions = []
-    for row in rows:
-        if row.interval_s not in served_by_interval:
-            # Looked up at every batch: a promotion or rollback applies at the next candle.
-            served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
-        predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s]))
+    # One row at a time gains nothing from OpenMP threads, which only stall on a busy host.
+    with _threadpools().limit(limits=1, user_api="openmp"):
+        for row in rows:
+            if row.interval_s not in served_by_interval:
+                # Looked up at every batch: a promotion or rollback applies at the next candle.
+                served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
+            predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s]))
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
     if predictions:
-        score(market, predictions[0].target_time, predictions[-1].target_time)
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
+        stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
         try:
             get_redis().set(latest_key(market), json.dumps(recent[-1]))
         except RedisError:
             log.exception("caching the latest prediction of %s failed", market)
-        stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
+        score(market, predictions[0].target_time, predictions[-1].target_time)
     return predictions
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import threading
+from functools import cache
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from markets.models import Market
@@ -13,11 +16,24 @@ from markets.models import Market
 log = logging.getLogger(__name__)
 
 CHANNELS = ("predictions", "candles")
+SEND_TIMEOUT_S = 5.0
 
 
 def group_name(channel: str, market: Market) -> str:
     """e.g. predictions.kraken.ETH-USD (group names allow no colon)."""
     return f"{channel}.{market.exchange}.{market.base}-{market.quote}"
+
+
+@cache
+def _loop(pid: int) -> asyncio.AbstractEventLoop:
+    """One event loop thread per process (per pid: safe across fork) for channel-layer sends.
+
+    The layer keeps its Redis connections per event loop, so a long-lived loop
+    saves a connection setup at every candle (async_to_sync would make a new loop).
+    """
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="channel-layer-publisher", daemon=True).start()
+    return loop
 
 
 def publish(channel: str, market: Market, payloads: list[dict]) -> None:
@@ -31,7 +47,8 @@ def publish(channel: str, market: Market, payloads: list[dict]) -> None:
     if layer is None or not texts:
         return
     try:
-        async_to_sync(_send)(layer, group_name(channel, market), texts)
+        sending = asyncio.run_coroutine_threadsafe(_send(layer, group_name(channel, market), texts), _loop(os.getpid()))
+        sending.result(SEND_TIMEOUT_S)
     except Exception:
         log.exception("publishing %s of %s failed", channel, market)
 

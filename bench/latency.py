@@ -1,0 +1,142 @@
+"""Window end -> prediction received by a websocket client, on a live-like feed of real trades.
+
+Real Binance ETH/USDT trades, shifted to the present, are fed at their own pace to
+the markets Ingestor, which closes windows on the clock (wall time - CANDLE_GRACE_S)
+as the stream worker does. Features, the active model and inference run in this
+process; the prediction reaches a websocket client through a separate uvicorn
+process over the Redis channel layer. Target: p99 <= CANDLE_GRACE_S + 50 ms.
+
+    CRYPTOPRED_DATA_DIR=var/bench .venv/bin/python bench/latency.py [--interval 1] [--windows 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from serving import MARKET, bench_market, free_port, percentile, setup_django, summary, trade_lines, uvicorn
+
+
+def shifted_csv(header: str, rows: list[str], offset: timedelta) -> str:
+    out = [header]
+    for row in rows:
+        ts, rest = row.split(",", 1)
+        moved = datetime.fromisoformat(ts) + offset
+        out.append(moved.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "," + rest)
+    return "".join(out)
+
+
+def listen(url: str, received: list, subscribed: threading.Event, stop: threading.Event) -> None:
+    """Websocket client thread: records (window end, arrival) of every prediction pushed."""
+    from websockets.asyncio.client import connect
+
+    async def run():
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            subscribed.set()
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                arrived = time.time()
+                message = json.loads(raw)
+                if message.get("type") == "prediction":
+                    received.append((datetime.fromisoformat(message["made_at"]).timestamp(), arrived))
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interval", type=int, default=1, help="candle interval in seconds (default 1)")
+    parser.add_argument("--windows", type=int, default=120, help="live windows to measure (default 120)")
+    parser.add_argument("--history", type=int, default=6000, help="trades replayed first to train on")
+    args = parser.parse_args()
+    if args.interval < 1 or args.windows < 1 or args.history < 1000:
+        parser.error("--interval and --windows must be positive, --history at least 1000")
+    setup_django()
+    from django.conf import settings
+
+    from inference.models import Prediction
+    from markets.ingest import Ingestor
+    from markets.tradefile import read_trades
+
+    header, rows = trade_lines()
+    if args.history >= len(rows):
+        parser.error(f"--history must be below {len(rows)}")
+    interval = args.interval
+    first_live = datetime.fromisoformat(rows[args.history].split(",", 1)[0])
+    # Shift by whole windows so the data keeps its window structure; live data starts 2 s from now.
+    shift_s = (time.time() + 2 - first_live.timestamp()) // interval * interval
+    offset = timedelta(seconds=shift_s)
+
+    def window(row: str) -> int:
+        return int(datetime.fromisoformat(row.split(",", 1)[0]).timestamp() + shift_s) // interval
+
+    # Live trades start in a window after the history's last one (which the history replay finalized).
+    live = [r for r in rows[args.history :] if window(r) > window(rows[args.history - 1])]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        history = Path(tmp) / "history.csv"
+        history.write_text(shifted_csv(header, rows[: args.history], offset))
+        print(f"replaying {args.history} trades of history and training a model ...", flush=True)
+        market = bench_market(history, interval)
+        feed = Path(tmp) / "live.csv"
+        feed.write_text(shifted_csv(header, live, timedelta(0)))
+        ticks = [dataclasses.replace(t, ts=t.ts + offset) for batch in read_trades(feed) for t in batch]
+
+    port = free_port()
+    received: list[tuple[float, float]] = []
+    subscribed, stop = threading.Event(), threading.Event()
+    with uvicorn("cryptopred.asgi:application", port, env={"API_ANONYMOUS_READ": "true"}):
+        client = threading.Thread(
+            target=listen, args=(f"ws://127.0.0.1:{port}/ws/v1/stream/", received, subscribed, stop), daemon=True
+        )
+        client.start()
+        if not subscribed.wait(10):
+            raise SystemExit("websocket client could not subscribe")
+        ingestor = Ingestor(market)
+        grace = settings.CANDLE_GRACE_S
+        end = ticks[0].ts.timestamp() + args.windows * interval
+        print(f"feeding {args.windows} live windows of {interval}s (grace {grace}s) ...", flush=True)
+        i = 0
+        pipeline: list[float] = []
+        while time.time() - grace < end + interval and i < len(ticks):
+            now = time.time()
+            due = []
+            while i < len(ticks) and ticks[i].ts.timestamp() <= now and ticks[i].ts.timestamp() < end:
+                due.append(ticks[i])
+                i += 1
+            if due:
+                ingestor.ingest(due)
+            started = time.perf_counter()
+            if ingestor.close(now - grace):  # as the stream worker does between frames
+                pipeline.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.002)
+        time.sleep(1)
+        stop.set()
+        client.join(5)
+
+    latencies = [(arrived - window_end) * 1000 for window_end, arrived in received]
+    compute = list(
+        Prediction.objects.filter(market=market, made_at__gt=ticks[0].ts).values_list("latency_ms", flat=True)
+    )
+    target = grace * 1000 + 50
+    p99 = percentile(latencies, 99) if latencies else float("inf")
+    print(f"window end -> websocket client: {summary(latencies)}")
+    print(f"in-process pipeline (candle close -> features -> prediction published): {summary(pipeline)}")
+    print(f"model compute (Prediction.latency_ms): {summary(compute)}")
+    print(f"target p99 <= grace + 50 ms = {target:.0f} ms: {'PASS' if p99 <= target else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

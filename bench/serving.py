@@ -1,0 +1,111 @@
+"""Shared by the inference benchmarks: Django setup, a bench market with a model, uvicorn in a subprocess.
+
+The benchmarks write to the configured database (or the embedded one under
+CRYPTOPRED_DATA_DIR): run them with a scratch data dir, e.g. CRYPTOPRED_DATA_DIR=var/bench.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BINANCE_ETH = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 22 trades/s
+MARKET = "bench:ETH-USDT"
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"n={len(values)} p50={percentile(values, 50):.1f} p90={percentile(values, 90):.1f}"
+        f" p99={percentile(values, 99):.1f} max={max(values):.1f} ms"
+    )
+
+
+def trade_lines(path: Path = BINANCE_ETH) -> tuple[str, list[str]]:
+    with gzip.open(path, "rt") as f:
+        header, *rows = f.readlines()
+    return header, rows
+
+
+def bench_market(history: Path, interval_s: int):
+    """A fresh bench market holding the real trades of history, with an active model trained on them."""
+    from django.test import override_settings
+
+    from markets.models import Market
+    from markets.replay import replay
+    from markets.services import get_or_create_market
+    from modeling import registry
+    from modeling.models import ModelArtifact
+    from modeling.services import train_market
+
+    Market.objects.filter(exchange="bench").delete()
+    market = get_or_create_market(MARKET)
+    market.interval_s = interval_s
+    market.save(update_fields=["interval_s"])
+    replay(history, market)
+    with override_settings(TRAIN_MIN_ROWS=50):
+        artifact = train_market(market, window_s=24 * 3600)
+    if artifact.status != ModelArtifact.Status.ACTIVE:
+        registry.promote(artifact, "benchmark: serving cost, not accuracy")  # the gate may prefer persistence
+    return market
+
+
+def market_with_history(rows: int, interval_s: int):
+    """bench_market over the first rows trades of the sample file, as recorded."""
+    header, lines = trade_lines()
+    with tempfile.TemporaryDirectory() as tmp:
+        history = Path(tmp) / "history.csv"
+        history.write_text(header + "".join(lines[:rows]))
+        return bench_market(history, interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None):
+    """uvicorn serving app on 127.0.0.1:port in its own process, as `manage.py up` runs it."""
+    argv = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log"]
+    argv += ["--log-level", "warning"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"uvicorn {app} did not start") from None
+                time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from inference.metrics import live_metrics
+from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.models import ModelArtifact
@@ -77,8 +77,9 @@ def recent_predictions(market: Market, limit: int = RECENT_PREDICTIONS) -> list[
 
 
 def model_history() -> dict[Market, list[ModelArtifact]]:
-    """Every model, newest first, grouped by market."""
+    """Every model, newest first, grouped by market; .live holds its live metrics (inference.metrics)."""
     history: dict[Market, list[ModelArtifact]] = {}
     for artifact in ModelArtifact.objects.select_related("market").order_by("market", "-created_at"):
+        artifact.live = model_live_metrics(artifact)
         history.setdefault(artifact.market, []).append(artifact)
     return history

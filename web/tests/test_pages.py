@@ -125,8 +125,10 @@ def test_unknown_or_ill_formed_market_is_404(client, market, anonymous_read, nam
 
 def test_models_page_history_with_metrics_and_status(client, market, anonymous_read):
     artifact(market, 1, ModelArtifact.Status.RETIRED, 1.25)
-    artifact(market, 2, ModelArtifact.Status.ACTIVE, 1.125)
+    active = artifact(market, 2, ModelArtifact.Status.ACTIVE, 1.125)
+    predict(market, T0, "2000", "2001", active, realized=Decimal("2003"))  # live: model off by 2, persistence by 3
     page = client.get("/models/").content.decode()
+    assert "2 / 3 <span" in page
     assert page.index("v2") < page.index("v1")  # newest first
     assert "status-active" in page and "status-retired" in page
     assert "1.125 / 1.5" in page and "0.5625 / 0.75" in page

@@ -125,7 +125,9 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
             persistence = persistence_forecaster(train_ds)
             if outcome.promote:
                 served, version = outcome.forecaster, version + 1
-            event |= {"promoted": outcome.promote, "reason": outcome.reason}
+            elif outcome.retire_active:
+                served = None
+            event |= {"promoted": outcome.promote, "reason": outcome.reason, "retired": outcome.retire_active}
         else:
             event |= {"promoted": False, "reason": f"too little data ({len(train_ds)} < {config.min_rows} rows)"}
         retrains.append(event)

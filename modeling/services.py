@@ -106,5 +106,7 @@ def train_market(
         registry.promote(artifact, outcome.reason, action="gate")
     else:
         registry.set_status(artifact, ModelArtifact.Status.REJECTED, "gate", outcome.reason)
+        if current is not None and outcome.retire_active:
+            registry.retire(current, outcome.retire_active)
     log.info("%s: %s", artifact, outcome.reason)
     return artifact

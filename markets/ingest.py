@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from psycopg.errors import UniqueViolation
 
 from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
 from markets.models import Candle, Market, Trade
@@ -29,22 +30,48 @@ class IngestStats:
     amended: int = 0
 
 
+def copy_ticks(cursor, table: str, ticks: list[Tick], market_id: int | None = None) -> None:
+    """Binary COPY of ticks into table (with market_id when given)."""
+    columns, types = ["trade_id", "ts", "price", "qty", "side"], ["int8", "timestamptz", "numeric", "numeric", "text"]
+    if market_id is not None:
+        columns.append("market_id")
+        types.append("int8")
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        if market_id is None:
+            for t in ticks:
+                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side))
+        else:
+            for t in ticks:
+                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side, market_id))
+
+
 def store_trades(market: Market, ticks: list[Tick]) -> list[Tick]:
-    """COPY ticks into a staging table, insert the ones not stored yet; returns those (first of each id)."""
+    """Store the ticks not stored yet (the first of each id) and return those.
+
+    Fast path: COPY straight into the trades table, in a savepoint. If any
+    tick is a duplicate the COPY fails as a whole, and the batch goes through a
+    staging table and INSERT ... ON CONFLICT DO NOTHING instead.
+    """
     if not ticks:
         return []
+    table = Trade._meta.db_table
     with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():
+                copy_ticks(cursor, table, ticks, market.pk)
+            return ticks
+        except UniqueViolation:  # raised by psycopg itself: COPY bypasses Django's error wrapping
+            pass
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {STAGING}"
             " (trade_id bigint, ts timestamptz, price numeric, qty numeric, side varchar(4))"
         )
         cursor.execute(f"TRUNCATE {STAGING}")
-        with cursor.copy(f"COPY {STAGING} (trade_id, ts, price, qty, side) FROM STDIN") as copy:
-            for t in ticks:
-                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side))
+        copy_ticks(cursor, STAGING, ticks)
         # ON CONFLICT without a target: duplicates of stored trades and within the batch are both skipped.
         cursor.execute(
-            f"INSERT INTO {Trade._meta.db_table} (market_id, trade_id, ts, price, qty, side)"
+            f"INSERT INTO {table} (market_id, trade_id, ts, price, qty, side)"
             f" SELECT %s, trade_id, ts, price, qty, side FROM {STAGING} ON CONFLICT DO NOTHING RETURNING trade_id",
             [market.pk],
         )

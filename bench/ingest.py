@@ -1,0 +1,124 @@
+"""Ingest throughput: replay >= 1,000,000 real trades at max speed through the full pipeline.
+
+Usage: python bench/ingest.py [FILE] [--trades N] [--keep]
+
+FILE (default: the bundled Binance ETH/USDT sample) is repeated, each copy shifted
+in time by the file's span and in trade id by its id range, until it holds N
+trades. The expanded file is replayed exactly like `manage.py replay --speed max`
+(trades stored, candles finalized, candles_closed sent to every receiver), then
+the same rows are COPYed raw into a table shaped like the trades table, in the
+same database, for the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
+DEFAULT_FILE = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
+MARKET = "bench:ETH-USDT"
+
+
+def expand(source: Path, target: Path, trades: int) -> int:
+    """Write source repeated (shifted in time and id) to target until it has at least `trades` rows."""
+    from markets.tradefile import format_ts, open_text, parse_row
+
+    stream, raw = open_text(source)
+    with stream, raw:
+        reader = csv.reader(stream)
+        next(reader)
+        ticks, previous = [], None
+        for row in reader:
+            tick, rank = parse_row(row, previous)
+            previous = (tick.ts, rank)
+            ticks.append(tick)
+    span = ticks[-1].ts - ticks[0].ts + timedelta(seconds=10)
+    id_span = max(t.trade_id for t in ticks) - min(t.trade_id for t in ticks) + 1
+    written = 0
+    with open(target, "w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["ts", "price", "qty", "side", "trade_id"])
+        copy = 0
+        while written < trades:
+            shift = span * copy
+            for t in ticks:
+                ts = format_ts(t.ts + shift, micro=True)
+                writer.writerow([ts, t.price, t.qty, t.side, t.trade_id + id_span * copy])
+            written += len(ticks)
+            copy += 1
+    return written
+
+
+def raw_copy(path: Path) -> float:
+    """Seconds to COPY the file's rows into a fresh table shaped like the trades table (indexes included)."""
+    from django.db import connection
+
+    from markets.models import Trade
+
+    table = Trade._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_trade_copy")
+        cursor.execute(f"CREATE TABLE bench_trade_copy (LIKE {table} INCLUDING ALL)")
+        cursor.execute("ALTER TABLE bench_trade_copy ALTER COLUMN market_id SET DEFAULT 0")
+        started = time.perf_counter()
+        with (
+            open(path, "rb") as f,
+            cursor.copy(
+                "COPY bench_trade_copy (ts, price, qty, side, trade_id) FROM STDIN WITH (FORMAT csv, HEADER true)"
+            ) as copy,
+        ):
+            while block := f.read(1 << 20):
+                copy.write(block)
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_trade_copy")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help=f"keep the {MARKET} market and its rows")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from markets.models import Market
+    from markets.replay import replay
+    from markets.services import get_or_create_market, parse_market_name
+
+    exchange, base, quote = parse_market_name(MARKET)
+    Market.objects.filter(exchange=exchange, base=base, quote=quote).delete()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trades.csv"
+        count = expand(args.file, path, args.trades)
+        market = get_or_create_market(MARKET)
+        started = time.perf_counter()
+        stats = replay(path, market)
+        pipeline_s = time.perf_counter() - started
+        copy_s = raw_copy(path)
+    if not args.keep:
+        market.delete()
+    pipeline_rate, copy_rate = count / pipeline_s, count / copy_s
+    name = args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file
+    print(f"file: {name}, repeated and shifted to {count} trades")
+    print(f"database: PostgreSQL {connection.cursor().connection.info.server_version}, {datetime.now():%Y-%m-%d}")
+    print(f"pipeline: {count} trades, {stats.candles} candles in {pipeline_s:.1f}s = {pipeline_rate:,.0f} trades/s")
+    print(f"raw COPY: {count} trades in {copy_s:.1f}s = {copy_rate:,.0f} trades/s")
+    print(f"ratio pipeline/COPY: {pipeline_rate / copy_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -141,7 +141,7 @@ WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "inference.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["inference.api.permissions.ReadAccess"],
@@ -184,6 +184,7 @@ for _name in ("API_THROTTLE_RATE", "API_ANON_THROTTLE_RATE"):
     _num, _, _period = globals()[_name].partition("/")
     if not (_num.isdigit() and _period[:1] in {"s", "m", "h", "d"}):
         raise ConfigError(f"{_name}: expected N/second, N/minute, N/hour or N/day, got {globals()[_name]!r}")
+API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)  # a valid token is re-checked after this long
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)

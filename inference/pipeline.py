@@ -30,8 +30,8 @@ from modeling.registry import get_served_model
 log = logging.getLogger(__name__)
 
 
-def latest_key(market: Market) -> str:
-    return f"inference:latest:{market.pk}"
+def latest_key(market_id: int) -> str:
+    return f"inference:latest:{market_id}"
 
 
 @cache
@@ -57,7 +57,7 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
         stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
         try:
-            get_redis().set(latest_key(market), json.dumps(recent[-1]))
+            get_redis().set(latest_key(market.pk), json.dumps(recent[-1]))
         except RedisError:
             log.exception("caching the latest prediction of %s failed", market)
         score(market, predictions[0].target_time, predictions[-1].target_time)

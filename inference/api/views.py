@@ -30,6 +30,8 @@ from markets.models import Market
 from markets.services import MarketError, get_market
 from modeling.models import ModelArtifact
 
+_market_ids: dict[str, int] = {}  # market name -> id, for the latest-prediction hot path
+
 MARKET_PARAM = OpenApiParameter("market", OpenApiTypes.STR, OpenApiParameter.PATH, description="e.g. kraken:ETH-USD")
 
 
@@ -138,8 +140,14 @@ class LatestPrediction(APIView):
     """The newest prediction of the market (from the Redis cache, the database when the cache is cold)."""
 
     def get(self, request, market: str) -> Response:
+        # The hot path for polling bots: Redis only, no database query.
+        known = _market_ids.get(market)
+        cached = get_redis().get(latest_key(known)) if known is not None else None
+        if cached is not None:
+            return Response(json.loads(cached))
         found = market_or_404(market)
-        cached = get_redis().get(latest_key(found))
+        _market_ids[market] = found.pk
+        cached = get_redis().get(latest_key(found.pk))
         if cached is not None:
             return Response(json.loads(cached))
         prediction = (
@@ -149,7 +157,9 @@ class LatestPrediction(APIView):
         )
         if prediction is None:
             raise NotFound(f"no prediction yet for {found.name}")
-        return Response(PredictionSerializer(prediction).data)
+        data = PredictionSerializer(prediction).data
+        get_redis().set(latest_key(found.pk), json.dumps(data), nx=True)  # nx: never over a newer one
+        return Response(data)
 
 
 @extend_schema(parameters=[MARKET_PARAM], responses=OpenApiTypes.OBJECT)

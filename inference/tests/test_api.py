@@ -149,7 +149,7 @@ def test_prediction_history_and_latest(client, replayed):
 
 def test_latest_prediction_from_the_database_when_the_cache_is_cold(client, replayed):
     cached = client.get(f"{BASE}/predictions/latest/").json()
-    get_redis().delete(latest_key(replayed))
+    get_redis().delete(latest_key(replayed.pk))
     cold = client.get(f"{BASE}/predictions/latest/").json()
     assert {k: cold[k] for k in ("made_at", "price", "lower", "upper", "model")} == {
         k: cached[k] for k in ("made_at", "price", "lower", "upper", "model")

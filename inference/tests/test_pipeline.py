@@ -38,7 +38,7 @@ def test_persistence_served_and_scored_without_a_model(market, parts):
         assert p.realized == closes.get(p.target_time - timedelta(seconds=10))
     assert predictions[-2].realized is not None
 
-    cached = json.loads(get_redis().get(latest_key(market)))
+    cached = json.loads(get_redis().get(latest_key(market.pk)))
     newest = predictions[-1]
     assert cached["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
     assert cached["model"] == {"id": None, "version": None, "algorithm": PERSISTENCE}

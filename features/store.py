@@ -84,8 +84,10 @@ def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = No
     ]
 
 
-def save_rows(rows: list[FeatureRow]) -> list[FeatureRow]:
-    """Upsert rows: a recomputed window (amended candle, replay) replaces the stored values."""
+def save_rows(rows: list[FeatureRow], replace: bool = True) -> list[FeatureRow]:
+    """Store rows; replace=True overwrites stored windows (amended candle, replay), else keeps them."""
+    if not replace:
+        return FeatureRow.objects.bulk_create(rows, batch_size=BULK_SIZE, ignore_conflicts=True)
     return FeatureRow.objects.bulk_create(
         rows,
         batch_size=BULK_SIZE,
@@ -95,10 +97,23 @@ def save_rows(rows: list[FeatureRow]) -> list[FeatureRow]:
     )
 
 
-def materialize(market: Market, interval_s: int, first: datetime, last: datetime) -> FeatureBatch:
-    """Compute and store the rows of first..last (training, import); returns the batch."""
+def materialize(
+    market: Market, interval_s: int, first: datetime, last: datetime, replace: bool = False
+) -> FeatureBatch:
+    """Compute the rows of first..last and store those not stored yet (all of them if replace); returns the batch.
+
+    Without replace, windows already in the store (written by the live
+    pipeline with the same feature version, hence the same values) are not
+    rewritten: a scheduled training then costs no writes.
+    """
     batch = compute_features(market, interval_s, first, last)
-    save_rows(to_rows(market, batch))
+    keep = None
+    if not replace:
+        stored = FeatureRow.objects.filter(
+            market=market, interval_s=interval_s, version=definitions.VERSION, start__gte=first, start__lte=last
+        ).values_list("start", flat=True)
+        keep = set(batch.starts) - set(stored)
+    save_rows(to_rows(market, batch, keep), replace=replace)
     return batch
 
 

@@ -42,7 +42,7 @@ def last_window(market: Market, interval_s: int) -> datetime:
 
 
 def load_dataset(market: Market, interval_s: int, horizon: int, first: datetime, last: datetime) -> Dataset:
-    """Feature rows first..last from the offline store (computed and stored where missing or stale)."""
+    """Feature rows first..last of the offline store (computed and stored where missing)."""
     return build_dataset(store.materialize(market, interval_s, first, last), horizon)
 
 
@@ -104,6 +104,7 @@ def train_market(
     )
     if outcome.promote:
         registry.promote(artifact, outcome.reason, action="gate")
+        artifact.refresh_from_db()
     else:
         registry.set_status(artifact, ModelArtifact.Status.REJECTED, "gate", outcome.reason)
         if current is not None and outcome.retire_active:

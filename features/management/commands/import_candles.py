@@ -42,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not stats.candles:
             raise CommandError(f"{file}: no candles after the header")
-        batch = store.materialize(target, interval_s, stats.first, stats.last)
+        batch = store.materialize(target, interval_s, stats.first, stats.last, replace=True)
         self.stdout.write(
             f"{target.name}: {stats.candles} {interval} candles {stats.first:%Y-%m-%dT%H:%M:%SZ} → "
             f"{stats.last:%Y-%m-%dT%H:%M:%SZ}, {len(batch)} feature rows ({batch.interval_s}s windows)"

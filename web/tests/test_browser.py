@@ -11,7 +11,12 @@ from markets.models import Candle, Market
 from web.templatetags.web_format import price
 from web.tests.browser import sample_slice, screenshot, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    # WhiteNoise hands static files to Django's ASGI handler as a synchronous iterator: expected here.
+    pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators"),
+]
 MARKET = "gemini:ETH-USD"
 
 

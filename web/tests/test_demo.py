@@ -77,7 +77,9 @@ def test_demo_runs_the_system_and_predictions_flow(tmp_path):
     db = settings.DATABASES["default"]
     test_db_url = urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + db["NAME"]).geturl()
     env = {
-        **os.environ,
+        # No REDIS_URL: the demo starts its own embedded Redis under tmp_path, so its beat's
+        # periodic tasks can never reach the workers of other tests.
+        **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
         "DATABASE_URL": test_db_url,
         "PORT": str(port),
         "CRYPTOPRED_DATA_DIR": str(tmp_path),

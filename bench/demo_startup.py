@@ -1,0 +1,77 @@
+"""Time from `make demo` to the first candle and the first model prediction of the live replay.
+
+Starts `make demo` (embedded PostgreSQL + Redis under var/demo, fresh unless --keep)
+on a free loopback port, polls the REST API until the replay's first candle and
+first prediction made by a trained model appear, prints both delays, then stops
+the demo with Ctrl-C (SIGINT) and waits for it. Bounded: gives up after --timeout.
+
+    .venv/bin/python bench/demo_startup.py [--timeout 180] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKET = "gemini:ETH-USD"
+LIVE_AFTER = "2021-07-01T06:00:30Z"  # the default 6 h of history ends at 06:00:21
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def latest(client: httpx.Client, path: str) -> dict | None:
+    try:
+        response = client.get(path)
+    except httpx.TransportError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--keep", action="store_true", help="keep var/demo (measure a warm start)")
+    args = parser.parse_args()
+    if not args.keep:
+        shutil.rmtree(ROOT / "var" / "demo", ignore_errors=True)
+    port = free_port()
+    log = open(ROOT / "var" / "demo-startup.log", "w")
+    started = time.monotonic()
+    demo = subprocess.Popen(["make", "demo"], cwd=ROOT, env={**os.environ, "PORT": str(port)}, stdout=log, stderr=log)
+    first_candle = first_prediction = None
+    api = f"http://127.0.0.1:{port}/api/v1/markets/{MARKET}"
+    try:
+        with httpx.Client(base_url=api, timeout=2) as client:
+            while time.monotonic() - started < args.timeout and first_prediction is None:
+                time.sleep(0.25)
+                candles = latest(client, "/candles/?start=" + LIVE_AFTER + "&limit=1")
+                if first_candle is None and candles and candles["results"]:
+                    first_candle = time.monotonic() - started
+                prediction = latest(client, "/predictions/latest/")
+                if prediction and prediction["model"]["id"] and prediction["made_at"] >= LIVE_AFTER:
+                    first_prediction = time.monotonic() - started
+                    print(f"first model prediction: {prediction}")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(60)
+    if first_prediction is None:
+        raise SystemExit(f"no model prediction within {args.timeout:.0f} s; see var/demo-startup.log")
+    print(f"make demo -> first live candle in the API: {first_candle:.1f} s")
+    print(f"make demo -> first live model prediction in the API: {first_prediction:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

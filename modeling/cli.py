@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.core.management.base import CommandError
 
 from modeling.durations import parse_duration
@@ -30,10 +28,12 @@ def metrics_table(rows: dict[str, dict | None]) -> str:
     for name, metrics in rows.items():
         if metrics is None:
             continue
-        cells = [json.dumps(metrics.get(k)) if isinstance(metrics.get(k), int) else _num(metrics.get(k)) for k in keys]
+        cells = [_num(metrics.get(k)) for k in keys]
         lines.append(f"{name:<36}" + "".join(f"{c:>22}" for c in cells))
     return "\n".join(lines)
 
 
 def _num(value) -> str:
-    return "-" if value is None else f"{value:.6g}"
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.6g}"

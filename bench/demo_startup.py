@@ -50,22 +50,24 @@ def main() -> None:
     port = free_port()
     log = open(ROOT / "var" / "demo-startup.log", "w")
     started = time.monotonic()
-    demo = subprocess.Popen(["make", "demo"], cwd=ROOT, env={**os.environ, "PORT": str(port)}, stdout=log, stderr=log)
+    env = {**os.environ, "PORT": str(port)}
+    # Own process group, so the Ctrl-C at the end reaches make and the demo under it, as in a terminal.
+    demo = subprocess.Popen(["make", "demo"], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
     first_candle = first_prediction = None
     api = f"http://127.0.0.1:{port}/api/v1/markets/{MARKET}"
     try:
         with httpx.Client(base_url=api, timeout=2) as client:
             while time.monotonic() - started < args.timeout and first_prediction is None:
                 time.sleep(0.25)
+                prediction = latest(client, "/predictions/latest/")
                 candles = latest(client, "/candles/?start=" + LIVE_AFTER + "&limit=1")
                 if first_candle is None and candles and candles["results"]:
                     first_candle = time.monotonic() - started
-                prediction = latest(client, "/predictions/latest/")
                 if prediction and prediction["model"]["id"] and prediction["made_at"] >= LIVE_AFTER:
                     first_prediction = time.monotonic() - started
                     print(f"first model prediction: {prediction}")
     finally:
-        demo.send_signal(signal.SIGINT)
+        os.killpg(demo.pid, signal.SIGINT)
         demo.wait(60)
     if first_prediction is None:
         raise SystemExit(f"no model prediction within {args.timeout:.0f} s; see var/demo-startup.log")

@@ -6,5 +6,6 @@ app_name = "web"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("markets/<str:name>/", views.market_detail, name="market"),
+    path("markets/<str:name>/model/", views.market_model, name="market-model"),
     path("models/", views.models, name="models"),
 ]

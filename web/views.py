@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 from django.shortcuts import render
 
+from markets.models import Market
 from markets.services import MarketError, get_market
 from web import services
 from web.access import read_access
@@ -15,12 +16,16 @@ def overview(request):
     return render(request, "web/overview.html", {"summaries": services.overview(), "nav": "overview"})
 
 
-@read_access
-def market_detail(request, name: str):
+def market_or_404(name: str) -> Market:
     try:
-        market = get_market(name)
+        return get_market(name)
     except MarketError as exc:
         raise Http404(str(exc)) from None
+
+
+@read_access
+def market_detail(request, name: str):
+    market = market_or_404(name)
     chart_range = request.GET.get("range", services.DEFAULT_RANGE)
     if chart_range not in services.RANGES:
         chart_range = services.DEFAULT_RANGE
@@ -32,6 +37,13 @@ def market_detail(request, name: str):
         "nav": "overview",
     }
     return render(request, "web/market.html", context)
+
+
+@read_access
+def market_model(request, name: str):
+    """The "model in use" card alone: the market page reloads it when a prediction names another model."""
+    model = services.active_model(market_or_404(name))
+    return render(request, "web/_model_card.html", {"model": model})
 
 
 @read_access

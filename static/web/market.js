@@ -153,10 +153,24 @@
     refreshRecent();
   }
 
+  /* A promotion or rollback shows up as a prediction from another model: reload the "model in use" card. */
+  async function followModel(id) {
+    const card = document.getElementById("model-card");
+    if (card.dataset.modelId === id) return;
+    card.dataset.modelId = id;
+    try {
+      const response = await fetch(`${location.pathname}model/`, { credentials: "same-origin" });
+      if (response.ok) card.innerHTML = await response.text();
+    } catch (err) {
+      console.warn(err);
+    }
+  }
+
   function onPrediction(msg) {
     predictions.set(slot(msg), msg);
     drawPredictions();
     C.showPrediction(page, msg, lastClose);
+    followModel(String(msg.model && msg.model.id ? msg.model.id : ""));
   }
 
   const stream = new C.Stream({

@@ -8,6 +8,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from markets.models import Candle, Market
+from modeling import registry
+from modeling.models import ModelArtifact
+from modeling.services import train_market
 from web.templatetags.web_format import price
 from web.tests.browser import sample_slice, screenshot, wait_until
 
@@ -61,8 +64,8 @@ def test_overview_and_market_pages_load(live_app, driver, tmp_path):
     screenshot(driver, "market")
 
 
-def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
-    market = replay(tmp_path, 0, 300)
+def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, settings):
+    market = replay(tmp_path, 0, 500)
     before = last_candle(market)
     driver.get(f"{live_app.url}/markets/{MARKET}/?range=15m")
     wait_until(driver, lambda d: int(chart(d).get_attribute("data-candles")) > 0, message="no history drawn")
@@ -70,8 +73,14 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
     assert chart(driver).get_attribute("data-last-candle").startswith(before.start.strftime("%Y-%m-%dT%H:%M:%S"))
     predictions_before = int(chart(driver).get_attribute("data-predictions"))
     accuracy_before = driver.find_element(By.CSS_SELECTOR, "#accuracy caption").text
+    assert "No active model" in driver.find_element(By.ID, "model-card").text
 
-    replay(tmp_path, 300, 150)  # the same pipeline as a live stream: candles_closed -> features -> inference
+    # A model trained on that history and made active (hot reload) serves the next windows.
+    settings.TRAIN_MIN_ROWS = 50
+    model = train_market(market, window_s=3600)
+    if model.status != ModelArtifact.Status.ACTIVE:
+        registry.promote(model, "browser test")
+    replay(tmp_path, 500, 150)  # the same pipeline as a live stream: candles_closed -> features -> inference
     after = last_candle(market)
     assert after.start > before.start
 
@@ -80,8 +89,11 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path):
     wait_until(driver, lambda d: int(chart(d).get_attribute("data-predictions")) > predictions_before)
     last_price = driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]')
     assert last_price.text == price(after.close)
-    # The accuracy panel follows the newly scored predictions.
+    # The accuracy panel follows the newly scored predictions; the model card follows the promotion.
     wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#accuracy caption").text != accuracy_before)
+    label = f"{model.algorithm} v{model.version}"
+    wait_until(driver, lambda d: label in d.find_element(By.ID, "model-card").text, message="model card is stale")
+    assert driver.find_element(By.CSS_SELECTOR, '#next-title + .facts [data-field="model"]').text == label
     screenshot(driver, "market-live")
 
 

@@ -145,3 +145,11 @@ def test_models_page_history_with_metrics_and_status(client, market, anonymous_r
 )
 def test_price_format(value, text):
     assert price(value) == text
+
+
+def test_model_card_fragment_follows_the_active_model(client, market, anonymous_read):
+    assert "No active model" in client.get("/markets/gemini:ETH-USD/model/").content.decode()
+    artifact(market, 1, ModelArtifact.Status.ACTIVE, 1.0)
+    card = client.get("/markets/gemini:ETH-USD/model/").content.decode()
+    assert "ridge v1" in card and "<html" not in card
+    assert client.get("/markets/gemini:BTC-USD/model/").status_code == 404

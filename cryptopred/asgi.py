@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,11 +12,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from cryptopred.routing import websocket_urlpatterns  # noqa: E402
+from inference.fastpath import LatestPredictionFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bots poll the latest prediction: answered from Redis when no Django machinery is needed.
+        "http": LatestPredictionFastPath(django_asgi_app),
         # Session users (the web UI) are known to consumers; bots authenticate with a token.
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# Everything loaded so far lives as long as the process: keep it out of the garbage collector's full
+# passes, which otherwise stall the event loop for tens of milliseconds under load.
+gc.freeze()

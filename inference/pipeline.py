@@ -34,6 +34,11 @@ def latest_key(market_id: int) -> str:
     return f"inference:latest:{market_id}"
 
 
+def encode(payload: dict) -> str:
+    """Compact JSON, as the API renders it: the cached latest prediction is served as is."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
 @cache
 def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
@@ -57,7 +62,7 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
         stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
         try:
-            get_redis().set(latest_key(market.pk), json.dumps(recent[-1]))
+            get_redis().set(latest_key(market.pk), encode(recent[-1]))
         except RedisError:
             log.exception("caching the latest prediction of %s failed", market)
         score(market, predictions[0].target_time, predictions[-1].target_time)

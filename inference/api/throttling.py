@@ -1,28 +1,77 @@
-"""Per-client request rates: one bucket per API token (or logged-in user), one per address otherwise."""
+"""Per-client request rates: one bucket per API token (or logged-in user), one per address otherwise.
+
+Fixed windows counted in Redis with one INCR: the same counters serve the DRF
+views and the latest-prediction fast path (inference.fastpath), so a client has
+one budget whichever way its requests are answered.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
 
 from django.conf import settings
 from rest_framework.authtoken.models import Token
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from cryptopred.redis_client import get_redis
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Count a request in its window (KEYS[1], expiring after ARGV[1] s); with a second key, also return its value,
+# so the fast path counts and reads the cached prediction in one round trip.
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if KEYS[2] then return {count, redis.call('GET', KEYS[2])} end
+return {count}
+"""
 
 
-class ClientRateThrottle(SimpleRateThrottle):
-    scope = "client"
+def parse_rate(rate: str) -> tuple[int, int]:
+    """ "1200/min" -> (1200, 60)."""
+    count, _, period = rate.partition("/")
+    return int(count), PERIODS[period[0]]
 
-    def __init__(self):
-        pass  # the rate depends on the request, see allow_request
 
+def rate_for(authenticated: bool) -> tuple[int, int]:
+    # Read at each request, so that settings overrides apply without re-importing.
+    return parse_rate(settings.API_THROTTLE_RATE if authenticated else settings.API_ANON_THROTTLE_RATE)
+
+
+def bucket(ident: str, period: int, now: float) -> tuple[str, float]:
+    """Redis key of the client's current window and the seconds left in it."""
+    window = int(now // period)
+    return f"inference:throttle:{ident}:{period}:{window}", (window + 1) * period - now
+
+
+def token_ident(key: str) -> str:
+    return f"token:{key}"
+
+
+def address_ident(address: str) -> str:
+    """The peer address; X-Forwarded-For is honoured only as uvicorn's --proxy-headers applies it."""
+    return f"addr:{address}"
+
+
+@cache
+def _count_script():
+    return get_redis().register_script(COUNT_SCRIPT)
+
+
+class ClientRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         authenticated = bool(request.user and request.user.is_authenticated)
-        # Read at each request, so that settings overrides apply without re-importing.
-        self.rate = settings.API_THROTTLE_RATE if authenticated else settings.API_ANON_THROTTLE_RATE
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request, view) -> str:
         if isinstance(request.auth, Token):
-            ident = f"token:{request.auth.key}"
-        elif request.user and request.user.is_authenticated:
+            ident = token_ident(request.auth.key)
+        elif authenticated:
             ident = f"user:{request.user.pk}"
         else:
-            ident = f"addr:{self.get_ident(request)}"
-        return f"throttle:{self.scope}:{ident}"
+            ident = address_ident(request.META.get("REMOTE_ADDR", ""))
+        limit, period = rate_for(authenticated)
+        key, self.retry_after = bucket(ident, period, time.time())
+        count = _count_script()(keys=[key], args=[period + 1])[0]
+        return count <= limit
+
+    def wait(self) -> float:
+        return self.retry_after

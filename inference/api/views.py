@@ -25,12 +25,18 @@ from inference.api.serializers import (
     PredictionSerializer,
 )
 from inference.metrics import live_metrics
-from inference.pipeline import latest_key
+from inference.pipeline import encode, latest_key
 from markets.models import Market
 from markets.services import MarketError, get_market
 from modeling.models import ModelArtifact
 
 _market_ids: dict[str, int] = {}  # market name -> id, for the latest-prediction hot path
+
+
+def known_market_id(name: str) -> int | None:
+    """The id of a market a latest-prediction request found before (see inference.fastpath)."""
+    return _market_ids.get(name)
+
 
 MARKET_PARAM = OpenApiParameter("market", OpenApiTypes.STR, OpenApiParameter.PATH, description="e.g. kraken:ETH-USD")
 
@@ -141,7 +147,7 @@ class LatestPrediction(APIView):
 
     def get(self, request, market: str) -> Response:
         # The hot path for polling bots: Redis only, no database query.
-        known = _market_ids.get(market)
+        known = known_market_id(market)
         cached = get_redis().get(latest_key(known)) if known is not None else None
         if cached is not None:
             return Response(json.loads(cached))
@@ -158,7 +164,7 @@ class LatestPrediction(APIView):
         if prediction is None:
             raise NotFound(f"no prediction yet for {found.name}")
         data = PredictionSerializer(prediction).data
-        get_redis().set(latest_key(found.pk), json.dumps(data), nx=True)  # nx: never over a newer one
+        get_redis().set(latest_key(found.pk), encode(data), nx=True)  # nx: never over a newer one
         return Response(data)
 
 

@@ -34,7 +34,7 @@ def clean_redis():
     redis = get_redis()
 
     def wipe():
-        for pattern in ("inference:latest:*", "*throttle:*"):
+        for pattern in ("inference:latest:*", "inference:throttle:*"):
             for key in redis.scan_iter(pattern):
                 redis.delete(key)
 
@@ -131,10 +131,15 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(django_db_setup):
+def thread_connections_close(django_db_setup):
+    """Connections opened by other threads (servers, background re-checks) close after each use,
+    so none is left open on the test database at the end of the session."""
     from django.db import connections
 
-    # Server threads must not keep test-database connections open past the session.
     connections["default"].settings_dict["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(scope="session")
+def server(thread_connections_close):
     with Server() as running:
         yield running

@@ -180,7 +180,7 @@ def test_models_list_filter_and_detail(client, replayed):
     assert client.get("/api/v1/models/", {"limit": "-1"}).status_code == 400
 
 
-@override_settings(API_THROTTLE_RATE="3/min", API_ANON_THROTTLE_RATE="2/min", API_ANONYMOUS_READ=True)
+@override_settings(API_THROTTLE_RATE="3/hour", API_ANON_THROTTLE_RATE="2/hour", API_ANONYMOUS_READ=True)
 def test_throttling_is_per_token(replayed):
     clients = []
     for name in ["bot-a", "bot-b"]:

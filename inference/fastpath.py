@@ -1,0 +1,122 @@
+"""ASGI fast path for GET /api/v1/markets/<market>/predictions/latest/, the request bots poll most.
+
+Answered from Redis without entering Django when everything it needs is already
+known in this process: a token the API accepted within API_TOKEN_CACHE_S (or
+anonymous read allowed), the market's id (remembered by the DRF view) and the
+cached prediction. One Redis round trip: a script counts the request in the shared
+throttle window and returns the prediction. Anything else (the browsable API, a session cookie, query
+parameters, an unknown token or market, a cold cache) goes to the DRF view, which
+gives the same answer the long way and teaches this path what it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+
+import redis.asyncio
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from rest_framework.exceptions import AuthenticationFailed
+
+from inference.api.authentication import check, remembered
+from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, token_ident
+from inference.api.views import known_market_id
+from inference.pipeline import latest_key
+
+PATH = re.compile(r"^/api/v1/markets/([^/]+)/predictions/latest/$")
+SECURITY_HEADERS = [  # what Django's middleware adds to every API response
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"vary", b"Accept, Cookie"),
+    (b"allow", b"GET, HEAD, OPTIONS"),
+]
+
+
+class LatestPredictionFastPath:
+    def __init__(self, app):
+        self.app = app
+        self.clients: dict[int, tuple] = {}  # per event loop (uvicorn runs one)
+        self.rechecking: set[str] = set()
+        self.tasks: set[asyncio.Future] = set()  # keeps background re-checks referenced
+
+    async def __call__(self, scope, receive, send) -> None:
+        answer = await self.answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        status, body, extra = answer
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS + extra})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope) -> tuple[int, bytes, list] | None:
+        """(status, body, extra headers), or None to leave the request to Django."""
+        match = PATH.match(scope["path"])
+        if match is None or scope["query_string"]:
+            return None
+        headers = dict(scope["headers"])
+        host, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+        if not validate_host(host, settings.ALLOWED_HOSTS) or b"text/html" in headers.get(b"accept", b""):
+            return None
+        if settings.SESSION_COOKIE_NAME.encode() in headers.get(b"cookie", b""):
+            return None
+        market_id = known_market_id(match[1])
+        if market_id is None:
+            return None
+        authorization = headers.get(b"authorization", b"").decode("latin-1").split()
+        if authorization:
+            if len(authorization) != 2 or authorization[0] != "Token":
+                return None
+            key = authorization[1]
+            if remembered(key, 2 * settings.API_TOKEN_CACHE_S) is None:
+                return None
+            if remembered(key, settings.API_TOKEN_CACHE_S) is None:
+                self.recheck(key)  # meanwhile served: a burst of re-checks in Django would stall every client
+            ident, authenticated = token_ident(key), True
+        elif settings.API_ANONYMOUS_READ:
+            ident, authenticated = address_ident(scope["client"][0] if scope.get("client") else ""), False
+        else:
+            return None
+        limit, period = rate_for(authenticated)
+        counter, retry_after = bucket(ident, period, time.time())
+        client, script = self.redis()
+        count, cached = await script(keys=[counter, latest_key(market_id)], args=[period + 1], client=client)
+        if count > limit:
+            wait = math.ceil(retry_after)
+            body = f'{{"detail":"Request was throttled. Expected available in {wait} seconds."}}'.encode()
+            return 429, body, [(b"retry-after", str(wait).encode())]
+        if cached is None:
+            await client.decr(counter)  # Django's view counts this request
+            return None
+        return 200, cached, []
+
+    def recheck(self, key: str) -> None:
+        """Re-check a remembered token against the database in the background, once at a time."""
+        if key in self.rechecking:
+            return
+        self.rechecking.add(key)
+
+        async def run() -> None:
+            try:
+                await database_sync_to_async(check)(key)
+            except AuthenticationFailed:
+                pass  # forgotten: the next request goes to Django, which answers 401
+            finally:
+                self.rechecking.discard(key)
+
+        self.tasks.add(task := asyncio.ensure_future(run()))
+        task.add_done_callback(self.tasks.discard)
+
+    def redis(self) -> tuple:
+        """The async client of the running loop and the shared counting script registered with it."""
+        loop = id(asyncio.get_running_loop())
+        if loop not in self.clients:
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+            self.clients[loop] = client, client.register_script(COUNT_SCRIPT)
+        return self.clients[loop]

@@ -17,8 +17,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.lock
 	@touch $@
 
+# Local runs read the API without a token unless API_ANONYMOUS_READ says otherwise (the settings default is off).
 up: install
-	$(PY) manage.py up
+	API_ANONYMOUS_READ=$${API_ANONYMOUS_READ:-true} $(PY) manage.py up
 
 # Offline demo: embedded PostgreSQL + Redis under var/demo (never your DATABASE_URL/REDIS_URL), real Gemini
 # ETH/USD trades: the first DEMO_HISTORY replayed at once to train on, the rest at DEMO_SPEED x real time.

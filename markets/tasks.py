@@ -16,7 +16,7 @@ from django.utils import timezone
 from markets.lease import Lease, held, stream_key
 from markets.models import Market, Trade
 from markets.sources.base import SubscriptionRejected
-from markets.stream import StreamRunner
+from markets.stream import StreamRunner, set_state
 
 log = logging.getLogger(__name__)
 SHUTDOWN = threading.Event()
@@ -54,8 +54,9 @@ def run_stream(market_id: int) -> str:
 
     try:
         StreamRunner(market, keep_going=keep_going).run()
-    except SubscriptionRejected as exc:
-        log.error("%s", exc)
+    except (SubscriptionRejected, ValueError) as exc:  # rejected symbol, or an exchange without a source
+        set_state(market, Market.StreamState.ERROR, str(exc))
+        log.error("%s: %s", market, exc)
         return str(exc)
     finally:
         lease.release()

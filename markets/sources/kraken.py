@@ -80,7 +80,10 @@ class KrakenRest:
         attempt = 0
         while True:
             response = self.client.get("/0/public/Trades", params={"pair": self.pair, "since": since_ns})
-            body = load_frame(response.text) if response.content else {}
+            try:
+                body = load_frame(response.text) if response.content else {}
+            except MalformedFrame as exc:
+                raise KrakenError(f"Kraken Trades {self.pair}: HTTP {response.status_code}, {exc}") from None
             errors = body.get("error") or ([] if response.is_success else [f"HTTP {response.status_code}"])
             if any(e.startswith(RATE_LIMITED) for e in errors) or response.status_code == 429:
                 attempt += 1

@@ -50,11 +50,13 @@ class Backtest:
 
     def summary(self) -> dict:
         c, actual = self.ds.close, self.ds.actual
-        by_algorithm = {
-            name: evaluate(c[m], actual[m], self.price[m], self.lower[m], self.upper[m])
-            for name in sorted(set(self.algorithm))
-            if (m := self.algorithm == name).any()
-        }
+        by_algorithm = {}
+        for name in sorted(set(self.algorithm)):
+            m = self.algorithm == name
+            by_algorithm[name] = evaluate(c[m], actual[m], self.price[m], self.lower[m], self.upper[m])
+            # The reference on the same windows: did serving this algorithm help where it was served?
+            reference = evaluate(c[m], actual[m], *(p[m] for p in self.persistence))
+            by_algorithm[name]["persistence_rmse"] = reference["rmse"]
         return {
             "market": self.market.name,
             "interval_s": self.config.interval_s,

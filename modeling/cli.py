@@ -23,7 +23,7 @@ def positive_int(raw: str) -> int:
 
 def metrics_table(rows: dict[str, dict | None]) -> str:
     """Metrics side by side, one line per candidate, for terminal output."""
-    keys = ["rows", "rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"]
+    keys = ["rows", "rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80", "persistence_rmse"]
     lines = [" " * 36 + "".join(f"{k:>22}" for k in keys)]
     for name, metrics in rows.items():
         if metrics is None:

@@ -3,8 +3,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.cli import market_option
+from markets.models import Market
 from markets.sources.base import SubscriptionRejected
-from markets.stream import StreamRunner
+from markets.stream import StreamRunner, set_state
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         except SubscriptionRejected as exc:
             raise CommandError(str(exc)) from None
         except KeyboardInterrupt:
-            pass
+            set_state(target, Market.StreamState.STOPPED)
         self.stdout.write(
             f"{target}: {runner.connects} connection(s), stored {runner.stats.stored},"
             f" duplicates {runner.stats.duplicates}, candles {runner.stats.candles},"

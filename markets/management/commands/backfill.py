@@ -1,6 +1,7 @@
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.backfill import BackfillError, backfill
@@ -37,6 +38,11 @@ class Command(BaseCommand):
         except (BackfillError, HistoryError) as exc:
             bar.done()
             raise CommandError(str(exc)) from None
+        except httpx.HTTPError as exc:
+            bar.done()
+            raise CommandError(
+                f"{market.exchange} history API unreachable ({exc}); stored pages are kept, re-run resumes"
+            ) from None
         bar.done()
         elapsed = max(time.monotonic() - started, 1e-9)
         self.stdout.write(

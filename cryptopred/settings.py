@@ -231,4 +231,6 @@ STREAM_LEASE_S = env_float("STREAM_LEASE_S", 20.0)
 STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)  # threads of the streams worker
 STREAMS_QUEUE = env_str("STREAMS_QUEUE", "streams")
 # Created (enabled) by `manage.py up` when missing; existing markets are left as they are.
-DEFAULT_MARKETS = [m.strip() for m in env_str("DEFAULT_MARKETS", "kraken:ETH-USD,kraken:BTC-USD").split(",")]
+DEFAULT_MARKETS = [
+    m.strip() for m in env_str("DEFAULT_MARKETS", "kraken:ETH-USD,kraken:BTC-USD").split(",") if m.strip()
+]  # empty: none

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
 from cryptopred.supervisor import Program, Supervisor, port_in_use
-from markets.services import ensure_default_markets
+from markets.services import MarketError, ensure_default_markets
 
 HOST = "127.0.0.1"
 
@@ -109,7 +109,11 @@ def prepare(stdout, migrate: bool = True) -> None:
     if migrate:
         call_command("migrate", interactive=False, verbosity=0)
     ensure_superuser(stdout)
-    for market in ensure_default_markets(settings.DEFAULT_MARKETS):
+    try:
+        created = ensure_default_markets(settings.DEFAULT_MARKETS)
+    except MarketError as exc:
+        raise CommandError(f"DEFAULT_MARKETS: {exc}") from None
+    for market in created:
         stdout.write(f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h).")
 
 

@@ -8,11 +8,13 @@ windows of history before the first requested window, so both give identical row
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
+import redis
 from django.conf import settings
 
 from cryptopred.redis_client import get_redis
@@ -22,6 +24,7 @@ from features.models import FeatureRow
 from markets.models import Market
 
 BULK_SIZE = 2000
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -129,7 +132,10 @@ def publish_latest(row: FeatureRow) -> None:
         "close": str(row.close),
         "values": row.values,
     }
-    get_redis().set(latest_key(row.market, row.interval_s), json.dumps(payload))
+    try:
+        get_redis().set(latest_key(row.market, row.interval_s), json.dumps(payload))
+    except redis.RedisError as exc:  # the stored row is what matters; the cache catches up at the next close
+        log.warning("latest feature vector of %s not cached: %s", row.market, exc)
 
 
 def latest_vector(market: Market, interval_s: int) -> dict | None:

@@ -54,13 +54,20 @@ def test_overview_and_market_pages_load(live_app, driver, tmp_path):
     assert card.find_element(By.CSS_SELECTOR, '[data-field="last-price"]').text == close
     assert "persistence" in card.find_element(By.CSS_SELECTOR, '[data-field="model"]').text
     wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
+    accuracy = card.find_element(By.CSS_SELECTOR, '[data-field="accuracy"]').text
+
+    replay(tmp_path, 400, 60)
+    live_close = price(last_candle(market).close)
+    field = '[data-field="last-price"]'
+    wait_until(driver, lambda d: card.find_element(By.CSS_SELECTOR, field).text == live_close, message="price stale")
+    wait_until(driver, lambda d: card.find_element(By.CSS_SELECTOR, '[data-field="accuracy"]').text != accuracy)
     screenshot(driver, "overview")
 
     card.find_element(By.LINK_TEXT, MARKET).click()
     wait_until(driver, lambda d: int(chart(d).get_attribute("data-candles")) > 0, message="no candles drawn")
     assert driver.find_element(By.CSS_SELECTOR, "#chart canvas").is_displayed()
     assert int(chart(driver).get_attribute("data-predictions")) > 0
-    assert driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]').text == close
+    assert driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]').text == live_close
     screenshot(driver, "market")
 
 

@@ -114,7 +114,8 @@ def main() -> None:
     pipeline_rate, copy_rate = count / pipeline_s, count / copy_s
     name = args.file.relative_to(ROOT) if args.file.is_relative_to(ROOT) else args.file
     print(f"file: {name}, repeated and shifted to {count} trades")
-    print(f"database: PostgreSQL {connection.cursor().connection.info.server_version}, {datetime.now():%Y-%m-%d}")
+    version = connection.cursor().connection.info.server_version
+    print(f"database: PostgreSQL {version // 10000}.{version % 10000}, {os.cpu_count()} CPUs, {datetime.now():%F}")
     print(f"pipeline: {count} trades, {stats.candles} candles in {pipeline_s:.1f}s = {pipeline_rate:,.0f} trades/s")
     print(f"raw COPY: {count} trades in {copy_s:.1f}s = {copy_rate:,.0f} trades/s")
     print(f"ratio pipeline/COPY: {pipeline_rate / copy_rate:.2f}")

@@ -60,7 +60,7 @@ class AsgiServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         started = threading.Event()
-        for _ in range(200):
+        for _ in range(600):
             if self.server.started or not self.thread.is_alive():
                 break
             started.wait(0.05)
@@ -109,7 +109,7 @@ def sample_slice(dest: Path, first: int, count: int) -> Path:
     return dest
 
 
-def wait_until(driver, condition, timeout: float = 20, message: str = ""):
+def wait_until(driver, condition, timeout: float = 60, message: str = ""):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d), message)

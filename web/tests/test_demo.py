@@ -91,7 +91,7 @@ def test_demo_runs_the_system_and_predictions_flow(tmp_path):
     try:
         base = f"http://127.0.0.1:{port}"
         prediction = wait_for_model_prediction(
-            f"{base}/api/v1/markets/{demo.MARKET}/predictions/latest/", "2021-07-01T00:30:00Z", time.monotonic() + 120
+            f"{base}/api/v1/markets/{demo.MARKET}/predictions/latest/", "2021-07-01T00:30:00Z", time.monotonic() + 180
         )
         assert prediction is not None, "no model prediction from the live replay"
         assert Decimal(prediction["lower"]) <= Decimal(prediction["price"]) <= Decimal(prediction["upper"])

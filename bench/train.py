@@ -86,7 +86,14 @@ def main() -> None:
 
     ds = build_dataset(batch, settings.PREDICTION_HORIZON)
     t0 = time.perf_counter()
-    train(ds, None, settings.PROMOTION_MARGIN, settings.TRAIN_FOLDS, settings.TRAIN_VALIDATION_FRACTION)
+    train(
+        ds,
+        None,
+        settings.PROMOTION_MARGIN,
+        settings.PROMOTION_SIGNIFICANCE,
+        settings.TRAIN_FOLDS,
+        settings.TRAIN_VALIDATION_FRACTION,
+    )
     t_fit = time.perf_counter() - t0
 
     t0 = time.perf_counter()

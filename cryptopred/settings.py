@@ -215,6 +215,10 @@ if not 0.1 <= TRAIN_VALIDATION_FRACTION <= 0.9:
 PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.0)  # relative RMSE improvement required to promote
 if not 0.0 <= PROMOTION_MARGIN < 1.0:
     raise ConfigError(f"PROMOTION_MARGIN: must be in [0, 1), got {PROMOTION_MARGIN}")
+# One-sided Diebold-Mariano level a candidate's validation win must reach (against persistence and the active model).
+PROMOTION_SIGNIFICANCE = env_float("PROMOTION_SIGNIFICANCE", 0.05)
+if not 0.0 < PROMOTION_SIGNIFICANCE <= 1.0:
+    raise ConfigError(f"PROMOTION_SIGNIFICANCE: must be in (0, 1], got {PROMOTION_SIGNIFICANCE}")
 
 # Markets (trades -> candles): endpoints are settings so tests point them at local servers.
 KRAKEN_WS_URL = env_str("KRAKEN_WS_URL", "wss://ws.kraken.com/v2")

@@ -30,6 +30,7 @@ class BacktestConfig:
     train_window_s: int
     retrain_every_s: int
     margin: float
+    significance: float
     folds: int
     validation_fraction: float
     min_rows: int
@@ -123,7 +124,9 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         train_ds = full.subset(known)
         event = {"at": iso(p), "rows": len(train_ds)}
         if len(train_ds) >= config.min_rows:
-            outcome = train(train_ds, served, config.margin, config.folds, config.validation_fraction)
+            outcome = train(
+                train_ds, served, config.margin, config.significance, config.folds, config.validation_fraction
+            )
             persistence = persistence_forecaster(train_ds)
             if outcome.promote:
                 served, version = outcome.forecaster, version + 1

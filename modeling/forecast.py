@@ -27,7 +27,11 @@ def volatility_scale(X: np.ndarray, names: list[str], floor: float) -> np.ndarra
 
 @dataclass
 class Forecaster:
-    """model maps feature rows to log returns; q_lo/q_hi are 10 %/90 % residual quantiles in volatility units."""
+    """model maps feature rows to log returns; q_lo/q_hi are 10 %/90 % residual quantiles in volatility units.
+
+    shrink scales the model's return towards 0 (persistence) by the factor
+    its out-of-sample predictions earned in walk-forward validation.
+    """
 
     algorithm: str
     model: Any  # a fitted scikit-learn regressor, or None for persistence
@@ -35,12 +39,13 @@ class Forecaster:
     q_lo: float
     q_hi: float
     scale_floor: float = 0.0  # 0: the band scales with volatility alone
+    shrink: float = 1.0
 
     def predict_returns(self, X: np.ndarray) -> np.ndarray:
         if self.model is None:
             return np.zeros(len(X))
         # Missing history (None/NaN) counts as "no move", the neutral value of every feature.
-        return self.model.predict(np.nan_to_num(X, nan=0.0))
+        return self.shrink * self.model.predict(np.nan_to_num(X, nan=0.0))
 
     def predict_prices(self, close: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = self.predict_returns(X)
@@ -61,9 +66,12 @@ class Forecaster:
             "model": self.model,
             "features": self.features,
             "band": [self.q_lo, self.q_hi, self.scale_floor],
+            "shrink": self.shrink,
         }
 
     @classmethod
     def from_payload(cls, payload: dict) -> Forecaster:
         q_lo, q_hi, floor = (float(v) for v in payload["band"])
-        return cls(payload["algorithm"], payload["model"], list(payload["features"]), q_lo, q_hi, floor)
+        # Artifacts trained before shrinkage existed serve their model unshrunk, as they were validated.
+        shrink = float(payload.get("shrink", 1.0))
+        return cls(payload["algorithm"], payload["model"], list(payload["features"]), q_lo, q_hi, floor, shrink)

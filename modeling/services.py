@@ -83,6 +83,7 @@ def train_market(
         ds,
         active_forecaster(current),
         settings.PROMOTION_MARGIN,
+        settings.PROMOTION_SIGNIFICANCE,
         settings.TRAIN_FOLDS,
         settings.TRAIN_VALIDATION_FRACTION,
     )

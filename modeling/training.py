@@ -6,6 +6,7 @@ scheduled task, the backtest and bench/train.py.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -139,10 +140,25 @@ def fit(algorithm: str, ds: Dataset) -> object | None:
 class WalkForward:
     """Out-of-sample predictions of one algorithm over the validation folds."""
 
-    returns: np.ndarray  # predicted log returns, validation rows
+    raw: np.ndarray  # predicted log returns as the model makes them, validation rows
+    returns: np.ndarray  # raw shrunk by the factor fitted on earlier folds
     lower: np.ndarray  # band bounds (log return) from earlier folds' residuals only
     upper: np.ndarray
     residuals: np.ndarray  # (y - prediction) / volatility scale, validation rows
+    shrink: float  # the factor fitted on every fold: what the final model is served with
+
+
+def shrinkage(predicted: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares factor on out-of-sample predictions, sum(p y) / sum(p p), clipped to [0, 1].
+
+    A model without skill gets 0 (its predictions are uncorrelated with what
+    happened) and collapses to persistence instead of adding noise; 1 keeps
+    it as trained: shrinkage never amplifies.
+    """
+    power = float(np.dot(predicted, predicted))
+    if power <= 0:
+        return 0.0
+    return float(np.clip(np.dot(predicted, y) / power, 0.0, 1.0))
 
 
 def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
@@ -151,22 +167,29 @@ def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
 
 
 def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) -> WalkForward:
-    """Train on everything whose target was known before each fold, predict the fold; time order only."""
+    """Train on everything whose target was known before each fold, predict the fold; time order only.
+
+    Each fold's predictions are shrunk by the factor fitted on the earlier
+    folds' predictions (0 for the first fold: no evidence yet).
+    """
     lo, hi = bounds[0], bounds[-1]
+    raw = np.zeros(hi - lo)
     returns = np.zeros(hi - lo)
+    y = ds.y[lo:hi]
     for a, b in pairwise(bounds):
         known = ds.starts + ds.horizon * ds.interval_s <= ds.starts[a]
         model = fit(algorithm, ds.subset(known & (np.arange(len(ds)) < a)))
         if model is not None:
-            returns[a - lo : b - lo] = model.predict(ds.X[a:b])
+            raw[a - lo : b - lo] = model.predict(ds.X[a:b])
+            returns[a - lo : b - lo] = shrinkage(raw[: a - lo], y[: a - lo]) * raw[a - lo : b - lo]
     scale = volatility_scale(ds.X[lo:hi], ds.names, floor)
-    residuals = (ds.y[lo:hi] - returns) / scale
+    residuals = (y - returns) / scale
     lower, upper = np.full(hi - lo, np.nan), np.full(hi - lo, np.nan)
     for a, b in pairwise(bounds[1:]):
         q_lo, q_hi = band(residuals[: a - lo])
         lower[a - lo : b - lo] = returns[a - lo : b - lo] + q_lo * scale[a - lo : b - lo]
         upper[a - lo : b - lo] = returns[a - lo : b - lo] + q_hi * scale[a - lo : b - lo]
-    return WalkForward(returns, lower, upper, residuals)
+    return WalkForward(raw, returns, lower, upper, residuals, shrinkage(raw, y))
 
 
 @dataclass
@@ -180,39 +203,54 @@ class TrainOutcome:
 
 
 def train(
-    ds: Dataset, active: Forecaster | None, margin: float, folds: int, validation_fraction: float
+    ds: Dataset,
+    active: Forecaster | None,
+    margin: float,
+    significance: float,
+    folds: int,
+    validation_fraction: float,
 ) -> TrainOutcome:
     """Walk-forward every candidate next to persistence, pick the best, apply the promotion gate.
 
     Metrics cover folds 2..n: the first fold's out-of-sample residuals only calibrate the bands.
+    The best candidate's Diebold-Mariano p-values against persistence and the active model are
+    Bonferroni-adjusted for the number of candidates it was picked from.
     """
     bounds = fold_bounds(len(ds), folds, validation_fraction)
     val = ds.subset(np.arange(len(ds)) >= bounds[1])
     offset = bounds[1] - bounds[0]
 
-    def score(wf: WalkForward) -> dict:
+    def prices(wf: WalkForward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = val.close
-        r, lo, hi = wf.returns[offset:], wf.lower[offset:], wf.upper[offset:]
-        return evaluate(c, val.actual, c * np.exp(r), c * np.exp(lo), c * np.exp(hi))
+        return tuple(c * np.exp(v[offset:]) for v in (wf.returns, wf.lower, wf.upper))
+
+    def p_value(price: np.ndarray, reference: np.ndarray) -> float:
+        loss = (price - val.actual) ** 2
+        return min(1.0, len(ALGORITHMS) * dm_pvalue(loss, (reference - val.actual) ** 2, ds.horizon))
 
     floor = scale_floor(ds.subset(np.arange(len(ds)) < bounds[0]))
     runs = {name: walk_forward(name, ds, bounds, floor) for name in (PERSISTENCE, *ALGORITHMS)}
-    candidates = {name: score(wf) for name, wf in runs.items()}
+    served = {name: prices(wf) for name, wf in runs.items()}
+    candidates = {
+        name: evaluate(val.close, val.actual, *p) | {"shrink": runs[name].shrink} for name, p in served.items()
+    }
     best = min(ALGORITHMS, key=lambda name: candidates[name]["rmse"])
+    model = candidates[best] | {"p_vs_persistence": p_value(served[best][0], served[PERSISTENCE][0])}
     active_metrics = None
     if active is not None and active.features == ds.names:
         price, lower, upper = active.predict_prices(val.close, val.X)
         active_metrics = evaluate(val.close, val.actual, price, lower, upper)
+        model["p_vs_active"] = p_value(served[best][0], price)
     metrics = {
-        "model": candidates[best],
+        "model": model,
         "persistence": candidates[PERSISTENCE],
         "active": active_metrics,
         "candidates": candidates,
         "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},
     }
-    promote, reason = gate(candidates[best], candidates[PERSISTENCE], active_metrics, margin)
+    promote, reason = gate(model, candidates[PERSISTENCE], active_metrics, margin, significance)
     q_lo, q_hi = band(runs[best].residuals)
-    forecaster = Forecaster(best, fit(best, ds), ds.names, q_lo, q_hi, floor)
+    forecaster = Forecaster(best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink)
     outcome = TrainOutcome(forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]))
     persistence_rmse = candidates[PERSISTENCE]["rmse"]
     if not promote and active_metrics is not None and active_metrics["rmse"] >= persistence_rmse:
@@ -223,17 +261,45 @@ def train(
     return outcome
 
 
-def gate(model: dict, persistence: dict, active: dict | None, margin: float) -> tuple[bool, str]:
-    """Promote only if validation RMSE beats persistence and the active model by the margin."""
+def dm_pvalue(loss: np.ndarray, reference: np.ndarray, horizon: int) -> float:
+    """One-sided Diebold-Mariano test: p-value of "loss is on average not lower than reference".
+
+    The variance of the mean loss difference is Newey-West (Bartlett weights)
+    with at least n^(1/3) lags: squared errors cluster with volatility, so
+    the windows are not independent and a plain t-test would be overconfident.
+    """
+    d = loss - reference
+    n = len(d)
+    if n < 2:
+        return 1.0
+    centered = d - d.mean()
+    lags = max(horizon - 1, int(n ** (1 / 3)))
+    var = float(centered @ centered) / n
+    for k in range(1, min(lags, n - 1) + 1):
+        var += 2 * (1 - k / (lags + 1)) * float(centered[k:] @ centered[:-k]) / n
+    if var <= 0:  # the same difference on every window: certain; none at all (shrunk to persistence) is no win
+        return 0.0 if d.mean() < 0 else 1.0
+    t = float(d.mean()) / math.sqrt(var / n)
+    return 0.5 * math.erfc(-t / math.sqrt(2))  # standard normal P(Z <= t): small when the loss is lower
+
+
+def gate(model: dict, persistence: dict, active: dict | None, margin: float, significance: float) -> tuple[bool, str]:
+    """Promote only on evidence: validation RMSE beats persistence and the active model by the margin,
+    and the Diebold-Mariano p-value of each win is below significance."""
     need = 1 - margin
     text = f"validation RMSE {model['rmse']:.6g} vs persistence {persistence['rmse']:.6g}"
+    text += f" (p {model['p_vs_persistence']:.3g})"
     if active is not None:
-        text += f" and active {active['rmse']:.6g}"
-    text += f" (margin {margin:.1%}, {model['rows']} windows)"
+        text += f" and active {active['rmse']:.6g} (p {model['p_vs_active']:.3g})"
+    text += f", margin {margin:.1%}, significance {significance:g}, {model['rows']} windows"
     if not model["rmse"] < persistence["rmse"] * need:
         return False, f"does not beat persistence: {text}"
+    if not model["p_vs_persistence"] < significance:
+        return False, f"no significant win over persistence: {text}"
     if active is not None and not model["rmse"] < active["rmse"] * need:
         return False, f"does not beat the active model: {text}"
+    if active is not None and not model["p_vs_active"] < significance:
+        return False, f"no significant win over the active model: {text}"
     return True, f"beats {'persistence and the active model' if active else 'persistence'}: {text}"
 
 

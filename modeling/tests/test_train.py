@@ -6,13 +6,17 @@ import gzip
 import hashlib
 import json
 
+import numpy as np
 import pytest
 from django.core.management import CommandError
+from django.db.models import Max, Min
 
+from features.store import compute_features
 from features.tests.helpers import BINANCE_ETH_1M, run
+from markets.models import Candle
 from modeling.models import ModelArtifact, ModelEvent
 from modeling.tests.conftest import ETH
-from modeling.training import gate
+from modeling.training import ALGORITHMS, Dataset, build_dataset, dm_pvalue, fold_bounds, gate, train, walk_forward
 
 KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
 
@@ -47,8 +51,14 @@ def test_second_training_must_also_beat_the_active_model(eth, settings):
         registry.promote(ModelArtifact.objects.get(pk=first["model_id"]), "test")
     second = train_json()
     assert second["metrics"]["active"] is not None and KEYS <= set(second["metrics"]["active"])
-    assert "and active" in second["reason"]
-    assert ModelArtifact.objects.filter(status="active").count() == 1
+    assert "and active" in second["reason"] and "(p " in second["reason"]
+    assert ModelArtifact.objects.filter(status="active").count() <= 1
+    first_model = ModelArtifact.objects.get(pk=first["model_id"])
+    if second["metrics"]["active"]["rmse"] >= second["metrics"]["persistence"]["rmse"]:
+        # The active model lost to persistence on the newest data: it is retired, persistence is served.
+        assert first_model.status == "retired" and "no longer beats persistence" in first_model.reason
+    else:
+        assert first_model.status in {"active", "retired"}
 
 
 def test_margin_rejects_with_the_numbers(eth, settings):
@@ -60,14 +70,48 @@ def test_margin_rejects_with_the_numbers(eth, settings):
 
 
 def test_gate_rules():
-    def m(rmse: float) -> dict:
-        return {"rmse": rmse, "rows": 100}
+    def m(rmse: float, p: float = 0.01) -> dict:
+        return {"rmse": rmse, "rows": 100, "p_vs_persistence": p, "p_vs_active": p}
 
-    assert gate(m(0.9), m(1.0), None, 0.0)[0]
-    assert not gate(m(1.0), m(1.0), None, 0.0)[0]  # a tie is not a win
-    assert not gate(m(0.95), m(1.0), None, 0.1)[0]
-    assert not gate(m(0.9), m(1.0), m(0.8), 0.0)[0]
-    assert gate(m(0.7), m(1.0), m(0.8), 0.1)[0]
+    assert gate(m(0.9), m(1.0), None, 0.0, 0.05)[0]
+    assert not gate(m(1.0), m(1.0), None, 0.0, 0.05)[0]  # a tie is not a win
+    assert not gate(m(0.95), m(1.0), None, 0.1, 0.05)[0]
+    assert not gate(m(0.9), m(1.0), m(0.8), 0.0, 0.05)[0]
+    assert gate(m(0.7), m(1.0), m(0.8), 0.1, 0.05)[0]
+    promote, reason = gate(m(0.9, p=0.2), m(1.0), None, 0.0, 0.05)
+    assert not promote and reason.startswith("no significant win over persistence") and "(p 0.2)" in reason
+    assert gate(m(0.9, p=0.2), m(1.0), None, 0.0, 0.25)[0]
+
+
+def test_diebold_mariano_needs_a_consistent_win():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal(2000) ** 2
+    assert dm_pvalue(reference * 0.9, reference, 1) < 1e-6  # lower on every window
+    noise = reference + rng.standard_normal(2000)
+    assert dm_pvalue(noise - 0.01, noise, 1) < 1e-6  # a constant edge is certain however small
+    noisy = noise - 0.01 + rng.standard_normal(2000)  # the same edge buried in per-window noise
+    assert 0.3 < dm_pvalue(noisy, noise, 1) < 1.0
+    assert dm_pvalue(noise, noise, 1) == 1.0  # identical forecasts: no evidence
+    assert dm_pvalue(noise + 0.01, noise, 1) > 0.99
+
+
+def test_no_skill_model_collapses_to_persistence(eth):
+    """Real features, real targets shuffled in time with random signs: nothing to learn."""
+    span = Candle.objects.filter(market=eth, interval_s=60).aggregate(Min("start"), Max("start"))
+    ds = build_dataset(compute_features(eth, 60, span["start__min"], span["start__max"]), 1)
+    rng = np.random.default_rng(0)
+    noise = Dataset(
+        ds.interval_s, 1, ds.starts, ds.names, ds.X, ds.close, rng.permutation(ds.y) * rng.choice([-1, 1], len(ds))
+    )
+    bounds = fold_bounds(len(noise), 5, 0.5)
+    y = noise.y[bounds[0] :]
+    for algorithm in ALGORITHMS:
+        wf = walk_forward(algorithm, noise, bounds, 1e-6)
+        shrunk, raw = np.mean((y - wf.returns) ** 2), np.mean((y - wf.raw) ** 2)
+        assert wf.shrink < 0.1 and np.abs(wf.returns).mean() < np.abs(wf.raw).mean() / 2
+        assert shrunk < raw  # what the fitted noise would have cost without shrinkage
+    outcome = train(noise, None, 0.0, 0.05, 5, 0.5)
+    assert not outcome.promote and outcome.forecaster.shrink < 0.1
 
 
 def test_too_little_data_says_how_much_is_needed(tmp_path, transactional_db):

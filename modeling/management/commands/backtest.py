@@ -50,6 +50,7 @@ class Command(BaseCommand):
             train_window_s=duration_option(options["train_window"], "--train-window"),
             retrain_every_s=duration_option(options["retrain_every"], "--retrain-every"),
             margin=settings.PROMOTION_MARGIN,
+            significance=settings.PROMOTION_SIGNIFICANCE,
             folds=settings.TRAIN_FOLDS,
             validation_fraction=settings.TRAIN_VALIDATION_FRACTION,
             min_rows=settings.TRAIN_MIN_ROWS,

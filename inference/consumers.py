@@ -10,7 +10,9 @@ A malformed message gets an error frame; only an invalid token closes the connec
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -19,10 +21,14 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from inference.api.permissions import may_read
+from inference.hub import hub
 from inference.stream import CHANNELS, group_name
 from markets.services import MarketError, get_market
 
 INVALID_TOKEN = 4401
+OUTBOX_SIZE = 100  # pushes queued for a client that does not read; more are dropped
+
+log = logging.getLogger(__name__)
 
 
 @database_sync_to_async
@@ -38,17 +44,22 @@ def find_market(name: str):
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = None  # pushes come through the process's hub, not a channel per connection
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.subscriptions: dict[tuple[str, str], str] = {}  # (channel, market name) -> group
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.writer = asyncio.ensure_future(self.write())
         await self.accept()
         key = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [""])[0]
         if key:
             await self.authenticate(key)
 
     async def disconnect(self, code: int) -> None:
+        self.writer.cancel()
         for group in self.subscriptions.values():
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await hub().leave(group, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -99,7 +110,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.error(f"subscription limit reached ({settings.WS_MAX_SUBSCRIPTIONS} per connection)")
                 return
             self.subscriptions[channel, name] = group
-            await self.channel_layer.group_add(group, self.channel_name)
+            await hub().join(group, self)
         await self.reply({"type": "subscribed", "channel": channel, "market": name})
 
     async def on_unsubscribe(self, message: dict) -> None:
@@ -111,7 +122,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if group is None:
             await self.error(f"not subscribed to {channel} of {name}")
             return
-        await self.channel_layer.group_discard(group, self.channel_name)
+        await hub().leave(group, self)
         await self.reply({"type": "unsubscribed", "channel": channel, "market": name})
 
     async def target(self, message: dict) -> tuple[str, str, str] | None:
@@ -131,9 +142,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return None
         return channel, market.name, group_name(channel, market)
 
-    async def stream_push(self, event: dict) -> None:
-        """A prediction or candle from the pipeline, already encoded once for all subscribers."""
-        await self.send(text_data=event["text"])
+    def push(self, text: str) -> None:
+        """A prediction or candle from the pipeline (encoded once for all subscribers), to send in order."""
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("websocket client %s is not reading: push dropped", self.scope.get("client"))
+
+    async def write(self) -> None:
+        while True:
+            await self.send(text_data=await self.outbox.get())
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))

@@ -55,4 +55,4 @@ def publish(channel: str, market: Market, payloads: list[dict]) -> None:
 
 async def _send(layer, group: str, texts: list[str]) -> None:
     for text in texts:
-        await layer.group_send(group, {"type": "stream.push", "text": text})
+        await layer.group_send(group, {"type": "stream.push", "group": group, "text": text})

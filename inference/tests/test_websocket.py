@@ -142,3 +142,27 @@ def test_pushes_predictions_and_candles_of_subscribed_markets_only(server, marke
             assert await ask(unsubscribed, {"action": "ping"}) == {"type": "pong"}  # nothing pushed before it
 
     asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_many_concurrent_subscribers_receive_every_push_in_order(server, market):
+    """Subscribers joining at once share one hub subscription per process; each gets every push."""
+    from inference.stream import publish
+
+    async def scenario():
+        async def subscriber() -> list:
+            async with connect(server.ws_url()) as ws:
+                assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+                subscribed.release()
+                return [await receive(ws) for _ in range(3)]
+
+        subscribed = asyncio.Semaphore(0)
+        clients = [asyncio.ensure_future(subscriber()) for _ in range(20)]
+        for _ in clients:
+            await subscribed.acquire()
+        for i in range(3):  # separate publications, as at successive candle closes
+            await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": i}])
+        return await asyncio.gather(*clients)
+
+    for received in asyncio.run(scenario()):
+        assert [m["n"] for m in received] == [0, 1, 2]

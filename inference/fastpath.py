@@ -15,10 +15,14 @@ import asyncio
 import math
 import re
 import time
+from functools import cache, lru_cache
+from typing import NamedTuple
 
 import redis.asyncio
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -36,6 +40,39 @@ SECURITY_HEADERS = [  # what Django's middleware adds to every API response
     (b"vary", b"Accept, Cookie"),
     (b"allow", b"GET, HEAD, OPTIONS"),
 ]
+
+
+class Config(NamedTuple):
+    allowed_hosts: tuple[str, ...]
+    session_cookie: bytes
+    token_cache_s: float
+    anonymous_read: bool
+    rates: tuple[tuple[int, int], tuple[int, int]]  # (anonymous, authenticated): (requests, period s)
+
+
+@cache
+def _config() -> Config:
+    """The settings this path reads, looked up once (settings lookups are a noticeable share of its cost)."""
+    return Config(
+        tuple(settings.ALLOWED_HOSTS),
+        settings.SESSION_COOKIE_NAME.encode(),
+        settings.API_TOKEN_CACHE_S,
+        settings.API_ANONYMOUS_READ,
+        (rate_for(False), rate_for(True)),
+    )
+
+
+@receiver(setting_changed, dispatch_uid="inference.fastpath.config")
+def _settings_changed(**kwargs) -> None:
+    _config.cache_clear()
+    _host_allowed.cache_clear()
+
+
+@lru_cache(maxsize=256)
+def _host_allowed(host_header: bytes, allowed_hosts: tuple[str, ...]) -> bool:
+    """Django's ALLOWED_HOSTS check, remembered per Host header value."""
+    host, _ = split_domain_port(host_header.decode("latin-1"))
+    return validate_host(host, allowed_hosts)
 
 
 class LatestPredictionFastPath:
@@ -60,11 +97,11 @@ class LatestPredictionFastPath:
         match = PATH.match(scope["path"])
         if match is None or scope["query_string"]:
             return None
+        config = _config()
         headers = dict(scope["headers"])
-        host, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
-        if not validate_host(host, settings.ALLOWED_HOSTS) or b"text/html" in headers.get(b"accept", b""):
+        if not _host_allowed(headers.get(b"host", b""), config.allowed_hosts):
             return None
-        if settings.SESSION_COOKIE_NAME.encode() in headers.get(b"cookie", b""):
+        if b"text/html" in headers.get(b"accept", b"") or config.session_cookie in headers.get(b"cookie", b""):
             return None
         market_id = known_market_id(match[1])
         if market_id is None:
@@ -74,16 +111,16 @@ class LatestPredictionFastPath:
             if len(authorization) != 2 or authorization[0] != "Token":
                 return None
             key = authorization[1]
-            if remembered(key, 2 * settings.API_TOKEN_CACHE_S) is None:
+            if remembered(key, 2 * config.token_cache_s) is None:
                 return None
-            if remembered(key, settings.API_TOKEN_CACHE_S) is None:
+            if remembered(key, config.token_cache_s) is None:
                 self.recheck(key)  # meanwhile served: a burst of re-checks in Django would stall every client
             ident, authenticated = token_ident(key), True
-        elif settings.API_ANONYMOUS_READ:
+        elif config.anonymous_read:
             ident, authenticated = address_ident(scope["client"][0] if scope.get("client") else ""), False
         else:
             return None
-        limit, period = rate_for(authenticated)
+        limit, period = config.rates[authenticated]
         counter, retry_after = bucket(ident, period, time.time())
         client, script = self.redis()
         count, cached = await script(keys=[counter, latest_key(market_id)], args=[period + 1], client=client)

@@ -67,7 +67,12 @@ def database_config(url: str) -> dict:
     if scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r} (expected postgresql://)")
     try:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        # Under ASGI every request runs in a fresh thread, so persistent
+        # connections would pile up one per thread: close them per request
+        # unless DB_CONN_MAX_AGE says otherwise.
+        config = dj_database_url.parse(
+            url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
+        )
     except ValueError as exc:
         raise ConfigError(f"DATABASE_URL: {exc}") from None
     if not config.get("NAME"):

@@ -93,12 +93,14 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.db import connection
 
     from markets.models import Market
     from markets.replay import replay
     from markets.services import get_or_create_market, parse_market_name
 
+    call_command("migrate", interactive=False, verbosity=0)
     exchange, base, quote = parse_market_name(MARKET)
     Market.objects.filter(exchange=exchange, base=base, quote=quote).delete()
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,6 @@ are stored as 0 and vwap as null, which the features treat as "no information".
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -15,7 +14,7 @@ from pathlib import Path
 from django.db import transaction
 
 from markets.models import Candle, Market
-from markets.tradefile import TradeFileError, open_text, parse_ts
+from markets.tradefile import parse_ts, read_csv
 
 HEADER = ["ts", "open", "high", "low", "close", "volume"]
 BATCH = 5000
@@ -55,34 +54,21 @@ def parse_candle(row: list[str], interval_s: int) -> tuple[datetime, list[Decima
 
 def read_candles(path: Path, interval_s: int):
     """Batches of (ts, [open, high, low, close, volume]); CandleFileError names file and line."""
-    try:
-        stream, raw = open_text(path)
-    except OSError as exc:
-        raise CandleFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with stream, raw:
-        reader = csv.reader(stream)
+    batch, previous = [], None
+    for line, row in read_csv(path, HEADER, CandleFileError):
         try:
-            header = next(reader, None)
-            if header != HEADER:
-                got = header and ",".join(header)
-                raise CandleFileError(f"{path}:1: expected header {','.join(HEADER)}, got {got}")
-            batch, previous = [], None
-            for row in reader:
-                try:
-                    ts, values = parse_candle(row, interval_s)
-                    if previous is not None and ts <= previous:
-                        raise ValueError(f"ts {row[0]} is not after the previous row's {previous.isoformat()}")
-                except ValueError as exc:
-                    raise CandleFileError(f"{path}:{reader.line_num}: {exc}") from None
-                previous = ts
-                batch.append((ts, values))
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-        except (OSError, EOFError, UnicodeDecodeError, csv.Error, TradeFileError) as exc:
-            raise CandleFileError(f"{path}:{reader.line_num}: unreadable: {exc}") from None
+            ts, values = parse_candle(row, interval_s)
+            if previous is not None and ts <= previous:
+                raise ValueError(f"ts {row[0]} is not after the previous row's {previous.isoformat()}")
+        except ValueError as exc:
+            raise CandleFileError(f"{path}:{line}: {exc}") from None
+        previous = ts
+        batch.append((ts, values))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def import_candles(path: Path, market: Market, interval_s: int) -> ImportStats:

@@ -78,43 +78,60 @@ def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Ti
     return Tick(trade_id, ts, price, qty, side), rank
 
 
+def read_csv(
+    path: Path,
+    header: list[str],
+    error: type[ValueError],
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 10_000,
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a CSV file (plain or gzip) that starts with header.
+
+    A missing file, a wrong header or undecodable content raises error naming
+    the file and line. progress, if given, gets the bytes read so far every
+    progress_every rows and at the end.
+    """
+    try:
+        stream, raw = open_text(path)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with stream, raw:
+        reader = csv.reader(stream)
+        try:
+            got = next(reader, None)
+            if got != header:
+                raise error(f"{path}:1: expected header {','.join(header)}, got {got and ','.join(got)}")
+            for count, row in enumerate(reader, 1):
+                yield reader.line_num, row
+                if progress and count % progress_every == 0:
+                    progress(raw.tell())
+            if progress:
+                progress(raw.tell())
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+            raise error(f"{path}:{reader.line_num}: unreadable: {exc}") from None
+
+
 def read_trades(
     path: Path, batch_size: int = 10_000, progress: Callable[[int], None] | None = None
 ) -> Iterator[list[Tick]]:
     """Batches of ticks in file order; TradeFileError names file and line of a bad row.
 
-    progress, if given, is called with the bytes of the file read so far before each batch.
+    progress, if given, is called with the bytes of the file read so far after each batch.
     """
-    try:
-        stream, raw = open_text(path)
-    except OSError as exc:
-        raise TradeFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with stream, raw:
-        reader = csv.reader(stream)
+    batch: list[Tick] = []
+    previous = None
+    for line, row in read_csv(path, HEADER, TradeFileError, progress, progress_every=batch_size):
         try:
-            header = next(reader, None)
-            if header != HEADER:
-                raise TradeFileError(f"{path}:1: expected header {','.join(HEADER)}, got {header and ','.join(header)}")
-            batch: list[Tick] = []
-            previous = None
-            for row in reader:
-                try:
-                    tick, rank = parse_row(row, previous)
-                except ValueError as exc:
-                    raise TradeFileError(f"{path}:{reader.line_num}: {exc}") from None
-                previous = (tick.ts, rank)
-                batch.append(tick)
-                if len(batch) >= batch_size:
-                    if progress:
-                        progress(raw.tell())
-                    yield batch
-                    batch = []
-            if progress:
-                progress(raw.tell())
-            if batch:
-                yield batch
-        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
-            raise TradeFileError(f"{path}:{reader.line_num}: unreadable: {exc}") from None
+            tick, rank = parse_row(row, previous)
+        except ValueError as exc:
+            raise TradeFileError(f"{path}:{line}: {exc}") from None
+        previous = (tick.ts, rank)
+        batch.append(tick)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def format_ts(ts: datetime, micro: bool = False) -> str:

@@ -1,12 +1,19 @@
-"""Plain, independent reference computations for the markets tests."""
+"""Plain, independent reference computations for the markets tests, and a stream runner harness."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+
+from django.db import connections
+
+from markets.stream import StreamRunner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
@@ -39,3 +46,22 @@ def reference_candles(rows: list[dict], interval: int) -> list[list[str]]:
         ts = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out.append([ts, *(f"{v.normalize():f}" for v in (o, h, lo, close, volume)), str(len(trades))])
     return out
+
+
+def run_until(runner: StreamRunner, done: Callable[[], object], timeout: float = 60.0) -> None:
+    """Run the stream in a thread until done() holds (or time runs out)."""
+
+    def target():
+        try:
+            runner.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.stopping.set()
+    thread.join(10)
+    assert not thread.is_alive()

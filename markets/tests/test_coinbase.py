@@ -3,10 +3,8 @@
 import contextlib
 import json
 import threading
-import time
 
 import pytest
-from django.db import connections
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
@@ -14,7 +12,7 @@ from markets.models import Market, Trade
 from markets.services import get_or_create_market
 from markets.sources.base import SubscriptionRejected
 from markets.stream import StreamRunner
-from markets.tests.helpers import SAMPLE, read_rows
+from markets.tests.helpers import SAMPLE, read_rows, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CAPTURE = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"
@@ -58,20 +56,7 @@ def test_recorded_session_stores_every_trade_once(coinbase):
         for event in json.loads(line)["events"]:
             expected.update({int(t["trade_id"]): t for t in event["trades"] if t["product_id"] == "ETH-USD"})
     runner = StreamRunner(market)
-
-    def run():
-        try:
-            runner.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while (Trade.objects.count() < len(expected) or not runner.malformed) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    runner.stopping.set()
-    thread.join(10)
+    run_until(runner, lambda: Trade.objects.count() >= len(expected) and runner.malformed, timeout=20)
 
     assert coinbase[0] == {"type": "subscribe", "product_ids": ["ETH-USD"], "channel": "market_trades"}
     stored = {t.trade_id: t for t in Trade.objects.all()}

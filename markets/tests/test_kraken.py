@@ -1,11 +1,8 @@
 import csv
 import io
-import threading
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connections
 
 from markets.models import Market, Trade
 from markets.services import get_or_create_market
@@ -13,7 +10,7 @@ from markets.sources.base import MalformedFrame, SubscriptionRejected, load_fram
 from markets.sources.kraken import KrakenSource, rest_ticks
 from markets.stream import StreamRunner
 from markets.tests.fake_kraken import FakeKraken
-from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles
+from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = read_rows(KRAKEN_BTCUSDT)[:1800]
@@ -28,25 +25,6 @@ def fake(settings):
         settings.STREAM_BACKOFF_MAX_S = 0.2
         settings.BACKFILL_HOURS = 24 * 4  # the first start backfills everything published
         yield server
-
-
-def run_until(runner: StreamRunner, done, timeout: float = 60.0) -> None:
-    """Run the stream in a thread until done() holds (or time runs out)."""
-
-    def target():
-        try:
-            runner.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    runner.stopping.set()
-    thread.join(10)
-    assert not thread.is_alive()
 
 
 def test_disconnects_gaps_and_snapshot_overlap_lose_and_duplicate_nothing(fake):

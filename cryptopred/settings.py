@@ -18,6 +18,7 @@ from cryptopred.config import (
     env_str,
     service_urls,
 )
+from cryptopred.durations import parse_duration
 
 load_dotenv(BASE_DIR / ".env", override=False)
 
@@ -197,8 +198,6 @@ FEATURE_REFERENCE_BASE = env_str("FEATURE_REFERENCE_BASE", "BTC").upper()  # sam
 
 
 def _duration(name: str, default: str) -> int:
-    from modeling.durations import parse_duration
-
     try:
         return parse_duration(env_str(name, default) or default)
     except ValueError as exc:

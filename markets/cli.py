@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from django.core.management.base import CommandError
 
+from cryptopred.durations import parse_duration
 from markets.models import Market
 from markets.services import MarketError, get_market, get_or_create_market
-
-INTERVAL_RE = re.compile(r"^(\d+)([smh]?)$")
-UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
 def market_option(name: str, create: bool = False) -> Market:
@@ -34,10 +31,12 @@ def time_option(raw: str | None, option: str) -> datetime | None:
 
 
 def interval_option(raw: str, market: Market) -> int:
-    """'10s', '1m', '60' -> seconds; a multiple of the market's candle interval."""
-    match = INTERVAL_RE.match(raw.strip().lower())
-    seconds = int(match[1]) * UNIT_S[match[2]] if match else 0
-    if seconds <= 0 or seconds % market.interval_s:
+    """'10s', '1m' -> seconds; a multiple of the market's candle interval."""
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        raise CommandError(f"--interval: {exc}") from None
+    if seconds % market.interval_s:
         raise CommandError(
             f"--interval: expected a multiple of {market.name}'s {market.interval_s}s candles (e.g. 10s, 1m),"
             f" got {raw!r}"

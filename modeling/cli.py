@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from modeling.durations import parse_duration
+from cryptopred.durations import parse_duration
 
 
 def duration_option(raw: str, option: str) -> int:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cryptopred.durations import parse_duration
 from features import store
 from features.importer import CandleFileError, import_candles
 from markets.models import Market
 from markets.services import MarketError, get_or_create_market
-from modeling.durations import parse_duration
 
 
 class Command(BaseCommand):

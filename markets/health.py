@@ -1,15 +1,15 @@
-"""/healthz component: every enabled market has a running stream task."""
+"""/healthz component: every enabled market of an exchange with a live source has a running stream task."""
 
 from cryptopred.health import register
 from markets.lease import held, stream_key
-from markets.models import Market
+from markets.sources import streamed_markets
 
 
 @register("streams")
 def check_streams() -> dict:
     """A stream retrying without network is running (state reconnecting); only a missing task fails."""
     markets = {}
-    for market in Market.objects.filter(enabled=True):
+    for market in streamed_markets():
         running = held(stream_key(market.name))
         markets[market.name] = {
             "running": running,

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from markets.lease import Lease, held, stream_key
 from markets.models import Market, Trade
+from markets.sources import streamed_markets
 from markets.sources.base import SubscriptionRejected
 from markets.stream import StreamRunner, set_state
 
@@ -68,7 +69,7 @@ def run_stream(market_id: int) -> str:
 def ensure_streams() -> list[str]:
     """Beat task: start the stream of every enabled market that has no live lease."""
     started = []
-    for market in Market.objects.filter(enabled=True):
+    for market in streamed_markets():
         if not held(stream_key(market.name)):
             run_stream.apply_async((market.pk,), queue=settings.STREAMS_QUEUE, expires=30)
             started.append(market.name)

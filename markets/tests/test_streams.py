@@ -65,6 +65,20 @@ def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, setting
         assert market.stream_state == Market.StreamState.STOPPED
 
 
+def test_markets_without_a_live_source_get_no_stream(settings):
+    """A replay-fed market (no live source for its exchange) is neither started nor required by /healthz."""
+    settings.STREAMS_QUEUE = "nobody-consumes-this"
+    get_or_create_market("gemini:ETH-USD")
+    Market.objects.update(enabled=True)
+    assert ensure_streams() == []
+    health = check_streams()
+    assert health["ok"] and health["markets"] == {}
+    get_or_create_market("kraken:ETH-USD")
+    Market.objects.update(enabled=True)
+    assert ensure_streams() == ["kraken:ETH-USD"]
+    assert not check_streams()["ok"]  # queued, but no worker runs it
+
+
 def test_healthz_reports_reconnecting_stream_as_healthy(settings):
     """No network: the stream task is alive and retrying, /healthz says so without failing on it."""
     market = get_or_create_market("kraken:ETH-USD")

@@ -10,6 +10,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from cryptopred.redis_client import get_redis
 from inference.api import authentication
 from inference.fastpath import LatestPredictionFastPath
 from markets.replay import replay
@@ -74,6 +75,15 @@ def test_answers_like_the_view_without_django(served):
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"x-content-type-options"] == b"nosniff"
     assert int(headers[b"content-length"]) == len(body)
+
+
+def test_a_redis_that_forgot_the_script_still_answers(served):
+    token, expected, _ = served
+    app = LatestPredictionFastPath(Django())
+    get_redis().script_flush()
+    status, _, body = call(app, token)
+    assert (status, json.loads(body)) == (200, expected)
+    assert call(app, token)[0] == 200  # and the script is known again
 
 
 @pytest.mark.parametrize(

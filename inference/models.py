@@ -46,7 +46,3 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market} {self.made_at:%Y-%m-%d %H:%M:%S} +{self.horizon} {self.price}"
-
-    @property
-    def is_persistence(self) -> bool:
-        return self.algorithm == PERSISTENCE

@@ -14,7 +14,9 @@ class FeatureRow(models.Model):
     close is the window's candle close, the price predictions start from.
     """
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="feature_rows")
+    # No index of its own: the composite indexes below start with market, and a lone market
+    # index tempts the planner into scanning a whole market when its statistics are stale.
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="feature_rows", db_index=False)
     interval_s = models.PositiveIntegerField()
     start = models.DateTimeField(help_text="window start")
     version = models.CharField(max_length=16, help_text="feature-set version")

@@ -16,7 +16,9 @@ class Prediction(models.Model):
     (price = last close) and algorithm says so.
     """
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="predictions")
+    # No index of its own: the composite indexes below start with market, and a lone market
+    # index tempts the planner into scanning a whole market when its statistics are stale.
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     interval_s = models.PositiveIntegerField()
     horizon = models.PositiveIntegerField(help_text="in candle intervals")
     made_at = models.DateTimeField(help_text="end of the window whose close the prediction starts from")

@@ -56,7 +56,9 @@ class Trade(models.Model):
         BUY = "buy"
         SELL = "sell"
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="trades")
+    # No index of its own: the composite indexes below start with market, and a lone market
+    # index tempts the planner into scanning a whole market when its statistics are stale.
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="trades", db_index=False)
     trade_id = models.BigIntegerField()
     ts = models.DateTimeField()
     price = models.DecimalField(**PRICE)
@@ -76,7 +78,9 @@ class Trade(models.Model):
 class Candle(models.Model):
     """OHLC over [start, start + interval_s), upserted as trades arrive."""
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="candles")
+    # No index of its own: the composite indexes below start with market, and a lone market
+    # index tempts the planner into scanning a whole market when its statistics are stale.
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="candles", db_index=False)
     interval_s = models.PositiveIntegerField()
     start = models.DateTimeField()
     open = models.DecimalField(**PRICE)

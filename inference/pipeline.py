@@ -65,7 +65,7 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
             get_redis().set(latest_key(market.pk), encode(recent[-1]))
         except RedisError:
             log.exception("caching the latest prediction of %s failed", market)
-        score(market, predictions[0].target_time, predictions[-1].target_time)
+        score_due(market, [(p.interval_s, p.target_time) for p in predictions])
     return predictions
 
 
@@ -102,28 +102,52 @@ def _predict(market: Market, row: FeatureRow, horizon: int, served) -> Predictio
     )
 
 
-def score(market: Market, first_target: datetime, last_target: datetime) -> int:
+def score(market: Market, interval_s: int, first_target: datetime, last_target: datetime) -> int:
     """Store the realized close in the market's unscored predictions due in [first_target, last_target].
 
     A prediction is due when the final candle ending at its target time exists. Run
     when candles close and right after predicting (a backfill or replay may already
     hold the target candle), so the order of the signal receivers does not matter.
+    Matched here rather than by an SQL join on the candle start: a replay writes
+    thousands of rows before the tables' statistics know them, and the planner
+    then turned that join into a loop over the whole market for every prediction.
     """
+    period = timedelta(seconds=interval_s)
+    closes = dict(
+        Candle.objects.filter(
+            market=market, interval_s=interval_s, final=True, start__range=(first_target - period, last_target - period)
+        ).values_list("start", "close")
+    )
+    due = [
+        (pk, closes[target - period])
+        for pk, target in Prediction.objects.filter(
+            market=market, interval_s=interval_s, realized=None, target_time__range=(first_target, last_target)
+        ).values_list("pk", "target_time")
+        if target - period in closes
+    ]
+    if not due:
+        return 0
+    ids, realized = zip(*due, strict=True)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE {Prediction._meta.db_table} AS p SET realized = c.close, scored_at = %s
-                FROM {Candle._meta.db_table} AS c
-                WHERE p.market_id = %s AND p.realized IS NULL AND p.target_time BETWEEN %s AND %s
-                  AND c.market_id = p.market_id AND c.interval_s = p.interval_s AND c.final
-                  AND c.start = p.target_time - make_interval(secs => p.interval_s)""",
-            [timezone.now(), market.pk, first_target, last_target],
+            f"""UPDATE {Prediction._meta.db_table} AS p SET realized = u.close, scored_at = %s
+                FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, close) WHERE p.id = u.id""",
+            [timezone.now(), list(ids), list(realized)],
         )
         return cursor.rowcount
 
 
+def score_due(market: Market, targets: list[tuple[int, datetime]]) -> int:
+    """score() each interval's span of (interval_s, target time) pairs."""
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for interval_s, target in targets:
+        first, last = spans.get(interval_s, (target, target))
+        spans[interval_s] = (min(first, target), max(last, target))
+    return sum(score(market, interval_s, first, last) for interval_s, (first, last) in spans.items())
+
+
 def score_candles(market: Market, candles: list[Candle]) -> int:
-    ends = [c.start + timedelta(seconds=c.interval_s) for c in candles]
-    return score(market, min(ends), max(ends)) if ends else 0
+    return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles])
 
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:

@@ -1,4 +1,5 @@
 import csv
+import gc
 import gzip
 import io
 from decimal import Decimal
@@ -130,3 +131,25 @@ def test_paced_replay_equals_max(tmp_path):
     run("replay", str(tmp_path / "slice.csv.gz"), "--market", "kraken:BTC-USDT", "--speed", "200")
     assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)
     assert Candle.objects.filter(volume=Decimal(0)).exists()
+
+
+def test_deleting_a_market_deletes_its_trades(tmp_path):
+    # trades.market_id has no foreign key constraint: the cascade is Django's alone.
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:50])
+    run("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    kept = Market.objects.create(exchange="gemini", base="BTC", quote="USD", symbol="btcusd")
+    run("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:BTC-USD")
+    assert Trade.objects.count() == 100
+    Market.objects.get(exchange="gemini", base="ETH").delete()
+    assert Trade.objects.count() == 50 and set(Trade.objects.values_list("market", flat=True)) == {kept.pk}
+
+
+def test_replay_restores_automatic_garbage_collection(tmp_path):
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:50])
+    assert gc.isenabled()
+    run("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    assert gc.isenabled()
+    write_csv(tmp_path / "bad.csv.gz", [{"ts": "nope", "price": 1, "qty": 1, "side": "buy", "trade_id": 1}])
+    with pytest.raises(CommandError):
+        run("replay", str(tmp_path / "bad.csv.gz"), "--market", "gemini:ETH-USD")
+    assert gc.isenabled()

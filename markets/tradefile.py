@@ -43,6 +43,8 @@ def derived_id(ts: datetime, rank: int) -> int:
 
 def parse_ts(raw: str) -> datetime:
     ts = datetime.fromisoformat(raw)
+    if ts.tzinfo is UTC:  # the common case ("...Z"), without a conversion
+        return ts
     if ts.tzinfo is None:
         raise ValueError("no timezone (expected UTC, e.g. 2021-07-01T00:00:21.647000Z)")
     return ts.astimezone(UTC)
@@ -50,9 +52,10 @@ def parse_ts(raw: str) -> datetime:
 
 def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Tick, int]:
     """One CSV row as a Tick; previous is (ts, rank) of the row before, for derived ids."""
-    if len(row) != 5:
-        raise ValueError(f"expected 5 fields (ts,price,qty,side,trade_id), got {len(row)}")
-    raw_ts, raw_price, raw_qty, side, raw_id = row
+    try:
+        raw_ts, raw_price, raw_qty, side, raw_id = row
+    except ValueError:
+        raise ValueError(f"expected 5 fields (ts,price,qty,side,trade_id), got {len(row)}") from None
     try:
         ts = parse_ts(raw_ts)
     except ValueError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,27 +56,78 @@ def store_trades(market: Market, ticks: list[Tick]) -> list[Tick]:
     """
     if not ticks:
         return []
-    table = Trade._meta.db_table
     with connection.cursor() as cursor:
         try:
             with transaction.atomic():
-                copy_ticks(cursor, table, ticks, market.pk)
+                copy_ticks(cursor, Trade._meta.db_table, ticks, market.pk)
             return ticks
         except UniqueViolation:  # raised by psycopg itself: COPY bypasses Django's error wrapping
-            pass
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGING}"
-            " (trade_id bigint, ts timestamptz, price numeric, qty numeric, side varchar(4))"
-        )
-        cursor.execute(f"TRUNCATE {STAGING}")
-        copy_ticks(cursor, STAGING, ticks)
-        # ON CONFLICT without a target: duplicates of stored trades and within the batch are both skipped.
-        cursor.execute(
-            f"INSERT INTO {table} (market_id, trade_id, ts, price, qty, side)"
-            f" SELECT %s, trade_id, ts, price, qty, side FROM {STAGING} ON CONFLICT DO NOTHING RETURNING trade_id",
-            [market.pk],
-        )
-        inserted = {row[0] for row in cursor.fetchall()}
+            return _store_new(cursor, market, ticks)
+
+
+def store_trade_rows(
+    market: Market, chunks: Iterator[tuple[list[Tick], list[list[str]]]]
+) -> tuple[list[Tick], list[Tick]]:
+    """store_trades() for a trades file read in chunks (read_trade_rows): (all ticks, the new ones).
+
+    Each chunk goes to PostgreSQL as soon as it is parsed, as COPY text (see
+    copy_text), so the server stores one chunk while Python parses the next:
+    the two halves of the work run on two cores at once. Should the COPY meet
+    a stored trade, the whole batch goes through the staging table instead.
+    """
+    ticks: list[Tick] = []
+    with connection.cursor() as cursor:
+        try:
+            with (
+                transaction.atomic(),
+                cursor.copy(f"COPY {Trade._meta.db_table} ({TEXT_COLUMNS}) FROM STDIN") as copy,
+            ):
+                for chunk, rows in chunks:
+                    ticks.extend(chunk)
+                    copy.write(copy_text(chunk, rows, market.pk))
+            return ticks, ticks
+        except UniqueViolation:
+            ticks.extend(tick for chunk, _ in chunks for tick in chunk)  # the COPY may stop early
+            return ticks, _store_new(cursor, market, ticks)
+
+
+# COPY text of trades: the columns, and the separators of a UTC timestamp with up to microseconds.
+TEXT_COLUMNS = "trade_id, ts, price, qty, side, market_id"
+TS_SEPARATORS = ("--T::.", "--T::Z")
+
+
+def copy_text(ticks: list[Tick], rows: list[list[str]], market_id: int) -> str:
+    """COPY text lines (TEXT_COLUMNS) of ticks parsed from rows of a trades file.
+
+    Formatting a datetime costs more than the rest of the line, so the file's
+    own timestamp is used when PostgreSQL reads it exactly as Python did: a
+    parsed YYYY-MM-DDTHH:MM:SS[.ffffff]Z (at most microseconds, which
+    PostgreSQL would round). Numbers are the parsed Decimals, exact either way.
+    """
+    end = f"\t{market_id}\n"
+    lines = []
+    for t, (ts, *_) in zip(ticks, rows, strict=True):
+        if not (ts[-1:] == "Z" and len(ts) <= 27 and ts[4:20:3] in TS_SEPARATORS):
+            ts = t.ts.isoformat()
+        lines.append(f"{t.trade_id}\t{ts}\t{t.price!s}\t{t.qty!s}\t{t.side}{end}")
+    return "".join(lines)
+
+
+def _store_new(cursor, market: Market, ticks: list[Tick]) -> list[Tick]:
+    """Insert the ticks not stored yet through a staging table; returns those, in order."""
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGING}"
+        " (trade_id bigint, ts timestamptz, price numeric, qty numeric, side varchar(4))"
+    )
+    cursor.execute(f"TRUNCATE {STAGING}")
+    copy_ticks(cursor, STAGING, ticks)
+    # ON CONFLICT without a target: duplicates of stored trades and within the batch are both skipped.
+    cursor.execute(
+        f"INSERT INTO {Trade._meta.db_table} (market_id, trade_id, ts, price, qty, side)"
+        f" SELECT %s, trade_id, ts, price, qty, side FROM {STAGING} ON CONFLICT DO NOTHING RETURNING trade_id",
+        [market.pk],
+    )
+    inserted = {row[0] for row in cursor.fetchall()}
     if len(inserted) == len(ticks):
         return ticks
     new = []
@@ -149,17 +201,32 @@ class Ingestor:
     def ingest(self, ticks: list[Tick], close_until: float | None = None) -> list[Candle]:
         """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
         with transaction.atomic():
-            new = store_trades(self.market, ticks)
-            self.stats.read += len(ticks)
-            self.stats.stored += len(new)
-            self.stats.duplicates += len(ticks) - len(new)
-            late = self.aggregator.add(new)
-            if late:
-                self._amend(late)
-            candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
-            if new:
-                Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
+            candles = self._apply(ticks, store_trades(self.market, ticks), close_until)
         self._publish(candles)
+        return candles
+
+    def ingest_rows(self, chunks: Iterator[tuple[list[Tick], list[list[str]]]]) -> int:
+        """ingest() of a trades file's chunks (see store_trade_rows) as one batch; windows close by event time.
+
+        Returns the number of ticks read: 0 once chunks is exhausted.
+        """
+        with transaction.atomic():
+            ticks, new = store_trade_rows(self.market, chunks)
+            candles = self._apply(ticks, new, ticks[-1].ts.timestamp()) if ticks else []
+        self._publish(candles)
+        return len(ticks)
+
+    def _apply(self, ticks: list[Tick], new: list[Tick], close_until: float | None) -> list[Candle]:
+        """Aggregate new (the ticks just stored of ticks), finalize windows ended by close_until."""
+        self.stats.read += len(ticks)
+        self.stats.stored += len(new)
+        self.stats.duplicates += len(ticks) - len(new)
+        late = self.aggregator.add(new)
+        if late:
+            self._amend(late)
+        candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
+        if new:
+            Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
         return candles
 
     def close(self, now: float) -> list[Candle]:

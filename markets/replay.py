@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
-from queue import Empty, Queue
 
 from markets.candles import Tick
 from markets.ingest import Ingestor, IngestStats
 from markets.models import Market
-from markets.tradefile import read_trades
+from markets.tradefile import read_trade_rows, read_trades
 
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
-BATCH = 50_000  # trades per transaction (and per candles_closed) at max speed
+BATCH = 150_000  # trades per transaction (and per candles_closed) at max speed
+CHUNK = 2_000  # trades per COPY message at max speed: PostgreSQL stores one while Python parses the next
 
 
 def replay(
@@ -30,14 +30,16 @@ def replay(
     ingestor = Ingestor(market)
     Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
     try:
-        clock = None
         with young_collections():
-            for batch in prefetched(read_trades(path, batch_size=BATCH, progress=progress)):
-                if speed is None:
-                    ingestor.ingest(batch, close_until=batch[-1].ts.timestamp())
-                else:
+            if speed is None:
+                chunks = read_trade_rows(path, batch_size=CHUNK, progress=progress)
+                while ingestor.ingest_rows(islice(chunks, BATCH // CHUNK)):
+                    gc.collect(1)
+            else:
+                clock = None
+                for batch in read_trades(path, batch_size=BATCH, progress=progress):
                     clock = _paced(ingestor, batch, speed, clock)
-                gc.collect(1)
+                    gc.collect(1)
         ingestor.flush()
     finally:
         Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
@@ -60,36 +62,6 @@ def young_collections() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def prefetched(batches: Iterator[list[Tick]]) -> Iterator[list[Tick]]:
-    """Parse the next batch in a thread while the database stores this one (psycopg releases the GIL)."""
-    queue: Queue = Queue(maxsize=2)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if stop.is_set():
-                    return
-                queue.put(batch)
-            queue.put(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            queue.put(exc)
-
-    thread = threading.Thread(target=produce, name="replay-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            thread.join(0.05)
 
 
 def _paced(ingestor: Ingestor, batch: list[Tick], speed: float, clock: tuple[float, float] | None):

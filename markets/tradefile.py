@@ -121,7 +121,16 @@ def read_trades(
 
     progress, if given, is called with the bytes of the file read so far after each batch.
     """
-    batch: list[Tick] = []
+    for ticks, _ in read_trade_rows(path, batch_size, progress):
+        yield ticks
+
+
+def read_trade_rows(
+    path: Path, batch_size: int = 10_000, progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[list[Tick], list[list[str]]]]:
+    """read_trades() with each batch's CSV rows, row for tick: the file's own strings."""
+    ticks: list[Tick] = []
+    rows: list[list[str]] = []
     previous = None
     for line, row in read_csv(path, HEADER, TradeFileError, progress, progress_every=batch_size):
         try:
@@ -129,12 +138,13 @@ def read_trades(
         except ValueError as exc:
             raise TradeFileError(f"{path}:{line}: {exc}") from None
         previous = (tick.ts, rank)
-        batch.append(tick)
-        if len(batch) >= batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        ticks.append(tick)
+        rows.append(row)
+        if len(ticks) >= batch_size:
+            yield ticks, rows
+            ticks, rows = [], []
+    if ticks:
+        yield ticks, rows
 
 
 def format_ts(ts: datetime, micro: bool = False) -> str:

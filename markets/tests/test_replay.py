@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_closed
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
+from markets.tradefile import parse_ts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,3 +154,43 @@ def test_replay_restores_automatic_garbage_collection(tmp_path):
     with pytest.raises(CommandError):
         run("replay", str(tmp_path / "bad.csv.gz"), "--market", "gemini:ETH-USD")
     assert gc.isenabled()
+
+
+def test_overlapping_replays_store_each_trade_once_across_batches(tmp_path, monkeypatch):
+    # Small batches and chunks: a batch of stored trades, a batch half stored, batches of new ones.
+    monkeypatch.setattr("markets.replay.BATCH", 500)
+    monkeypatch.setattr("markets.replay.CHUNK", 100)
+    rows = read_rows(KRAKEN_BTCUSDT)[:3000]
+    write_csv(tmp_path / "first.csv.gz", rows[:1250])
+    write_csv(tmp_path / "all.csv.gz", rows)
+    run("replay", str(tmp_path / "first.csv.gz"), "--market", "kraken:BTC-USDT")
+    summary = run("replay", str(tmp_path / "all.csv.gz"), "--market", "kraken:BTC-USDT")
+    assert "read 3000, stored 1750, duplicates 1250" in summary
+    assert list(Trade.objects.order_by("trade_id").values_list("trade_id", flat=True)) == [
+        int(r["trade_id"]) for r in rows
+    ]
+    assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)
+
+
+def test_any_iso_timestamp_is_stored_as_python_reads_it(tmp_path):
+    # The replay hands PostgreSQL the file's own timestamp text only where both read it alike.
+    stamps = [
+        "2023-11-17T00:00:06.662000Z",
+        "2023-11-17T00:00:07Z",
+        "2023-11-17T00:00:08.5Z",
+        "2023-11-17T01:00:09.123456+01:00",
+        "2023-11-17T00:00:10.123+00:00",
+        "2023-11-17T00:00:11.000001Z",
+        "2023-11-17 00:00:12.25Z",
+        "20231117T000013Z",
+        "2023-11-17T00:00:14.1234567Z",  # Python truncates to microseconds, PostgreSQL rounds
+        "2023-W46-5T00:00:15Z",
+        "2023-11-17T00:00:16,5Z",
+    ]
+    path = tmp_path / "stamps.csv"
+    lines = [f'"{ts}",1_000.5,0.25,buy,{i}' for i, ts in enumerate(stamps, 1)]
+    path.write_text("ts,price,qty,side,trade_id\n" + "\n".join(lines) + "\n")
+    run("replay", str(path), "--market", "kraken:BTC-USDT")
+    stored = Trade.objects.order_by("trade_id")
+    assert [t.ts for t in stored] == [parse_ts(ts) for ts in stamps]
+    assert {t.price for t in stored} == {Decimal("1000.5")}

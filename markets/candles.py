@@ -149,14 +149,21 @@ class Aggregator:
         """Aggregate ticks; returns late windows (start -> trade count)."""
         late: dict[int, int] = {}
         interval, last_final, bars = self.interval_s, self.last_final, self.open
+        bar, begin, end = None, None, None  # the window of the previous tick, as datetimes
         for tick in ticks:
+            # Most ticks fall into the previous tick's window: two comparisons decide it.
+            if bar is not None and begin <= tick.ts < end:
+                bar.add(tick)
+                continue
             start = int(tick.ts.timestamp()) // interval * interval
             if last_final is not None and start <= last_final:
                 late[start] = late.get(start, 0) + 1
+                bar = None
                 continue
             bar = bars.get(start)
             if bar is None:
                 bar = bars[start] = Bar(start)
+            begin, end = epoch_to_datetime(start), epoch_to_datetime(start + interval)
             bar.add(tick)
         return late
 

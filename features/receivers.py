@@ -1,4 +1,4 @@
-"""Live pipeline step: candles closed -> feature rows stored -> features_ready."""
+"""Live pipeline step: candles closed -> feature rows stored -> features_ready; amended candles -> rows refreshed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.dispatch import receiver
 from features import store
 from features.signals import features_ready
 from markets.models import Market
-from markets.signals import candles_closed
+from markets.signals import candles_amended, candles_closed
 
 
 @receiver(candles_closed, dispatch_uid="features.on_candles_closed")
@@ -24,3 +24,13 @@ def on_candles_closed(sender, market: Market, candles: list, **kwargs) -> None:
         if rows:
             store.publish_latest(rows[-1])
             transaction.on_commit(lambda rows=rows: features_ready.send(sender=Market, market=market, rows=rows))
+
+
+@receiver(candles_amended, dispatch_uid="features.on_candles_amended")
+def on_candles_amended(sender, market: Market, candles: list, **kwargs) -> None:
+    """Late trades changed finalized candles: stored rows that read them are computed again (no new predictions)."""
+    ordered = sorted(candles, key=lambda c: (c.interval_s, c.start))
+    for interval_s, group in groupby(ordered, key=lambda c: c.interval_s):
+        starts = [c.start for c in group]
+        for target in (market, *store.dependents(market)):
+            store.refresh(target, interval_s, starts[0], starts[-1])

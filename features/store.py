@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -118,6 +118,31 @@ def materialize(
         keep = set(batch.starts) - set(stored)
     save_rows(to_rows(market, batch, keep), replace=replace)
     return batch
+
+
+def refresh(market: Market, interval_s: int, first: datetime, last: datetime) -> list[FeatureRow]:
+    """Recompute the stored rows that read any window first..last, after late trades amended those candles.
+
+    A row reads LOOKBACK windows up to its own, and a reference market's
+    returns one window later still, so the rows of first .. last + LOOKBACK
+    windows are recomputed; windows not stored yet are left to their candle close.
+    """
+    until = last + timedelta(seconds=interval_s * definitions.LOOKBACK)
+    stored = set(
+        FeatureRow.objects.filter(
+            market=market, interval_s=interval_s, version=definitions.VERSION, start__gte=first, start__lte=until
+        ).values_list("start", flat=True)
+    )
+    if not stored:
+        return []
+    return save_rows(to_rows(market, compute_features(market, interval_s, min(stored), max(stored)), keep=stored))
+
+
+def dependents(market: Market) -> list[Market]:
+    """The markets whose cross-market features read this one's returns."""
+    if market.base != settings.FEATURE_REFERENCE_BASE:
+        return []
+    return list(Market.objects.filter(exchange=market.exchange, quote=market.quote).exclude(pk=market.pk))
 
 
 def latest_key(market: Market, interval_s: int) -> str:

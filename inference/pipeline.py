@@ -146,6 +146,21 @@ def score_due(market: Market, targets: list[tuple[int, datetime]]) -> int:
     return sum(score(market, interval_s, first, last) for interval_s, (first, last) in spans.items())
 
 
+def rescore(market: Market, candles: list[Candle]) -> int:
+    """Scored predictions whose target candle late trades amended get its new close."""
+    updated = 0
+    for c in candles:  # a handful: the windows late trades changed
+        updated += (
+            Prediction.objects.filter(
+                market=market, interval_s=c.interval_s, target_time=c.start + timedelta(seconds=c.interval_s)
+            )
+            .exclude(realized=None)
+            .exclude(realized=c.close)
+            .update(realized=c.close, scored_at=timezone.now())
+        )
+    return updated
+
+
 def score_candles(market: Market, candles: list[Candle]) -> int:
     return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles])
 

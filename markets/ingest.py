@@ -14,7 +14,7 @@ from psycopg.errors import UniqueViolation
 
 from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
 from markets.models import Candle, Market, Trade
-from markets.signals import candles_closed
+from markets.signals import candles_amended, candles_closed
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Ingestor:
     """Writes one market's trades and candles; one instance per running source.
 
     Call it in autocommit mode: each batch is one transaction, and
-    candles_closed is sent after that transaction commits.
+    candles_amended and candles_closed are sent after that transaction commits.
     """
 
     def __init__(self, market: Market, stats: IngestStats | None = None):
@@ -201,8 +201,8 @@ class Ingestor:
     def ingest(self, ticks: list[Tick], close_until: float | None = None) -> list[Candle]:
         """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
         with transaction.atomic():
-            candles = self._apply(ticks, store_trades(self.market, ticks), close_until)
-        self._publish(candles)
+            candles, amended = self._apply(ticks, store_trades(self.market, ticks), close_until)
+        self._publish(candles, amended)
         return candles
 
     def ingest_rows(self, chunks: Iterator[tuple[list[Tick], list[list[str]]]]) -> int:
@@ -212,22 +212,26 @@ class Ingestor:
         """
         with transaction.atomic():
             ticks, new = store_trade_rows(self.market, chunks)
-            candles = self._apply(ticks, new, ticks[-1].ts.timestamp()) if ticks else []
-        self._publish(candles)
+            candles, amended = self._apply(ticks, new, ticks[-1].ts.timestamp()) if ticks else ([], [])
+        self._publish(candles, amended)
         return len(ticks)
 
-    def _apply(self, ticks: list[Tick], new: list[Tick], close_until: float | None) -> list[Candle]:
-        """Aggregate new (the ticks just stored of ticks), finalize windows ended by close_until."""
+    def _apply(
+        self, ticks: list[Tick], new: list[Tick], close_until: float | None
+    ) -> tuple[list[Candle], list[Candle]]:
+        """Aggregate new (the ticks just stored of ticks), finalize windows ended by close_until.
+
+        Returns the finalized candles and the ones late trades amended.
+        """
         self.stats.read += len(ticks)
         self.stats.stored += len(new)
         self.stats.duplicates += len(ticks) - len(new)
         late = self.aggregator.add(new)
-        if late:
-            self._amend(late)
+        amended = self._amend(late) if late else []
         candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
         if new:
             Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
-        return candles
+        return candles, amended
 
     def close(self, now: float) -> list[Candle]:
         """Finalize windows on the clock (quiet markets still get their candles)."""
@@ -255,22 +259,26 @@ class Ingestor:
         self.stats.candles += len(candles)
         return candles
 
-    def _amend(self, late: dict[int, int]) -> None:
-        """Recompute late trades' windows from the stored trades (already including them)."""
+    def _amend(self, late: dict[int, int]) -> list[Candle]:
+        """Recompute late trades' windows from the stored trades (already including them).
+
+        Returns the changed candles in window order: each amended one and the
+        empty ones after it, which carry its new close.
+        """
         interval = self.interval_s
         ticks = stored_ticks(self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s))
         bars = bars_from_ticks(ticks, interval)
+        changed: dict = {}
         for start, count in sorted(late.items()):
-            bar = bars[start]
-            candle = candle_from_bar(self.market, bar)
+            candle = candle_from_bar(self.market, bars[start])
             values = {name: getattr(candle, name) for name in CANDLE_FIELDS}
             Candle.objects.update_or_create(
                 market=self.market, interval_s=interval, start=candle.start, defaults=values
             )
-            Candle.objects.filter(market=self.market, interval_s=interval, start=candle.start).update(
-                amended=F("amended") + count
-            )
-            self._reflatten_after(candle)
+            stored = Candle.objects.filter(market=self.market, interval_s=interval, start=candle.start)
+            stored.update(amended=F("amended") + count)
+            changed[candle.start] = stored.get()
+            changed.update((c.start, c) for c in self._reflatten_after(candle))
             log.info("%s: %d late trade(s) amended the %s candle", self.market, count, candle.start.isoformat())
         self.stats.amended += sum(late.values())
         if self.aggregator.last_final is not None:
@@ -278,9 +286,10 @@ class Ingestor:
                 market=self.market, interval_s=interval, start=epoch_to_datetime(self.aggregator.last_final)
             )
             self.aggregator.last_close = last.close
+        return [changed[start] for start in sorted(changed)]
 
-    def _reflatten_after(self, candle: Candle) -> None:
-        """Empty candles right after an amended one carry its (new) close."""
+    def _reflatten_after(self, candle: Candle) -> list[Candle]:
+        """Empty candles right after an amended one carry its (new) close; returns them."""
         later = Candle.objects.filter(market=self.market, interval_s=self.interval_s, start__gt=candle.start)
         next_traded = later.filter(trades__gt=0).order_by("start").values_list("start", flat=True).first()
         empties = later.filter(trades=0)
@@ -288,7 +297,10 @@ class Ingestor:
             empties = empties.filter(start__lt=next_traded)
         c = candle.close
         empties.update(open=c, high=c, low=c, close=c)
+        return list(empties.order_by("start"))
 
-    def _publish(self, candles: list[Candle]) -> None:
+    def _publish(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
+        if amended:
+            candles_amended.send(sender=Market, market=self.market, candles=amended)
         if candles:
             candles_closed.send(sender=Market, market=self.market, candles=candles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from datetime import timedelta
 
@@ -91,3 +92,28 @@ def test_latest_vector_is_kept_in_redis():
     assert latest["start"] == last.start.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert latest["close"] == str(last.close)
     assert latest["values"] == last.values
+
+
+def test_rows_reading_amended_candles_are_computed_again(tmp_path):
+    """Late BTC trades change finalized candles: BTC rows and the ETH rows that read BTC's returns follow."""
+    with gzip.open(BINANCE_BTC_TRADES, "rt") as f:
+        header, *rows = f.readlines()
+    late = rows[100 : len(rows) * 2 // 3 : 9]
+    (tmp_path / "on_time.csv").write_text(header + "".join(r for r in rows if r not in set(late)))
+    (tmp_path / "late.csv").write_text(header + "".join(late))
+    btc, eth = get_or_create_market("binance:BTC-USDT"), get_or_create_market("binance:ETH-USDT")
+    stream(tmp_path / "on_time.csv", btc, batch_size=500)
+    stream(BINANCE_ETH_TRADES, eth, batch_size=500)
+    before = {(r.market_id, r.start): r.values for r in FeatureRow.objects.all()}
+
+    stream(tmp_path / "late.csv", btc, batch_size=500)
+    assert Candle.objects.filter(market=btc, amended__gt=0).count() > 30
+    changed = {btc: 0, eth: 0}
+    for market in changed:
+        live = {r.start: r for r in FeatureRow.objects.filter(market=market)}
+        batch = store.compute_features(market, 10, min(live), max(live))
+        assert len(batch) == len(live)
+        for i, start in enumerate(batch.starts):
+            assert live[start].values == batch.values(i), (market, start)
+            changed[market] += live[start].values != before[(market.pk, start)]
+    assert changed[btc] > 50 and changed[eth] > 5  # not vacuous: the late trades really changed rows of both markets

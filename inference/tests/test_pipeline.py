@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from markets.replay import replay
 from modeling import registry
 from modeling.registry import load_forecaster
 
-from .conftest import train_model
+from .conftest import KRAKEN_ETH, train_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,3 +111,21 @@ def test_replaying_known_windows_keeps_the_first_predictions(market, parts):
     replay(parts[0], market)  # duplicates only: nothing new closes
     after = list(Prediction.objects.filter(market=market).values_list("made_at", "price", "model_id"))
     assert after == before
+
+
+def test_late_trades_rescore_the_predictions_of_their_windows(market, tmp_path):
+    with gzip.open(KRAKEN_ETH, "rt") as f:
+        header, *rows = f.readlines()
+    late = rows[20:600:7]  # withheld, then delivered after their windows closed
+    (tmp_path / "on_time.csv").write_text(header + "".join(r for r in rows[:600] if r not in late))
+    (tmp_path / "late.csv").write_text(header + "".join(late))
+    replay(tmp_path / "on_time.csv", market)
+    scored = {p.pk: p.realized for p in Prediction.objects.filter(market=market).exclude(realized=None)}
+
+    replay(tmp_path / "late.csv", market)
+    closes = {c.start: c.close for c in Candle.objects.filter(market=market, final=True)}
+    predictions = list(Prediction.objects.filter(market=market).exclude(realized=None))
+    assert len(predictions) == len(scored) > 100
+    for p in predictions:
+        assert p.realized == closes[p.target_time - timedelta(seconds=10)]
+    assert sum(p.realized != scored[p.pk] for p in predictions) > 10  # not vacuous: closes really changed

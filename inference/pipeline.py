@@ -20,12 +20,14 @@ from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
 from cryptopred.redis_client import get_redis
+from features import definitions
 from features.models import FeatureRow
 from inference import stream
 from inference.api.serializers import CandleSerializer, PredictionSerializer
 from inference.models import PERSISTENCE, Prediction
 from markets.models import Candle, Market
-from modeling.registry import get_served_model
+from modeling.forecast import Forecaster
+from modeling.registry import get_served_model, served_persistence
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,11 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
         for row in rows:
             if row.interval_s not in served_by_interval:
                 # Looked up at every batch: a promotion or rollback applies at the next candle.
-                served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
-            predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s]))
+                served_by_interval[row.interval_s] = (
+                    get_served_model(market, row.interval_s, horizon),
+                    served_persistence(market, row.interval_s, horizon),
+                )
+            predictions.append(_predict(market, row, horizon, *served_by_interval[row.interval_s]))
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
     if predictions:
@@ -69,7 +74,8 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     return predictions
 
 
-def _predict(market: Market, row: FeatureRow, horizon: int, served) -> Prediction:
+def _predict(market: Market, row: FeatureRow, horizon: int, served, persistence: Forecaster | None) -> Prediction:
+    """The served model's prediction, else persistence: the close, in the band calibrated by the last training."""
     started = time.perf_counter()
     made_at = row.start + timedelta(seconds=row.interval_s)
     close = Decimal(row.close)
@@ -85,6 +91,8 @@ def _predict(market: Market, row: FeatureRow, horizon: int, served) -> Predictio
             log.exception("model %s failed on %s at %s; serving persistence", served.artifact_id, market, made_at)
     elif served is not None:
         log.warning("model %s wants features %s, got %s", served.artifact_id, served.feature_version, row.version)
+    if model_id is None and persistence is not None and row.version == definitions.VERSION:
+        _, lower, upper = persistence.predict_row(close, row.values)
     return Prediction(
         market=market,
         interval_s=row.interval_s,

@@ -14,10 +14,12 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Max
 
+from features import definitions
 from markets.models import Market
 from modeling import serialization
-from modeling.forecast import Forecaster
+from modeling.forecast import VOLATILITY_FEATURES, Forecaster
 from modeling.models import ModelArtifact, ModelEvent
+from modeling.training import PERSISTENCE
 
 log = logging.getLogger(__name__)
 Status = ModelArtifact.Status
@@ -56,6 +58,26 @@ def get_served_model(market: Market, interval_s: int, horizon: int) -> ServedMod
     if active not in _loaded:
         _loaded[active] = _load(ModelArtifact.objects.get(pk=active))
     return _loaded[active]
+
+
+def served_persistence(market: Market, interval_s: int, horizon: int) -> Forecaster | None:
+    """Persistence with the band the latest training run calibrated on past returns; None before any run.
+
+    Every run stores it (metrics["persistence"]["band"]), promoted or not: with
+    no active model, this is what the backtest serves too.
+    """
+    band = (
+        ModelArtifact.objects.filter(
+            market=market, interval_s=interval_s, horizon=horizon, feature_version=definitions.VERSION
+        )
+        .order_by("-version")
+        .values_list("metrics__persistence__band", flat=True)
+        .first()
+    )
+    if not band:
+        return None
+    q_lo, q_hi, floor = (float(v) for v in band)
+    return Forecaster(PERSISTENCE, None, list(VOLATILITY_FEATURES), q_lo, q_hi, floor)
 
 
 def _load(artifact: ModelArtifact) -> ServedModel | None:

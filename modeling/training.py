@@ -241,9 +241,10 @@ def train(
         price, lower, upper = active.predict_prices(val.close, val.X)
         active_metrics = evaluate(val.close, val.actual, price, lower, upper)
         model["p_vs_active"] = p_value(served[best][0], price)
+    calibrated = persistence_forecaster(ds)  # what is served while no model is active
     metrics = {
         "model": model,
-        "persistence": candidates[PERSISTENCE],
+        "persistence": candidates[PERSISTENCE] | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor]},
         "active": active_metrics,
         "candidates": candidates,
         "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},

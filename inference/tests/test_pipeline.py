@@ -16,6 +16,7 @@ from markets.models import Candle
 from markets.replay import replay
 from modeling import registry
 from modeling.registry import load_forecaster
+from modeling.services import train_market
 
 from .conftest import KRAKEN_ETH, train_model
 
@@ -129,3 +130,27 @@ def test_late_trades_rescore_the_predictions_of_their_windows(market, tmp_path):
     for p in predictions:
         assert p.realized == closes[p.target_time - timedelta(seconds=10)]
     assert sum(p.realized != scored[p.pk] for p in predictions) > 10  # not vacuous: closes really changed
+
+
+def test_persistence_is_served_in_the_band_of_the_latest_training(market, parts, settings):
+    for part in parts[:3]:
+        replay(part, market)
+    settings.TRAIN_MIN_ROWS = 50
+    artifact = train_market(market, window_s=6 * 3600)
+    if artifact.status == "active":  # persistence is what is served without an active model
+        registry.retire(artifact, "test")
+    made = Prediction.objects.filter(market=market).count()
+
+    for part in parts[3:]:
+        replay(part, market)
+    band = registry.served_persistence(market, 10, 1)
+    rows = {r.start: r for r in FeatureRow.objects.filter(market=market)}
+    new = list(Prediction.objects.filter(market=market).order_by("made_at")[made:])
+    # Rows of a window a later part amended were computed again after their prediction.
+    unchanged = [(p, rows[p.made_at - timedelta(seconds=10)]) for p in new]
+    unchanged = [(p, row) for p, row in unchanged if row.close == p.base_close]
+    assert len(unchanged) > 40
+    for p, row in unchanged:
+        assert (p.algorithm, p.model_id, p.price) == (PERSISTENCE, None, row.close)
+        assert p.lower < p.price < p.upper
+        assert (p.lower, p.upper) == band.predict_row(row.close, row.values)[1:]

@@ -33,6 +33,8 @@ def test_train_json_reports_model_next_to_persistence(eth):
     persistence = result["metrics"]["persistence"]
     assert persistence["directional_accuracy"] == 0.5  # "no move" is a coin flip on windows that moved
     assert 0 < persistence["rmse"] and persistence["rows"] == result["metrics"]["model"]["rows"] > 500
+    q_lo, q_hi, floor = persistence["band"]  # served while no model is active
+    assert q_lo < 0 < q_hi and floor > 0
     assert 0.6 < result["metrics"]["model"]["coverage_80"] < 0.95  # calibrated on earlier folds only
     artifact = ModelArtifact.objects.get(pk=result["model_id"])
     assert artifact.sha256 == hashlib.sha256(bytes(artifact.artifact)).hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from cryptopred.bulk import copy_insert
 from markets.models import Candle, Market
 from markets.tradefile import parse_ts, read_csv
 
@@ -81,7 +82,8 @@ def import_candles(path: Path, market: Market, interval_s: int) -> ImportStats:
 
 def _import(path: Path, market: Market, interval_s: int, stats: ImportStats) -> None:
     for batch in read_candles(path, interval_s):
-        Candle.objects.bulk_create(
+        copy_insert(
+            Candle,
             [
                 Candle(
                     market=market,
@@ -100,9 +102,8 @@ def _import(path: Path, market: Market, interval_s: int, stats: ImportStats) -> 
                 )
                 for ts, (o, h, lo, c, v) in batch
             ],
-            update_conflicts=True,
-            unique_fields=["market", "interval_s", "start"],
-            update_fields=["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap"],
+            ["market", "interval_s", "start"],
+            ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap"],
         )
         stats.candles += len(batch)
         stats.first = stats.first or batch[0][0]

@@ -17,13 +17,13 @@ import numpy as np
 import redis
 from django.conf import settings
 
+from cryptopred.bulk import copy_insert
 from cryptopred.redis_client import get_redis
 from features import definitions
 from features.frame import load_frame, window_before
 from features.models import FeatureRow
 from markets.models import Market
 
-BULK_SIZE = 2000
 log = logging.getLogger(__name__)
 
 
@@ -89,15 +89,8 @@ def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = No
 
 def save_rows(rows: list[FeatureRow], replace: bool = True) -> list[FeatureRow]:
     """Store rows; replace=True overwrites stored windows (amended candle, replay), else keeps them."""
-    if not replace:
-        return FeatureRow.objects.bulk_create(rows, batch_size=BULK_SIZE, ignore_conflicts=True)
-    return FeatureRow.objects.bulk_create(
-        rows,
-        batch_size=BULK_SIZE,
-        update_conflicts=True,
-        unique_fields=["market", "interval_s", "version", "start"],
-        update_fields=["values", "close"],
-    )
+    copy_insert(FeatureRow, rows, ["market", "interval_s", "version", "start"], ["values", "close"] if replace else ())
+    return rows
 
 
 def materialize(

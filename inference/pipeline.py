@@ -19,6 +19,7 @@ from django.utils import timezone
 from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
+from cryptopred.bulk import copy_insert
 from cryptopred.redis_client import get_redis
 from features import definitions
 from features.models import FeatureRow
@@ -62,7 +63,7 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
                 )
             predictions.append(_predict(market, row, horizon, *served_by_interval[row.interval_s]))
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
-    Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
+    copy_insert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
     if predictions:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
         stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from psycopg.errors import UniqueViolation
 
+from cryptopred.bulk import copy_insert
 from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_amended, candles_closed
@@ -250,12 +251,8 @@ class Ingestor:
     def _finalize(self, bars: list[Bar]) -> list[Candle]:
         if not bars:
             return []
-        candles = Candle.objects.bulk_create(
-            [candle_from_bar(self.market, bar) for bar in bars],
-            update_conflicts=True,
-            unique_fields=["market", "interval_s", "start"],
-            update_fields=CANDLE_FIELDS,
-        )
+        candles = [candle_from_bar(self.market, bar) for bar in bars]
+        copy_insert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
         self.stats.candles += len(candles)
         return candles
 

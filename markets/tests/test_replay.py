@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_closed
@@ -79,8 +80,9 @@ def test_candles_closed_sent_after_commit_in_window_order(tmp_path):
     batches = []
 
     def receiver(sender, market, candles, **kwargs):
-        # After commit: another connection sees them.
-        assert Candle.objects.filter(pk__in=[c.pk for c in candles]).count() == len(candles)
+        # After commit: no transaction is open, and the candles are stored.
+        assert not connection.in_atomic_block
+        assert Candle.objects.filter(market=market, start__in=[c.start for c in candles]).count() == len(candles)
         batches.append([c.start for c in candles])
 
     write_csv(tmp_path / "slice.csv.gz", read_rows(KRAKEN_BTCUSDT)[:2000])

@@ -1,0 +1,57 @@
+"""Bulk inserts through COPY, for the tables a replay writes a row per window into."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, models
+
+PLAIN = {
+    "BigIntegerField",
+    "BooleanField",
+    "CharField",
+    "DateTimeField",
+    "DecimalField",
+    "FloatField",
+    "ForeignKey",
+    "IntegerField",
+    "PositiveIntegerField",
+}
+
+
+def copy_insert(
+    model: type[models.Model], objs: Sequence[models.Model], conflict: Sequence[str], update: Sequence[str] = ()
+) -> int:
+    """Insert unsaved objs; a row whose conflict fields match a stored one updates its update fields, or is skipped.
+
+    What bulk_create(update_conflicts=...) or bulk_create(ignore_conflicts=True)
+    does, at a fraction of the cost: bulk_create quotes every value of every row
+    in Python, which was most of a replay's time per candle. The rows go by COPY
+    into a staging table of this session, then into the table by one INSERT ...
+    ON CONFLICT. The objects get no primary key. Returns the rows inserted or updated.
+    """
+    if not objs:
+        return 0
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(quote(f.column) for f in fields)
+    table, stage = quote(meta.db_table), quote(f"{meta.db_table}_staged")
+    target = ", ".join(quote(meta.get_field(name).column) for name in conflict)
+    if update:
+        changes = (quote(meta.get_field(name).column) for name in update)
+        action = "DO UPDATE SET " + ", ".join(f"{column} = EXCLUDED.{column}" for column in changes)
+    else:
+        action = "DO NOTHING"
+    # Values psycopg writes as they are (PostgreSQL rounds decimals to the column's scale
+    # as Django would); the others (JSON, ...) go through Django's conversion.
+    convert = [None if f.get_internal_type() in PLAIN else f.get_db_prep_save for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {columns} FROM {table} WITH NO DATA")
+        cursor.execute(f"TRUNCATE {stage}")
+        with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                values = [f.pre_save(obj, True) for f in fields]
+                copy.write_row([v if c is None else c(v, connection) for c, v in zip(convert, values, strict=True)])
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({target}) {action}")
+        return cursor.rowcount

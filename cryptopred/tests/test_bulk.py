@@ -1,0 +1,49 @@
+"""copy_insert: bulk_create's conflict handling, through COPY."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from cryptopred.bulk import copy_insert
+from features.models import FeatureRow
+from markets.services import get_or_create_market
+
+pytestmark = pytest.mark.django_db
+
+KEY = ["market", "interval_s", "version", "start"]
+
+
+def rows(market, close: str, n: int = 3) -> list[FeatureRow]:
+    return [
+        FeatureRow(
+            market=market,
+            interval_s=10,
+            start=datetime(2024, 8, 8, 0, 0, 10 * i, tzinfo=UTC),
+            version="v1",
+            values={"ret_1": 0.5 * i, "note": 'tab\there, "quoted" \\ and none', "missing": None},
+            close=Decimal(close),
+        )
+        for i in range(n)
+    ]
+
+
+def stored(market) -> list[tuple]:
+    return list(FeatureRow.objects.filter(market=market).order_by("start").values_list("start", "values", "close"))
+
+
+def test_inserts_then_updates_or_keeps_on_conflict():
+    market = get_or_create_market("kraken:ETH-USD")
+    assert copy_insert(FeatureRow, rows(market, "2683.123456789012"), KEY) == 3
+    first = stored(market)
+    assert [r[1] for r in first] == [r.values for r in rows(market, "1")]  # JSON round trip, escapes included
+    assert {r[2] for r in first} == {Decimal("2683.123456789012")}
+    assert FeatureRow.objects.filter(market=market, created_at__isnull=False).count() == 3  # auto_now_add ran
+
+    assert copy_insert(FeatureRow, rows(market, "1", n=4), KEY) == 1  # conflicts skipped, one new row
+    assert stored(market)[:3] == first
+    assert copy_insert(FeatureRow, rows(market, "2"), KEY, ["values", "close"]) == 3
+    assert [r[2] for r in stored(market)] == [Decimal("2")] * 3 + [Decimal("1")]
+    assert copy_insert(FeatureRow, [], KEY) == 0

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from django.db import connection, models
 
+COPY_MIN_ROWS = 50  # fewer rows: staging, COPY and INSERT cost more round trips than they save
 PLAIN = {
     "BigIntegerField",
     "BooleanField",
@@ -21,17 +22,22 @@ PLAIN = {
 
 def copy_insert(
     model: type[models.Model], objs: Sequence[models.Model], conflict: Sequence[str], update: Sequence[str] = ()
-) -> int:
+) -> None:
     """Insert unsaved objs; a row whose conflict fields match a stored one updates its update fields, or is skipped.
 
     What bulk_create(update_conflicts=...) or bulk_create(ignore_conflicts=True)
-    does, at a fraction of the cost: bulk_create quotes every value of every row
-    in Python, which was most of a replay's time per candle. The rows go by COPY
-    into a staging table of this session, then into the table by one INSERT ...
-    ON CONFLICT. The objects get no primary key. Returns the rows inserted or updated.
+    does, at a fraction of the cost for many rows: bulk_create quotes every value
+    of every row in Python, which was most of a replay's time per candle. The rows
+    go by COPY into a staging table of this session, then into the table by one
+    INSERT ... ON CONFLICT. A few rows (a live candle close) take bulk_create's
+    single statement instead. The objects may get no primary key.
     """
-    if not objs:
-        return 0
+    if len(objs) < COPY_MIN_ROWS:
+        if objs and update:
+            model.objects.bulk_create(objs, update_conflicts=True, unique_fields=conflict, update_fields=update)
+        elif objs:
+            model.objects.bulk_create(objs, ignore_conflicts=True)
+        return
     quote = connection.ops.quote_name
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
@@ -54,4 +60,3 @@ def copy_insert(
                 values = [f.pre_save(obj, True) for f in fields]
                 copy.write_row([v if c is None else c(v, connection) for c, v in zip(convert, values, strict=True)])
         cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({target}) {action}")
-        return cursor.rowcount

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -51,17 +52,21 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     """Predict from each new feature row, store, cache the newest and publish it."""
     horizon = settings.PREDICTION_HORIZON
     served_by_interval: dict = {}
+    bands: dict = {}
+
+    def band(interval_s: int) -> Forecaster | None:  # looked up only when persistence is served
+        if interval_s not in bands:
+            bands[interval_s] = served_persistence(market, interval_s, horizon)
+        return bands[interval_s]
+
     predictions = []
     # One row at a time gains nothing from OpenMP threads, which only stall on a busy host.
     with _threadpools().limit(limits=1, user_api="openmp"):
         for row in rows:
             if row.interval_s not in served_by_interval:
                 # Looked up at every batch: a promotion or rollback applies at the next candle.
-                served_by_interval[row.interval_s] = (
-                    get_served_model(market, row.interval_s, horizon),
-                    served_persistence(market, row.interval_s, horizon),
-                )
-            predictions.append(_predict(market, row, horizon, *served_by_interval[row.interval_s]))
+                served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
+            predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s], band))
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
     copy_insert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
     if predictions:
@@ -75,7 +80,9 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     return predictions
 
 
-def _predict(market: Market, row: FeatureRow, horizon: int, served, persistence: Forecaster | None) -> Prediction:
+def _predict(
+    market: Market, row: FeatureRow, horizon: int, served, band: Callable[[int], Forecaster | None]
+) -> Prediction:
     """The served model's prediction, else persistence: the close, in the band calibrated by the last training."""
     started = time.perf_counter()
     made_at = row.start + timedelta(seconds=row.interval_s)
@@ -92,7 +99,8 @@ def _predict(market: Market, row: FeatureRow, horizon: int, served, persistence:
             log.exception("model %s failed on %s at %s; serving persistence", served.artifact_id, market, made_at)
     elif served is not None:
         log.warning("model %s wants features %s, got %s", served.artifact_id, served.feature_version, row.version)
-    if model_id is None and persistence is not None and row.version == definitions.VERSION:
+    persistence = band(row.interval_s) if model_id is None and row.version == definitions.VERSION else None
+    if persistence is not None:
         _, lower, upper = persistence.predict_row(close, row.values)
     return Prediction(
         market=market,

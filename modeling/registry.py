@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Max
+from django.db.models.fields.json import KeyTransform
 
 from features import definitions
 from markets.models import Market
@@ -66,18 +67,19 @@ def served_persistence(market: Market, interval_s: int, horizon: int) -> Forecas
     Every run stores it (metrics["persistence"]["band"]), promoted or not: with
     no active model, this is what the backtest serves too.
     """
-    metrics = (
+    band = (
         ModelArtifact.objects.filter(
             market=market, interval_s=interval_s, horizon=horizon, feature_version=definitions.VERSION
         )
         .order_by("-version")
-        .values_list("metrics", flat=True)
+        # The band alone (the metrics are large), by explicit transforms: a key path string
+        # ("metrics__persistence__band") leaves a reference cycle through the caller's frames
+        # (Django keeps the FieldError it catches while resolving it), which kept a replay's
+        # whole batch of trades alive until the next garbage collection.
+        .annotate(band=KeyTransform("band", KeyTransform("persistence", "metrics")))
+        .values_list("band", flat=True)
         .first()
     )
-    # Read in Python: a JSON key path in values_list() leaves a reference cycle through the
-    # caller's frames (an exception Django catches while resolving it), which kept a
-    # replay's whole batch of trades alive until the next garbage collection.
-    band = (metrics or {}).get("persistence", {}).get("band")
     if not band:
         return None
     q_lo, q_hi, floor = (float(v) for v in band)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import gc
 import logging
+import weakref
 from decimal import Decimal
 
 import pytest
@@ -94,3 +96,26 @@ def test_admin_actions_are_audited(eth, two_models, client):
     # Errors are messages, not tracebacks.
     response = client.post(url, {"action": "retire", "_selected_action": [b.pk]}, follow=True)
     assert "already retired" in response.content.decode()
+
+
+def test_served_persistence_is_the_latest_run_band_and_leaves_no_garbage(eth, two_models):
+    band = registry.served_persistence(eth, 60, 1)
+    q_lo, q_hi, floor = two_models[1].metrics["persistence"]["band"]
+    assert (band.algorithm, band.model) == ("persistence", None)
+    assert (band.q_lo, band.q_hi, band.scale_floor) == (q_lo, q_hi, floor)
+    assert registry.served_persistence(eth, 10, 1) is None  # no run at that interval yet
+
+    # Called at every candle close: it must not tie the caller's frame (a replay's whole
+    # batch of trades) into a reference cycle that only the garbage collector frees.
+    def caller() -> weakref.ref:
+        batch = collections.UserList(range(10))
+        registry.served_persistence(eth, 60, 1)
+        return weakref.ref(batch)
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert caller()() is None
+    finally:
+        if enabled:
+            gc.enable()

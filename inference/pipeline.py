@@ -119,8 +119,11 @@ def _predict(
     )
 
 
-def score(market: Market, interval_s: int, first_target: datetime, last_target: datetime) -> int:
+def score(market: Market, interval_s: int, first_target: datetime, last_target: datetime, again: bool = False) -> int:
     """Store the realized close in the market's unscored predictions due in [first_target, last_target].
+
+    again=True scores the already scored ones instead, where late trades have
+    since changed the close of their target candle.
 
     A prediction is due when the final candle ending at its target time exists. Run
     when candles close and right after predicting (a backfill or replay may already
@@ -135,12 +138,14 @@ def score(market: Market, interval_s: int, first_target: datetime, last_target: 
             market=market, interval_s=interval_s, final=True, start__range=(first_target - period, last_target - period)
         ).values_list("start", "close")
     )
+    predictions = Prediction.objects.filter(
+        market=market, interval_s=interval_s, target_time__range=(first_target, last_target)
+    )
+    predictions = predictions.exclude(realized=None) if again else predictions.filter(realized=None)
     due = [
         (pk, closes[target - period])
-        for pk, target in Prediction.objects.filter(
-            market=market, interval_s=interval_s, realized=None, target_time__range=(first_target, last_target)
-        ).values_list("pk", "target_time")
-        if target - period in closes
+        for pk, target, realized in predictions.values_list("pk", "target_time", "realized")
+        if target - period in closes and closes[target - period] != realized
     ]
     if not due:
         return 0
@@ -154,32 +159,18 @@ def score(market: Market, interval_s: int, first_target: datetime, last_target: 
         return cursor.rowcount
 
 
-def score_due(market: Market, targets: list[tuple[int, datetime]]) -> int:
+def score_due(market: Market, targets: list[tuple[int, datetime]], again: bool = False) -> int:
     """score() each interval's span of (interval_s, target time) pairs."""
     spans: dict[int, tuple[datetime, datetime]] = {}
     for interval_s, target in targets:
         first, last = spans.get(interval_s, (target, target))
         spans[interval_s] = (min(first, target), max(last, target))
-    return sum(score(market, interval_s, first, last) for interval_s, (first, last) in spans.items())
+    return sum(score(market, interval_s, first, last, again) for interval_s, (first, last) in spans.items())
 
 
-def rescore(market: Market, candles: list[Candle]) -> int:
-    """Scored predictions whose target candle late trades amended get its new close."""
-    updated = 0
-    for c in candles:  # a handful: the windows late trades changed
-        updated += (
-            Prediction.objects.filter(
-                market=market, interval_s=c.interval_s, target_time=c.start + timedelta(seconds=c.interval_s)
-            )
-            .exclude(realized=None)
-            .exclude(realized=c.close)
-            .update(realized=c.close, scored_at=timezone.now())
-        )
-    return updated
-
-
-def score_candles(market: Market, candles: list[Candle]) -> int:
-    return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles])
+def score_candles(market: Market, candles: list[Candle], again: bool = False) -> int:
+    """Score the predictions whose target is one of candles (again: rescore them, the candles were amended)."""
+    return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles], again)
 
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:

@@ -15,7 +15,7 @@ def on_candles_closed(sender, market, candles, **kwargs) -> None:
 
 
 def on_candles_amended(sender, market, candles, **kwargs) -> None:
-    pipeline.rescore(market, candles)
+    pipeline.score_candles(market, candles, again=True)
     pipeline.publish_candles(market, candles)
 
 

@@ -9,9 +9,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
     from django.core.management import execute_from_command_line
 
-    from cryptopred.config import ConfigError
+    from core.config import ConfigError, prepare_environment
 
     try:
+        prepare_environment()
         execute_from_command_line(sys.argv)
     except ConfigError as exc:
         sys.exit(f"cryptopred: configuration error: {exc}")

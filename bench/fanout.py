@@ -56,8 +56,8 @@ def main() -> None:
     from django.conf import settings
 
     from inference.api.serializers import PredictionSerializer
+    from inference.broadcast import publish
     from inference.models import Prediction
-    from inference.stream import publish
 
     print("replaying real trades to have predictions ...", flush=True)
     market = market_with_history(6000, 1)

@@ -92,6 +92,10 @@ def main() -> None:
 
     import django
 
+    from core.config import prepare_environment
+
+    prepare_environment()
+
     django.setup()
     from django.core.management import call_command
     from django.db import connection
@@ -99,8 +103,8 @@ def main() -> None:
     from features.models import FeatureRow
     from inference.models import Prediction
     from markets.models import Candle, Market, Trade
-    from markets.replay import replay
     from markets.services import get_or_create_market, parse_market_name
+    from pipeline.services import replay
 
     call_command("migrate", interactive=False, verbosity=0)
     exchange, base, quote = parse_market_name(MARKET)

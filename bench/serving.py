@@ -26,6 +26,10 @@ def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
     import django
 
+    from core.config import prepare_environment
+
+    prepare_environment()
+
     django.setup()
     from django.core.management import call_command
 
@@ -55,11 +59,11 @@ def bench_market(history: Path, interval_s: int):
     from django.test import override_settings
 
     from markets.models import Market
-    from markets.replay import replay
     from markets.services import get_or_create_market
     from modeling import registry
     from modeling.models import ModelArtifact
     from modeling.services import train_market
+    from pipeline.services import replay
 
     Market.objects.filter(exchange="bench").delete()
     market = get_or_create_market(MARKET)

@@ -34,6 +34,10 @@ INTERVAL_S = 10
 def setup() -> None:
     import django
 
+    from core.config import prepare_environment
+
+    prepare_environment()
+
     django.setup()
     from django.core.management import call_command
 

@@ -5,7 +5,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from core.config import prepare_environment
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
+prepare_environment()
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)

@@ -1,4 +1,4 @@
-"""celery-beat scheduler that leaves a heartbeat in Redis for /healthz."""
+"""celery-beat scheduler that keeps the schedule in step with the markets and leaves a heartbeat for /healthz."""
 
 import logging
 import time
@@ -6,16 +6,26 @@ import time
 import redis
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
+from pipeline import schedule
 
 BEAT_KEY = "cryptopred:beat:last_tick"
+SYNC_EVERY_S = 60.0
 log = logging.getLogger(__name__)
 
 
 class HeartbeatScheduler(DatabaseScheduler):
-    """The django-celery-beat database scheduler, plus a last-tick timestamp."""
+    """The django-celery-beat database scheduler, plus schedule sync and a last-tick timestamp."""
+
+    synced_at = 0.0
 
     def tick(self, *args, **kwargs):
+        if time.monotonic() - self.synced_at >= SYNC_EVERY_S:
+            try:
+                schedule.sync()  # new rows mark the schedule changed: the scheduler reloads it itself
+            except Exception as exc:  # the database may be down: the next tick tries again
+                log.warning("beat schedule not synced: %s", exc)
+            self.synced_at = time.monotonic()
         interval = super().tick(*args, **kwargs)
         try:
             get_redis().set(BEAT_KEY, time.time())

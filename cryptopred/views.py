@@ -1,6 +1,6 @@
 from django.http import JsonResponse
 
-from cryptopred.health import run_checks
+from core.health import run_checks
 
 
 def healthz(request):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from cryptopred.bulk import copy_insert
+from core.bulk import upsert
 from markets.models import Candle, Market
 from markets.tradefile import parse_ts, read_csv
 
@@ -82,7 +82,7 @@ def import_candles(path: Path, market: Market, interval_s: int) -> ImportStats:
 
 def _import(path: Path, market: Market, interval_s: int, stats: ImportStats) -> None:
     for batch in read_candles(path, interval_s):
-        copy_insert(
+        upsert(
             Candle,
             [
                 Candle(

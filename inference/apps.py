@@ -3,8 +3,3 @@ from django.apps import AppConfig
 
 class InferenceConfig(AppConfig):
     name = "inference"
-
-    def ready(self) -> None:
-        from inference import receivers
-
-        receivers.connect()

@@ -21,8 +21,8 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from inference.api.permissions import may_read
+from inference.broadcast import CHANNELS, group_name
 from inference.hub import hub
-from inference.stream import CHANNELS, group_name
 from markets.services import MarketError, get_market
 
 INVALID_TOKEN = 4401

@@ -2,11 +2,15 @@
 
 Answered from Redis without entering Django when everything it needs is already
 known in this process: a token the API accepted within API_TOKEN_CACHE_S (or
-anonymous read allowed), the market's id (remembered by the DRF view) and the
-cached prediction. One Redis round trip: a script counts the request in the shared
-throttle window and returns the prediction. Anything else (the browsable API, a session cookie, query
-parameters, an unknown token or market, a cold cache) goes to the DRF view, which
-gives the same answer the long way and teaches this path what it needs.
+anonymous read allowed), the market's id (remembered by the DRF view), the
+headers Django's middleware put on that view's last answer, and the cached
+prediction. One Redis round trip: a script counts the request in the shared
+throttle window and returns the prediction. Anything else (the browsable API, a
+session cookie, query parameters, an unknown token or market, a cold cache, a
+Redis outage) goes to the DRF view, which gives the same answer the long way
+and teaches this path what it needs. The checks themselves are Django's and
+DRF's: validate_host, the token keyword and cache of the authentication class,
+the throttle's buckets, script and its Throttled message.
 """
 
 from __future__ import annotations
@@ -25,23 +29,38 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
-from redis.exceptions import NoScriptError
+from django.utils.deprecation import MiddlewareMixin
+from redis.exceptions import NoScriptError, RedisError
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from inference.api.authentication import check, remembered
-from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, token_ident
+from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
 from inference.api.views import known_market_id
-from inference.pipeline import latest_key
+from inference.services import latest_key
 
 PATH = re.compile(r"^/api/v1/markets/([^/]+)/predictions/latest/$")
-SECURITY_HEADERS = [  # what Django's middleware adds to every API response
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"vary", b"Accept, Cookie"),
-    (b"allow", b"GET, HEAD, OPTIONS"),
-]
+# Headers of Django's answer that belong to that one response, not to the endpoint.
+OWN_HEADERS = {"content-type", "content-length", "date", "server", "set-cookie", "retry-after"}
+_learned: list[tuple[bytes, bytes]] | None = None  # the endpoint's headers, as Django's middleware set them
+
+
+class LearnHeaders(MiddlewareMixin):
+    """Outermost Django middleware: remembers the headers of a successful latest-prediction answer.
+
+    So the fast path sends exactly what Django's middleware stack adds (security
+    headers, Vary, Allow), with no list of its own to keep in step.
+    """
+
+    def process_response(self, request, response):
+        if (
+            response.status_code == 200
+            and response.get("Content-Type") == "application/json"
+            and PATH.match(request.path)
+        ):
+            global _learned
+            _learned = [(k.lower().encode(), v.encode()) for k, v in response.items() if k.lower() not in OWN_HEADERS]
+        return response
 
 
 class Config(NamedTuple):
@@ -85,13 +104,18 @@ class LatestPredictionFastPath:
         self.tasks: set[asyncio.Future] = set()  # keeps background re-checks referenced
 
     async def __call__(self, scope, receive, send) -> None:
-        answer = await self.answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        answer = None
+        if scope["type"] == "http" and scope["method"] == "GET" and _learned is not None:
+            try:
+                answer = await self.answer(scope)
+            except RedisError:  # Redis is down: Django answers from the database
+                answer = None
         if answer is None:
             await self.app(scope, receive, send)
             return
         status, body, extra = answer
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS + extra})
+        await send({"type": "http.response.start", "status": status, "headers": headers + _learned + extra})
         await send({"type": "http.response.body", "body": body})
 
     async def answer(self, scope) -> tuple[int, bytes, list] | None:
@@ -110,7 +134,7 @@ class LatestPredictionFastPath:
             return None
         authorization = headers.get(b"authorization", b"").decode("latin-1").split()
         if authorization:
-            if len(authorization) != 2 or authorization[0] != "Token":
+            if len(authorization) != 2 or authorization[0] != TokenAuthentication.keyword:
                 return None
             key = authorization[1]
             if remembered(key, 2 * config.token_cache_s) is None:
@@ -131,9 +155,7 @@ class LatestPredictionFastPath:
         except NoScriptError:  # a restarted or flushed Redis forgot the script
             count, cached = await client.eval(COUNT_SCRIPT, 2, *keys_args)
         if count > limit:
-            wait = math.ceil(retry_after)
-            body = f'{{"detail":"Request was throttled. Expected available in {wait} seconds."}}'.encode()
-            return 429, body, [(b"retry-after", str(wait).encode())]
+            return 429, throttled_body(retry_after), [(b"retry-after", str(math.ceil(retry_after)).encode())]
         if cached is None:
             await client.decr(counter)  # Django's view counts this request
             return None

@@ -14,8 +14,8 @@ from django.db.models.functions import RowNumber
 
 from inference.models import Prediction
 from markets.models import Market
+from modeling.evaluation import evaluate
 from modeling.models import ModelArtifact
-from modeling.training import evaluate
 
 COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 
@@ -23,7 +23,7 @@ COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 def error_metrics(rows: list[tuple]) -> dict:
     """Metrics of (price, lower, upper, base_close, realized) rows, model and persistence.
 
-    The same evaluation as training's validation (modeling.training.evaluate), so live
+    The same evaluation as training's validation (modeling.evaluation.evaluate), so live
     and validation figures compare. Persistence predicts no move and has no interval:
     its directional accuracy is 0.5 by that convention and its coverage is null.
     """

@@ -6,8 +6,6 @@ from django.db import models
 
 from markets.models import PRICE, Market
 
-PERSISTENCE = "persistence"
-
 
 class Prediction(models.Model):
     """The price expected at target_time, made at made_at (the end of the window just closed).

@@ -28,9 +28,15 @@ def resume_range(market: Market, since_ns: int) -> tuple[int, int]:
 
 
 def backfill(
-    market: Market, since: datetime, progress: Callable[[float, IngestStats], None] | None = None
+    market: Market,
+    since: datetime,
+    progress: Callable[[float, IngestStats], None] | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> IngestStats:
-    """Store every trade from since to now; windows that ended before now are finalized."""
+    """Store every trade from since to now; windows that ended before now are finalized.
+
+    on_commit is called after each batch that finalized candles (see Ingestor).
+    """
     origin, start = resume_range(market, to_ns(since))
     try:
         pages = source_for(market).history(start)
@@ -38,7 +44,7 @@ def backfill(
         raise BackfillError(str(exc)) from None
     if pages is None:
         raise BackfillError(f"{market.exchange} offers no trade history API; {market} cannot be backfilled")
-    ingestor = Ingestor(market)
+    ingestor = Ingestor(market, on_commit=on_commit)
     for ticks, cursor in pages:
         ingestor.ingest(ticks, close_until=ticks[-1].ts.timestamp())
         market.backfill_cursor = f"{origin}:{cursor}"
@@ -46,5 +52,5 @@ def backfill(
         if progress:
             progress(ticks[-1].ts.timestamp(), ingestor.stats)
     # History is complete up to now: windows that ended before now minus the grace period are final.
-    ingestor.close(time.time() - settings.CANDLE_GRACE_S)
+    ingestor.finalize_due(time.time() - settings.CANDLE_GRACE_S)
     return ingestor.stats

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import CommandError
 
-from cryptopred.durations import parse_duration
+from core.durations import parse_duration
 from markets.models import Market
 from markets.services import MarketError, get_market, get_or_create_market
 

@@ -1,6 +1,6 @@
 """/healthz component: every enabled market of an exchange with a live source has a running stream task."""
 
-from cryptopred.health import register
+from core.health import register
 from markets.lease import held, stream_key
 from markets.sources import streamed_markets
 

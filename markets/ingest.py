@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,14 +12,12 @@ from django.db import connection, transaction
 from django.db.models import F
 from psycopg.errors import UniqueViolation
 
-from cryptopred.bulk import copy_insert
+from core.bulk import insert_missing, upsert
 from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
 from markets.models import Candle, Market, Trade
-from markets.signals import candles_amended, candles_closed
 
 log = logging.getLogger(__name__)
 
-STAGING = "markets_trade_in"
 CANDLE_FIELDS = ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap", "final"]
 
 
@@ -32,20 +30,16 @@ class IngestStats:
     amended: int = 0
 
 
-def copy_ticks(cursor, table: str, ticks: list[Tick], market_id: int | None = None) -> None:
-    """Binary COPY of ticks into table (with market_id when given)."""
-    columns, types = ["trade_id", "ts", "price", "qty", "side"], ["int8", "timestamptz", "numeric", "numeric", "text"]
-    if market_id is not None:
-        columns.append("market_id")
-        types.append("int8")
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        if market_id is None:
-            for t in ticks:
-                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side))
-        else:
-            for t in ticks:
-                copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side, market_id))
+TRADE_COLUMNS = ("trade_id", "ts", "price", "qty", "side", "market_id")
+TRADE_TYPES = ("int8", "timestamptz", "numeric", "numeric", "text", "int8")
+
+
+def copy_ticks(cursor, ticks: list[Tick], market_id: int) -> None:
+    """Binary COPY of ticks straight into the trades table."""
+    with cursor.copy(f"COPY {Trade._meta.db_table} ({', '.join(TRADE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(TRADE_TYPES))
+        for t in ticks:
+            copy.write_row((t.trade_id, t.ts, t.price, t.qty, t.side, market_id))
 
 
 def store_trades(market: Market, ticks: list[Tick]) -> list[Tick]:
@@ -60,10 +54,10 @@ def store_trades(market: Market, ticks: list[Tick]) -> list[Tick]:
     with connection.cursor() as cursor:
         try:
             with transaction.atomic():
-                copy_ticks(cursor, Trade._meta.db_table, ticks, market.pk)
+                copy_ticks(cursor, ticks, market.pk)
             return ticks
         except UniqueViolation:  # raised by psycopg itself: COPY bypasses Django's error wrapping
-            return _store_new(cursor, market, ticks)
+            return _store_new(market, ticks)
 
 
 def store_trade_rows(
@@ -89,7 +83,7 @@ def store_trade_rows(
             return ticks, ticks
         except UniqueViolation:
             ticks.extend(tick for chunk, _ in chunks for tick in chunk)  # the COPY may stop early
-            return ticks, _store_new(cursor, market, ticks)
+            return ticks, _store_new(market, ticks)
 
 
 # COPY text of trades: the columns, and the separators of a UTC timestamp with up to microseconds.
@@ -114,21 +108,10 @@ def copy_text(ticks: list[Tick], rows: list[list[str]], market_id: int) -> str:
     return "".join(lines)
 
 
-def _store_new(cursor, market: Market, ticks: list[Tick]) -> list[Tick]:
-    """Insert the ticks not stored yet through a staging table; returns those, in order."""
-    cursor.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {STAGING}"
-        " (trade_id bigint, ts timestamptz, price numeric, qty numeric, side varchar(4))"
-    )
-    cursor.execute(f"TRUNCATE {STAGING}")
-    copy_ticks(cursor, STAGING, ticks)
-    # ON CONFLICT without a target: duplicates of stored trades and within the batch are both skipped.
-    cursor.execute(
-        f"INSERT INTO {Trade._meta.db_table} (market_id, trade_id, ts, price, qty, side)"
-        f" SELECT %s, trade_id, ts, price, qty, side FROM {STAGING} ON CONFLICT DO NOTHING RETURNING trade_id",
-        [market.pk],
-    )
-    inserted = {row[0] for row in cursor.fetchall()}
+def _store_new(market: Market, ticks: list[Tick]) -> list[Tick]:
+    """Insert the ticks not stored yet (through the staging table); returns those, in order."""
+    rows = ((t.trade_id, t.ts, t.price, t.qty, t.side, market.pk) for t in ticks)
+    inserted = set(insert_missing(Trade._meta.db_table, TRADE_COLUMNS, TRADE_TYPES, rows, returning="trade_id"))
     if len(inserted) == len(ticks):
         return ticks
     new = []
@@ -177,12 +160,15 @@ def stored_ticks(market: Market, start, end) -> list[Tick]:
 class Ingestor:
     """Writes one market's trades and candles; one instance per running source.
 
-    Call it in autocommit mode: each batch is one transaction, and
-    candles_amended and candles_closed are sent after that transaction commits.
+    Call it in autocommit mode: each batch is one transaction. After a
+    transaction that finalized or amended candles, on_commit is called: the
+    caller's cue to run the pipeline step (features, predictions, scoring),
+    which finds its work in the database, so nothing is lost if it fails.
     """
 
-    def __init__(self, market: Market, stats: IngestStats | None = None):
+    def __init__(self, market: Market, stats: IngestStats | None = None, on_commit: Callable[[], None] | None = None):
         self.market = market
+        self.on_commit = on_commit
         self.interval_s = market.interval_s
         self.stats = stats or IngestStats()
         last = Candle.objects.filter(market=market, interval_s=self.interval_s, final=True).order_by("-start").first()
@@ -203,7 +189,7 @@ class Ingestor:
         """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
         with transaction.atomic():
             candles, amended = self._apply(ticks, store_trades(self.market, ticks), close_until)
-        self._publish(candles, amended)
+        self._committed(candles, amended)
         return candles
 
     def ingest_rows(self, chunks: Iterator[tuple[list[Tick], list[list[str]]]]) -> int:
@@ -214,7 +200,7 @@ class Ingestor:
         with transaction.atomic():
             ticks, new = store_trade_rows(self.market, chunks)
             candles, amended = self._apply(ticks, new, ticks[-1].ts.timestamp()) if ticks else ([], [])
-        self._publish(candles, amended)
+        self._committed(candles, amended)
         return len(ticks)
 
     def _apply(
@@ -234,25 +220,25 @@ class Ingestor:
             Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
         return candles, amended
 
-    def close(self, now: float) -> list[Candle]:
-        """Finalize windows on the clock (quiet markets still get their candles)."""
+    def finalize_due(self, now: float) -> list[Candle]:
+        """Finalize the windows that ended by now on the clock (quiet markets still get their candles)."""
         with transaction.atomic():
             candles = self._finalize(self.aggregator.close_until(now))
-        self._publish(candles)
+        self._committed(candles)
         return candles
 
     def flush(self) -> list[Candle]:
         """End of input: finalize every open window."""
         with transaction.atomic():
             candles = self._finalize(self.aggregator.close_all())
-        self._publish(candles)
+        self._committed(candles)
         return candles
 
     def _finalize(self, bars: list[Bar]) -> list[Candle]:
         if not bars:
             return []
         candles = [candle_from_bar(self.market, bar) for bar in bars]
-        copy_insert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
+        upsert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
         self.stats.candles += len(candles)
         return candles
 
@@ -268,7 +254,7 @@ class Ingestor:
         changed: dict = {}
         for start, count in sorted(late.items()):
             candle = candle_from_bar(self.market, bars[start])
-            values = {name: getattr(candle, name) for name in CANDLE_FIELDS}
+            values = {name: getattr(candle, name) for name in CANDLE_FIELDS} | {"amend_pending": True}
             Candle.objects.update_or_create(
                 market=self.market, interval_s=interval, start=candle.start, defaults=values
             )
@@ -293,11 +279,9 @@ class Ingestor:
         if next_traded is not None:
             empties = empties.filter(start__lt=next_traded)
         c = candle.close
-        empties.update(open=c, high=c, low=c, close=c)
+        empties.update(open=c, high=c, low=c, close=c, amend_pending=True)
         return list(empties.order_by("start"))
 
-    def _publish(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
-        if amended:
-            candles_amended.send(sender=Market, market=self.market, candles=amended)
-        if candles:
-            candles_closed.send(sender=Market, market=self.market, candles=candles)
+    def _committed(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
+        if (candles or amended) and self.on_commit is not None:
+            self.on_commit()

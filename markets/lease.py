@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 
 # Renew/release only our own lease (compare-and-act, atomically in Redis).
 RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"

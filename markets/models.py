@@ -99,10 +99,16 @@ class Candle(models.Model):
     vwap = models.DecimalField(**PRICE, null=True, blank=True)
     final = models.BooleanField(default=False)
     amended = models.PositiveIntegerField(default=0, help_text="late trades applied after finalization")
+    # Set in the transaction that amends a final candle, cleared by the pipeline step once the
+    # feature rows and scores that read it are refreshed: an outbox that survives a crash.
+    amend_pending = models.BooleanField(default=False, help_text="amended; downstream refresh not done yet")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["market", "interval_s", "start"], name="candle_unique_window"),
+        ]
+        indexes = [
+            models.Index(fields=["market"], condition=models.Q(amend_pending=True), name="candle_amend_pending"),
         ]
         ordering = ["market", "interval_s", "start"]
 

@@ -1,4 +1,4 @@
-"""Replay a trades file through the live write path (store, candles, candles_closed)."""
+"""Replay a trades file through the live write path (trades stored, candles finalized)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,24 @@ from markets.models import Market
 from markets.tradefile import read_trade_rows, read_trades
 
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
-BATCH = 150_000  # trades per transaction (and per candles_closed) at max speed
+BATCH = 150_000  # trades per transaction (and per on_commit call) at max speed
 CHUNK = 2_000  # trades per COPY message at max speed: PostgreSQL stores one while Python parses the next
 
 
 def replay(
-    path: Path, market: Market, speed: float | None = None, progress: Callable[[int], None] | None = None
+    path: Path,
+    market: Market,
+    speed: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> IngestStats:
     """Ingest every trade of path; speed None = as fast as possible, else FACTOR x real time.
 
     Windows close by event time, so the candles equal those of a live run
-    over the same trades; the last window is flushed at the end.
+    over the same trades; the last window is flushed at the end. on_commit
+    is called after each batch that finalized candles (see Ingestor).
     """
-    ingestor = Ingestor(market)
+    ingestor = Ingestor(market, on_commit=on_commit)
     Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
     try:
         with young_collections():
@@ -78,7 +83,7 @@ def _paced(ingestor: Ingestor, batch: list[Tick], speed: float, clock: tuple[flo
                 pending = []
             time.sleep(min(wait, PACE_STEP_S))
             # Quiet stretches still close their windows, as on a live stream.
-            ingestor.close(event0 + (time.monotonic() - wall0) * speed)
+            ingestor.finalize_due(event0 + (time.monotonic() - wall0) * speed)
         pending.append(tick)
     if pending:
         ingestor.ingest(pending, close_until=pending[-1].ts.timestamp())

@@ -68,8 +68,15 @@ class StreamRunner:
     runner (used for --for, worker shutdown and Redis lease renewal).
     """
 
-    def __init__(self, market: Market, source: Source | None = None, keep_going: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        market: Market,
+        source: Source | None = None,
+        keep_going: Callable[[], bool] | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ):
         self.market = market
+        self.on_commit = on_commit  # after each commit that finalized candles (see Ingestor)
         self.source = source or source_for(market)
         self.keep_going = keep_going or (lambda: True)
         self.stopping = threading.Event()
@@ -105,7 +112,7 @@ class StreamRunner:
     def _session(self, ws: ClientConnection) -> None:
         for frame in self.source.subscribe_frames():
             ws.send(json.dumps(frame))
-        ingestor = Ingestor(self.market, self.stats)
+        ingestor = Ingestor(self.market, self.stats, self.on_commit)
         live = False
         last_frame = time.monotonic()
         pinged = False
@@ -139,7 +146,7 @@ class StreamRunner:
                 pinged = True
             if live:
                 # Windows close on the clock, so quiet markets still get their candles.
-                ingestor.close(time.time() - settings.CANDLE_GRACE_S)
+                ingestor.finalize_due(time.time() - settings.CANDLE_GRACE_S)
 
     def _fill_gap(self, ingestor: Ingestor) -> None:
         since = history_start(self.market)

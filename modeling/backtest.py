@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from features.engine import compute_features
 from features.frame import datetime_from_epoch
-from features.store import compute_features
 from markets.models import Market
+from modeling.evaluation import evaluate
 from modeling.forecast import Forecaster
-from modeling.training import Dataset, TrainingError, build_dataset, evaluate, persistence_forecaster, train
+from modeling.training import Dataset, TrainingError, build_dataset, persistence_forecaster, train
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from cryptopred.durations import parse_duration
+from core.durations import parse_duration
 
 
 def duration_option(raw: str, option: str) -> int:

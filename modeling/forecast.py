@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+PERSISTENCE = "persistence"  # the algorithm name of "the price stays the same"
 PRICE_QUANTUM = Decimal("1e-8")
 VOLATILITY_FEATURES = ("vol_10", "vol_60")
 

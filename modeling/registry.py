@@ -1,26 +1,19 @@
-"""Model registry: what inference serves, and every status change (gate, admin) with its audit record.
+"""Model registry: every status change of a model (gate, admin) with its audit record.
 
-Hot reload: get_served_model runs one indexed query per call to find the
-active artifact, and loads (sha256-checked) only when that id changes, so a
-promotion or rollback takes effect at the next candle in every process.
+What inference serves from it is inference.serving's business.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Max
-from django.db.models.fields.json import KeyTransform
 
-from features import definitions
 from markets.models import Market
 from modeling import serialization
-from modeling.forecast import VOLATILITY_FEATURES, Forecaster
+from modeling.forecast import Forecaster
 from modeling.models import ModelArtifact, ModelEvent
-from modeling.training import PERSISTENCE
 
 log = logging.getLogger(__name__)
 Status = ModelArtifact.Status
@@ -28,71 +21,6 @@ Status = ModelArtifact.Status
 
 class RegistryError(Exception):
     """A status change is not allowed; the message says why."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    artifact_id: int
-    version: int
-    algorithm: str
-    feature_version: str
-    forecaster: Forecaster
-
-    def predict(self, row) -> tuple[Decimal, Decimal, Decimal]:
-        """(price, lower, upper) at the horizon for a FeatureRow; the band is the 80 % interval."""
-        return self.forecaster.predict_row(row.close, row.values)
-
-
-# Per process: artifact id -> loaded model (None = refused, so it is logged once, not at every candle).
-_loaded: dict[int, ServedModel | None] = {}
-
-
-def get_served_model(market: Market, interval_s: int, horizon: int) -> ServedModel | None:
-    """The active model for (market, interval_s, horizon), or None to serve persistence."""
-    active = (
-        ModelArtifact.objects.filter(market=market, interval_s=interval_s, horizon=horizon, status=Status.ACTIVE)
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if active is None:
-        return None
-    if active not in _loaded:
-        _loaded[active] = _load(ModelArtifact.objects.get(pk=active))
-    return _loaded[active]
-
-
-def served_persistence(market: Market, interval_s: int, horizon: int) -> Forecaster | None:
-    """Persistence with the band the latest training run calibrated on past returns; None before any run.
-
-    Every run stores it (metrics["persistence"]["band"]), promoted or not: with
-    no active model, this is what the backtest serves too.
-    """
-    band = (
-        ModelArtifact.objects.filter(
-            market=market, interval_s=interval_s, horizon=horizon, feature_version=definitions.VERSION
-        )
-        .order_by("-version")
-        # The band alone (the metrics are large), by explicit transforms: a key path string
-        # ("metrics__persistence__band") leaves a reference cycle through the caller's frames
-        # (Django keeps the FieldError it catches while resolving it), which kept a replay's
-        # whole batch of trades alive until the next garbage collection.
-        .annotate(band=KeyTransform("band", KeyTransform("persistence", "metrics")))
-        .values_list("band", flat=True)
-        .first()
-    )
-    if not band:
-        return None
-    q_lo, q_hi, floor = (float(v) for v in band)
-    return Forecaster(PERSISTENCE, None, list(VOLATILITY_FEATURES), q_lo, q_hi, floor)
-
-
-def _load(artifact: ModelArtifact) -> ServedModel | None:
-    try:
-        forecaster = load_forecaster(artifact)
-    except serialization.ArtifactError:
-        return None  # already logged; persistence is served instead
-    log.info("loaded %s", artifact)
-    return ServedModel(artifact.pk, artifact.version, artifact.algorithm, artifact.feature_version, forecaster)
 
 
 def load_forecaster(artifact: ModelArtifact) -> Forecaster:

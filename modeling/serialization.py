@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 
-import skops.io as sio
-
 log = logging.getLogger(__name__)
 
 # HistGradientBoosting's tree nodes; trusted because the bytes must match the
@@ -25,6 +23,8 @@ class ArtifactError(Exception):
 
 def dump(payload: dict) -> tuple[bytes, str]:
     """Serialize payload; returns (bytes, sha256 hex)."""
+    import skops.io as sio  # with scikit-learn: only processes that handle models pay for the import
+
     data = sio.dumps(payload)
     return data, hashlib.sha256(data).hexdigest()
 
@@ -36,6 +36,8 @@ def load(data: bytes, sha256: str, label: str = "artifact") -> dict:
     if actual != sha256:
         log.error("refusing %s: sha256 mismatch (recorded %s, actual %s)", label, sha256, actual)
         raise ArtifactError(f"{label}: sha256 mismatch (recorded {sha256[:12]}…, actual {actual[:12]}…), not loaded")
+    import skops.io as sio
+
     try:
         payload = sio.loads(data, trusted=TRUSTED_TYPES)
     except Exception as exc:  # skops raises many types for bad or untrusted content

@@ -17,10 +17,10 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.store import FeatureBatch
-from modeling.forecast import Forecaster, volatility_scale
+from features.engine import FeatureBatch
+from modeling.evaluation import evaluate
+from modeling.forecast import PERSISTENCE, Forecaster, volatility_scale
 
-PERSISTENCE = "persistence"
 COVERAGE = 0.8
 Q_LO, Q_HI = (1 - COVERAGE) / 2, 1 - (1 - COVERAGE) / 2
 
@@ -95,26 +95,6 @@ def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True
         ok &= np.isfinite(y)
     starts = np.array([int(s.timestamp()) for s in batch.starts], dtype=np.int64)
     return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok])
-
-
-def evaluate(close: np.ndarray, actual: np.ndarray, price: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> dict:
-    """Errors in price units and basis points, direction on windows that moved, 80 % band coverage.
-
-    Directional accuracy: a forecast of "no move" on a window that moved counts
-    as half right (a coin flip), so persistence scores 0.5.
-    """
-    err = price - actual
-    moved = actual != close
-    agree = np.where(price == close, 0.5, (np.sign(price - close) == np.sign(actual - close)).astype(float))
-    return {
-        "rows": len(close),
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "mae_bps": float(np.mean(np.abs(err) / close) * 1e4),
-        "directional_accuracy": float(np.mean(agree[moved])) if moved.any() else None,
-        "moved_rows": int(moved.sum()),
-        "coverage_80": float(np.mean((lower <= actual) & (actual <= upper))),
-    }
 
 
 def band(residuals: np.ndarray) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Enable TimescaleDB when the server has it; plain PostgreSQL works without it.
 
 The record of the outcome is the pg_extension catalog itself
-(see cryptopred.db.timescaledb_enabled); later migrations create hypertables
+(see core.db.timescaledb_enabled); later migrations create hypertables
 only when the extension is there.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.config import ConfigError, celery_broker_url, check_redis_url, database_config
+from core.config import ConfigError, celery_broker_url, check_redis_url, database_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ import time
 import pytest
 from django.test import Client
 
+from core.redis_client import get_redis
 from cryptopred.beat import BEAT_KEY
-from cryptopred.redis_client import get_redis
 
 
 @pytest.fixture

@@ -7,15 +7,20 @@ one budget whichever way its requests are answered.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from functools import cache
 
 from django.conf import settings
+from redis import RedisError
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 
+log = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Count a request in its window (KEYS[1], expiring after ARGV[1] s); with a second key, also return its value,
@@ -54,6 +59,11 @@ def address_ident(address: str) -> str:
     return f"addr:{address}"
 
 
+def throttled_body(retry_after: float) -> bytes:
+    """The JSON body of a 429, as DRF renders its Throttled exception."""
+    return json.dumps({"detail": str(Throttled(retry_after).detail)}, separators=(",", ":")).encode()
+
+
 @cache
 def _count_script():
     return get_redis().register_script(COUNT_SCRIPT)
@@ -70,7 +80,11 @@ class ClientRateThrottle(BaseThrottle):
             ident = address_ident(request.META.get("REMOTE_ADDR", ""))
         limit, period = rate_for(authenticated)
         key, self.retry_after = bucket(ident, period, time.time())
-        count = _count_script()(keys=[key], args=[period + 1])[0]
+        try:
+            count = _count_script()(keys=[key], args=[period + 1])[0]
+        except RedisError as exc:  # no counters while Redis is down: serve rather than fail
+            log.warning("throttling off, Redis unavailable: %s", exc)
+            return True
         return count <= limit
 
     def wait(self) -> float:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from redis import RedisError
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 from inference.api.serializers import (
     CandleSerializer,
     HistoryQuerySerializer,
@@ -25,17 +29,38 @@ from inference.api.serializers import (
     PredictionSerializer,
 )
 from inference.metrics import live_metrics
-from inference.pipeline import encode, latest_key
+from inference.services import encode, latest_key
 from markets.models import Market
 from markets.services import MarketError, get_market
 from modeling.models import ModelArtifact
 
-_market_ids: dict[str, int] = {}  # market name -> id, for the latest-prediction hot path
+# Market name -> (id, when looked up), for the latest-prediction hot path. Cleared when a market is saved or
+# deleted in this process, and trusted for MARKET_ID_TTL_S only, for changes made by other processes.
+_market_ids: dict[str, tuple[int, float]] = {}
+MARKET_ID_TTL_S = 5.0
 
 
 def known_market_id(name: str) -> int | None:
-    """The id of a market a latest-prediction request found before (see inference.fastpath)."""
-    return _market_ids.get(name)
+    """The id of a market a latest-prediction request found recently (see inference.fastpath)."""
+    hit = _market_ids.get(name)
+    return hit[0] if hit is not None and time.monotonic() - hit[1] < MARKET_ID_TTL_S else None
+
+
+@receiver([post_save, post_delete], sender=Market, dispatch_uid="inference.forget_market_ids")
+def forget_market_ids(sender, instance: Market, **kwargs) -> None:
+    _market_ids.clear()
+    if kwargs.get("signal") is post_delete:
+        try:
+            get_redis().delete(latest_key(instance.pk))
+        except RedisError:
+            pass  # the fast path only serves markets the view found; a deleted one is not found
+
+
+def cached_latest(market_id: int) -> bytes | None:
+    try:
+        return get_redis().get(latest_key(market_id))
+    except RedisError:  # Redis is down: the database answers
+        return None
 
 
 MARKET_PARAM = OpenApiParameter("market", OpenApiTypes.STR, OpenApiParameter.PATH, description="e.g. kraken:ETH-USD")
@@ -148,12 +173,12 @@ class LatestPrediction(APIView):
     def get(self, request, market: str) -> Response:
         # The hot path for polling bots: Redis only, no database query.
         known = known_market_id(market)
-        cached = get_redis().get(latest_key(known)) if known is not None else None
+        cached = cached_latest(known) if known is not None else None
         if cached is not None:
             return Response(json.loads(cached))
         found = market_or_404(market)
-        _market_ids[market] = found.pk
-        cached = get_redis().get(latest_key(found.pk))
+        _market_ids[market] = (found.pk, time.monotonic())
+        cached = cached_latest(found.pk)
         if cached is not None:
             return Response(json.loads(cached))
         prediction = (
@@ -164,7 +189,10 @@ class LatestPrediction(APIView):
         if prediction is None:
             raise NotFound(f"no prediction yet for {found.name}")
         data = PredictionSerializer(prediction).data
-        get_redis().set(latest_key(found.pk), encode(data), nx=True)  # nx: never over a newer one
+        try:
+            get_redis().set(latest_key(found.pk), encode(data), nx=True)  # nx: never over a newer one
+        except RedisError:
+            pass
         return Response(data)
 
 

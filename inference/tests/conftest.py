@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Max, Min
 from rest_framework.authtoken.models import Token
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 from features.definitions import VERSION
 from features.models import FeatureRow
 from markets.models import Market

@@ -8,13 +8,13 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 from inference.metrics import live_metrics
 from inference.models import Prediction
-from inference.pipeline import latest_key
+from inference.services import latest_key
 from markets.models import Candle
-from markets.replay import replay
 from modeling import registry
+from pipeline.services import replay
 
 from .conftest import api_user, train_model
 

@@ -17,8 +17,8 @@ from websockets.asyncio.client import connect
 
 from inference.metrics import live_metrics
 from inference.models import Prediction
-from markets.replay import replay
 from modeling import registry
+from pipeline.services import replay
 
 from .conftest import MARKET, api_user, train_model
 

@@ -10,10 +10,10 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 from inference.api import authentication
 from inference.fastpath import LatestPredictionFastPath
-from markets.replay import replay
+from pipeline.services import replay
 
 from .conftest import MARKET, api_user
 

@@ -9,8 +9,8 @@ from django.test import override_settings
 
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
-from markets.replay import replay
 from modeling import registry
+from pipeline.services import replay
 
 from .conftest import train_model
 

@@ -8,15 +8,17 @@ from datetime import timedelta
 
 import pytest
 
-from cryptopred.redis_client import get_redis
+from core.redis_client import get_redis
 from features.models import FeatureRow
-from inference.models import PERSISTENCE, Prediction
-from inference.pipeline import latest_key
+from inference import serving
+from inference.models import Prediction
+from inference.services import latest_key
 from markets.models import Candle
-from markets.replay import replay
 from modeling import registry
+from modeling.forecast import PERSISTENCE
 from modeling.registry import load_forecaster
 from modeling.services import train_market
+from pipeline.services import replay
 
 from .conftest import KRAKEN_ETH, train_model
 
@@ -143,7 +145,7 @@ def test_persistence_is_served_in_the_band_of_the_latest_training(market, parts,
 
     for part in parts[3:]:
         replay(part, market)
-    band = registry.served_persistence(market, 10, 1)
+    band = serving.served_persistence(market, 10, 1)
     rows = {r.start: r for r in FeatureRow.objects.filter(market=market)}
     new = list(Prediction.objects.filter(market=market).order_by("made_at")[made:])
     # Rows of a window a later part amended were computed again after their prediction.

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from inference.models import Prediction
-from markets.replay import replay
+from pipeline.services import replay
 
 from .conftest import MARKET, api_user
 
@@ -147,7 +147,7 @@ def test_pushes_predictions_and_candles_of_subscribed_markets_only(server, marke
 @override_settings(API_ANONYMOUS_READ=True)
 def test_many_concurrent_subscribers_receive_every_push_in_order(server, market):
     """Subscribers joining at once share one hub subscription per process; each gets every push."""
-    from inference.stream import publish
+    from inference.broadcast import publish
 
     async def scenario():
         async def subscriber() -> list:

@@ -7,7 +7,7 @@ Plain PostgreSQL keeps the stricter (market, trade_id) key and is unchanged.
 
 from django.db import migrations
 
-from cryptopred.db import create_hypertable
+from core.db import create_hypertable
 
 
 def timescaledb_present(schema_editor) -> bool:

@@ -46,6 +46,7 @@ class FakeKraken:
         self.publish_while_down = 0  # trades published while a client is disconnected
         self.rate_limited = 0  # next N REST calls answer "EGeneral:Too many requests"
         self.garbage = []  # raw frames sent once after the next subscribe ack
+        self.live = False  # True: each trade is stamped with the time it is sent, as on a live feed
         self.connections = 0
         self.rest_calls = 0
 
@@ -114,6 +115,10 @@ class FakeKraken:
         while True:
             with self.lock:
                 batch = self.rows[sent : sent + self.chunk]
+                if self.live:
+                    stamp = datetime.now(UTC)
+                    for row in batch:
+                        row["ts"] = stamp
                 sent += len(batch)
                 self.published = max(self.published, sent)
             if batch:

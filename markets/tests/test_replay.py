@@ -8,8 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+import markets.replay
 from markets.models import Candle, Market, Trade
-from markets.signals import candles_closed
+from markets.services import get_or_create_market
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 from markets.tradefile import parse_ts
 
@@ -76,24 +77,21 @@ def test_late_trades_amend_finalized_candles(tmp_path):
     assert sum(Candle.objects.values_list("amended", flat=True)) == len(late)
 
 
-def test_candles_closed_sent_after_commit_in_window_order(tmp_path):
-    batches = []
+def test_on_commit_called_after_each_commit_that_finalized_candles(tmp_path, monkeypatch):
+    market = get_or_create_market("kraken:BTC-USDT")
+    seen = []
 
-    def receiver(sender, market, candles, **kwargs):
-        # After commit: no transaction is open, and the candles are stored.
+    def on_commit():
+        # After commit: no transaction is open, and the finalized candles are stored.
         assert not connection.in_atomic_block
-        assert Candle.objects.filter(market=market, start__in=[c.start for c in candles]).count() == len(candles)
-        batches.append([c.start for c in candles])
+        seen.append(Candle.objects.filter(market=market, final=True).count())
 
     write_csv(tmp_path / "slice.csv.gz", read_rows(KRAKEN_BTCUSDT)[:2000])
-    candles_closed.connect(receiver)
-    try:
-        run("replay", str(tmp_path / "slice.csv.gz"), "--market", "kraken:BTC-USDT")
-    finally:
-        candles_closed.disconnect(receiver)
-    starts = [s for batch in batches for s in batch]
-    assert len(batches) > 1
-    assert starts == sorted(starts) and len(starts) == len(set(starts)) == Candle.objects.count()
+    monkeypatch.setattr(markets.replay, "BATCH", 400)
+    monkeypatch.setattr(markets.replay, "CHUNK", 200)
+    markets.replay.replay(tmp_path / "slice.csv.gz", market, on_commit=on_commit)
+    assert len(seen) > 3
+    assert seen == sorted(seen) and seen[-1] == Candle.objects.count()
 
 
 def test_malformed_row_names_file_and_line(tmp_path):

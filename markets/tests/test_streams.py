@@ -11,10 +11,11 @@ from markets.ingest import Ingestor
 from markets.lease import Lease, held, stream_key
 from markets.models import Market, Trade
 from markets.services import ensure_default_markets, get_or_create_market
-from markets.tasks import ensure_streams, purge_trades, run_stream
+from markets.tasks import purge_trades
 from markets.tests.fake_kraken import FakeKraken
 from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
 from markets.tradefile import parse_row
+from pipeline.tasks import ensure_streams, run_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

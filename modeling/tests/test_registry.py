@@ -13,6 +13,7 @@ import skops.io as sio
 from django.contrib.auth import get_user_model
 
 from features.models import FeatureRow
+from inference import serving
 from modeling import registry, serialization
 from modeling.models import ModelArtifact, ModelEvent
 from modeling.services import train_market
@@ -26,9 +27,9 @@ def two_models(eth, settings) -> tuple[ModelArtifact, ModelArtifact]:
 
 def test_served_model_follows_promotions_and_rollbacks(eth, two_models):
     a, b = two_models
-    assert registry.get_served_model(eth, 60, 1) is None  # persistence
+    assert serving.get_served_model(eth, 60, 1) is None  # persistence
     registry.promote(a, "test")
-    served = registry.get_served_model(eth, 60, 1)
+    served = serving.get_served_model(eth, 60, 1)
     assert (served.artifact_id, served.version, served.algorithm) == (a.pk, a.version, a.algorithm)
     row = FeatureRow.objects.filter(market=eth).order_by("-start").first()
     price, lower, upper = served.predict(row)
@@ -36,14 +37,14 @@ def test_served_model_follows_promotions_and_rollbacks(eth, two_models):
     assert lower < price < upper and abs(price - row.close) / row.close < Decimal("0.01")
 
     registry.promote(b, "test")  # as another process (the admin) would: picked up at the next call
-    assert registry.get_served_model(eth, 60, 1).artifact_id == b.pk
+    assert serving.get_served_model(eth, 60, 1).artifact_id == b.pk
     a.refresh_from_db()
     assert a.status == "retired"
 
     assert registry.rollback(eth, 60, 1).pk == a.pk
-    assert registry.get_served_model(eth, 60, 1).artifact_id == a.pk
+    assert serving.get_served_model(eth, 60, 1).artifact_id == a.pk
     registry.retire(a, "test")
-    assert registry.get_served_model(eth, 60, 1) is None
+    assert serving.get_served_model(eth, 60, 1) is None
     actions = list(ModelEvent.objects.filter(artifact=a).order_by("at").values_list("action", "to_status"))
     assert actions == [
         ("gate", "rejected"),
@@ -64,7 +65,7 @@ def test_tampered_artifact_is_refused_and_logged(eth, two_models, caplog):
         registry.promote(a, "test")  # never activated
     ModelArtifact.objects.filter(pk=a.pk).update(status="active")  # e.g. tampered after promotion
     with caplog.at_level(logging.ERROR, logger="modeling.serialization"):
-        assert registry.get_served_model(eth, 60, 1) is None
+        assert serving.get_served_model(eth, 60, 1) is None
     assert f"refusing model {a.pk}" in caplog.text and "sha256 mismatch" in caplog.text
 
 
@@ -86,10 +87,10 @@ def test_admin_actions_are_audited(eth, two_models, client):
 
     client.post(url, {"action": "promote", "_selected_action": [a.pk]})
     client.post(url, {"action": "promote", "_selected_action": [b.pk]})
-    assert registry.get_served_model(eth, 60, 1).artifact_id == b.pk
+    assert serving.get_served_model(eth, 60, 1).artifact_id == b.pk
     response = client.post(url, {"action": "rollback", "_selected_action": [b.pk]}, follow=True)
     assert response.status_code == 200
-    assert registry.get_served_model(eth, 60, 1).artifact_id == a.pk
+    assert serving.get_served_model(eth, 60, 1).artifact_id == a.pk
     events = ModelEvent.objects.filter(actor=admin)
     assert events.filter(action="promote").count() == 3  # a, a retired by b, b
     assert events.filter(action="rollback").count() == 2
@@ -99,17 +100,17 @@ def test_admin_actions_are_audited(eth, two_models, client):
 
 
 def test_served_persistence_is_the_latest_run_band_and_leaves_no_garbage(eth, two_models):
-    band = registry.served_persistence(eth, 60, 1)
+    band = serving.served_persistence(eth, 60, 1)
     q_lo, q_hi, floor = two_models[1].metrics["persistence"]["band"]
     assert (band.algorithm, band.model) == ("persistence", None)
     assert (band.q_lo, band.q_hi, band.scale_floor) == (q_lo, q_hi, floor)
-    assert registry.served_persistence(eth, 10, 1) is None  # no run at that interval yet
+    assert serving.served_persistence(eth, 10, 1) is None  # no run at that interval yet
 
     # Called at every candle close: it must not tie the caller's frame (a replay's whole
     # batch of trades) into a reference cycle that only the garbage collector frees.
     def caller() -> weakref.ref:
         batch = collections.UserList(range(10))
-        registry.served_persistence(eth, 60, 1)
+        serving.served_persistence(eth, 60, 1)
         return weakref.ref(batch)
 
     enabled = gc.isenabled()

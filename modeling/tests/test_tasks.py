@@ -10,9 +10,11 @@ from django_celery_beat.models import PeriodicTask
 from modeling.models import ModelArtifact
 from modeling.tasks import train_market_task
 from modeling.tests.conftest import ETH
+from pipeline import schedule
 
 
 def test_every_market_gets_a_training_schedule(eth):
+    assert schedule.sync() >= 1
     task = PeriodicTask.objects.get(name=f"train {ETH}")
     assert task.task == "modeling.train_market" and task.enabled
     assert json.loads(task.kwargs) == {"market": ETH}
@@ -20,7 +22,7 @@ def test_every_market_gets_a_training_schedule(eth):
     # Edited in the admin: left alone on later saves.
     task.interval.every = 60
     task.interval.save()
-    eth.save()
+    assert schedule.sync() == 0
     assert PeriodicTask.objects.get(name=f"train {ETH}").interval.every == 60
 
 

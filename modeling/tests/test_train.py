@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError
 from django.db.models import Max, Min
 
-from features.store import compute_features
+from features.engine import compute_features
 from features.tests.helpers import BINANCE_ETH_1M, run
 from markets.models import Candle
 from modeling.models import ModelArtifact, ModelEvent

@@ -8,8 +8,9 @@ from urllib.parse import quote
 
 import pytest
 
-from inference.models import PERSISTENCE, Prediction
+from inference.models import Prediction
 from markets.models import Candle, Market
+from modeling.forecast import PERSISTENCE
 from modeling.models import ModelArtifact
 from web.templatetags.web_format import price
 

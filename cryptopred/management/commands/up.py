@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
-from cryptopred.supervisor import Program, Supervisor, port_in_use
+from core.supervisor import Program, Supervisor, port_in_use
 from markets.services import MarketError, ensure_default_markets
+from pipeline import schedule
 
 HOST = "127.0.0.1"
 
@@ -115,6 +116,7 @@ def prepare(stdout, migrate: bool = True) -> None:
         raise CommandError(f"DEFAULT_MARKETS: {exc}") from None
     for market in created:
         stdout.write(f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h).")
+    schedule.sync()
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cryptopred.durations import parse_duration
+from core.durations import parse_duration
 from features import store
 from features.importer import CandleFileError, import_candles
 from markets.models import Market

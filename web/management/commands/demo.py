@@ -10,16 +10,16 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from cryptopred.durations import parse_duration
+from core.durations import parse_duration
+from core.supervisor import Program, Supervisor
 from cryptopred.management.commands.up import HOST, prepare, programs
-from cryptopred.supervisor import Program, Supervisor
-from markets.management.commands.replay import parse_speed
 from markets.models import Market
 from markets.services import get_or_create_market
 from modeling import registry
 from modeling.models import ModelArtifact
 from modeling.services import train_market
 from modeling.training import TrainingError
+from pipeline.management.commands.replay import parse_speed
 from web import demo
 
 

@@ -39,8 +39,8 @@ def _loop(pid: int) -> asyncio.AbstractEventLoop:
 def publish(channel: str, market: Market, payloads: list[dict]) -> None:
     """Push payloads to the market's subscribers, encoded once for all of them.
 
-    Called from the pipeline's signal receivers: a failing channel layer is
-    logged, never raised into the stream, backfill or replay that sent the event.
+    Called by the pipeline step: a failing channel layer is logged, never
+    raised (subscribers catch up over REST; the step must not be retried for it).
     """
     layer = get_channel_layer()
     texts = [json.dumps(payload, separators=(",", ":")) for payload in payloads]

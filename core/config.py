@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -104,33 +105,59 @@ def celery_broker_url(redis_url: str) -> str:
     return redis_url
 
 
-def service_urls() -> tuple[str, str]:
-    """DATABASE_URL and REDIS_URL, starting embedded servers for unset ones.
+def prepare_environment() -> None:
+    """What the settings need before they are read, for entry points (manage.py, ASGI, Celery, tests).
 
-    Servers started here are stopped when this process exits; the URLs are
-    exported so child processes attach to the same servers.
+    Reads .env (never overriding the environment), starts the embedded
+    PostgreSQL and Redis under CRYPTOPRED_DATA_DIR for an unset
+    DATABASE_URL / REDIS_URL and exports their URLs (child processes
+    then attach to the same servers; servers started here stop when this
+    process exits), and keeps a generated secret key under the data dir when
+    DJANGO_SECRET_KEY is unset. Idempotent: a second call finds it all done.
     """
-    from cryptopred import embedded
+    from dotenv import load_dotenv
 
-    db_url = env_str("DATABASE_URL")
-    redis_url = env_str("REDIS_URL")
+    from core import embedded
+
+    load_dotenv(BASE_DIR / ".env", override=False)
     root = data_dir()
     try:
-        if not db_url:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "static").mkdir(exist_ok=True)  # whitenoise expects STATIC_ROOT to exist
+        if not env_str("DATABASE_URL"):
             db_url, started = embedded.ensure_postgres(root)
             db_url = db_url.rsplit("/postgres?", 1)[0] + "/cryptopred?" + db_url.rsplit("?", 1)[1]
             _ensure_database(db_url)
             if started:
                 atexit.register(embedded.stop_postgres, root)
             os.environ["DATABASE_URL"] = db_url
-        if not redis_url:
+        if not env_str("REDIS_URL"):
             redis_url, started = embedded.ensure_redis(root)
             if started:
                 atexit.register(embedded.stop_redis, root)
             os.environ["REDIS_URL"] = redis_url
+        if not env_str("DJANGO_SECRET_KEY"):
+            os.environ["DJANGO_SECRET_KEY"] = _local_secret_key(root)
     except (embedded.EmbeddedError, OSError) as exc:
         raise ConfigError(f"CRYPTOPRED_DATA_DIR: {exc}") from None
-    return db_url, check_redis_url(redis_url)
+
+
+def _local_secret_key(root: Path) -> str:
+    """Local runs: a random key kept under the data dir, so sessions survive restarts."""
+    path = root / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def required(name: str) -> str:
+    value = env_str(name)
+    if not value:
+        raise ConfigError(
+            f"{name}: not set (manage.py, the ASGI app and Celery start embedded servers when it is unset)"
+        )
+    return value
 
 
 def _ensure_database(url: str) -> None:

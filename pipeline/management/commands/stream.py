@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from markets.cli import market_option
 from markets.models import Market
 from markets.sources.base import SubscriptionRejected
-from markets.stream import StreamRunner, set_state
+from markets.stream import set_state
+from pipeline.services import stream_runner
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             raise CommandError(f"--for: expected a positive number of seconds, got {seconds}")
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
-            runner = StreamRunner(target, keep_going=lambda: deadline is None or time.monotonic() < deadline)
+            runner, step = stream_runner(target, keep_going=lambda: deadline is None or time.monotonic() < deadline)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         try:
@@ -30,6 +31,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except KeyboardInterrupt:
             set_state(target, Market.StreamState.STOPPED)
+        finally:
+            step.stop()
         self.stdout.write(
             f"{target}: {runner.connects} connection(s), stored {runner.stats.stored},"
             f" duplicates {runner.stats.duplicates}, candles {runner.stats.candles},"

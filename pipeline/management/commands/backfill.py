@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
-from markets.backfill import BackfillError, backfill
+from markets.backfill import BackfillError
 from markets.cli import market_option, time_option
 from markets.progress import Progress
 from markets.sources.base import HistoryError
+from pipeline.services import backfill_market, step_failing
 
 
 class Command(BaseCommand):
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         bar = Progress(self.stderr._out, f"backfill {market}", now.timestamp() - since.timestamp())
         started = time.monotonic()
         try:
-            stats = backfill(market, since, lambda t, s: bar.update(t - since.timestamp(), f"{s.stored} trades"))
+            stats = backfill_market(market, since, lambda t, s: bar.update(t - since.timestamp(), f"{s.stored} trades"))
         except (BackfillError, HistoryError) as exc:
             bar.done()
             raise CommandError(str(exc)) from None
@@ -49,3 +50,5 @@ class Command(BaseCommand):
             f"{market}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"
             f" candles {stats.candles}, amended {stats.amended} in {elapsed:.1f}s"
         )
+        if step_error := step_failing(market):
+            self.stderr.write(f"{market}: {step_error}; the next stream or replay catches up")

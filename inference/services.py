@@ -1,7 +1,7 @@
-"""Prediction at each candle close and scoring once the target window has closed.
+"""Prediction at each candle close, scoring once the target window has closed, publishing.
 
-The same functions run for live streams, backfill and replay: they are driven by
-the pipeline's signals (see receivers.py).
+The same functions run for live streams, backfill and replay, called by the
+pipeline step (pipeline/step.py) in its order.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from django.utils import timezone
 from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
-from cryptopred.bulk import copy_insert
-from cryptopred.redis_client import get_redis
+from core.bulk import upsert
+from core.redis_client import get_redis
 from features import definitions
 from features.models import FeatureRow
-from inference import stream
+from inference import broadcast
 from inference.api.serializers import CandleSerializer, PredictionSerializer
-from inference.models import PERSISTENCE, Prediction
+from inference.models import Prediction
+from inference.serving import get_served_model, record_failure, served_persistence
 from markets.models import Candle, Market
-from modeling.forecast import Forecaster
-from modeling.registry import get_served_model, served_persistence
+from modeling.forecast import PERSISTENCE, Forecaster
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
                 served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
             predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s], band))
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
-    copy_insert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
+    upsert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
     if predictions:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
-        stream.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
+        broadcast.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
         try:
             get_redis().set(latest_key(market.pk), encode(recent[-1]))
         except RedisError:
@@ -94,9 +94,10 @@ def _predict(
         try:
             price, lower, upper = served.predict(row)
             model_id, version, algorithm = served.artifact_id, served.version, served.algorithm
-        except Exception:
-            # A broken model must not stop the stream: serve persistence, labelled as such.
+        except Exception as exc:
+            # A broken model must not stop the pipeline: serve persistence, labelled as such.
             log.exception("model %s failed on %s at %s; serving persistence", served.artifact_id, market, made_at)
+            record_failure(served.artifact_id, f"prediction at {made_at:%Y-%m-%dT%H:%M:%SZ} raised {exc!r}")
     elif served is not None:
         log.warning("model %s wants features %s, got %s", served.artifact_id, served.feature_version, row.version)
     persistence = band(row.interval_s) if model_id is None and row.version == definitions.VERSION else None
@@ -127,7 +128,7 @@ def score(market: Market, interval_s: int, first_target: datetime, last_target: 
 
     A prediction is due when the final candle ending at its target time exists. Run
     when candles close and right after predicting (a backfill or replay may already
-    hold the target candle), so the order of the signal receivers does not matter.
+    hold the target candle).
     Matched here rather than by an SQL join on the candle start: a replay writes
     thousands of rows before the tables' statistics know them, and the planner
     then turned that join into a loop over the whole market for every prediction.
@@ -175,4 +176,4 @@ def score_candles(market: Market, candles: list[Candle], again: bool = False) ->
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:
     recent = candles[-settings.WS_PUBLISH_MAX_BATCH :]
-    stream.publish("candles", market, [{"type": "candle", **CandleSerializer(c).data} for c in recent])
+    broadcast.publish("candles", market, [{"type": "candle", **CandleSerializer(c).data} for c in recent])

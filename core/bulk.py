@@ -1,8 +1,14 @@
-"""Bulk inserts through COPY, for the tables a replay writes a row per window into."""
+"""Bulk writes through COPY: rows go into a session staging table, then into their table by one INSERT.
+
+The one convention: the staging table of table T is the temporary table
+T_staged, shaped like T's columns, emptied before each use. upsert() writes
+model instances (update or skip on conflict); insert_missing() writes raw rows
+and returns what was new (the trades of a batch that meets stored ones).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from django.db import connection, models
 
@@ -20,7 +26,35 @@ PLAIN = {
 }
 
 
-def copy_insert(
+def staging(cursor, table: str, columns: str) -> str:
+    """The emptied staging table of table (quoted name) with the given (quoted) columns; returns its name."""
+    stage = connection.ops.quote_name(f"{table.strip(chr(34))}_staged")
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {columns} FROM {table} WITH NO DATA")
+    cursor.execute(f"TRUNCATE {stage}")
+    return stage
+
+
+def insert_missing(
+    table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence], returning: str
+) -> list:
+    """Binary-COPY rows into table's staging table, insert those not stored yet; the returning column of those."""
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    with connection.cursor() as cursor:
+        stage = staging(cursor, quote(table), names)
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+        # ON CONFLICT without a target: duplicates of stored rows and within the batch are both skipped.
+        cursor.execute(
+            f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM {stage}"
+            f" ON CONFLICT DO NOTHING RETURNING {quote(returning)}"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def upsert(
     model: type[models.Model], objs: Sequence[models.Model], conflict: Sequence[str], update: Sequence[str] = ()
 ) -> None:
     """Insert unsaved objs; a row whose conflict fields match a stored one updates its update fields, or is skipped.
@@ -42,7 +76,7 @@ def copy_insert(
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     columns = ", ".join(quote(f.column) for f in fields)
-    table, stage = quote(meta.db_table), quote(f"{meta.db_table}_staged")
+    table = quote(meta.db_table)
     target = ", ".join(quote(meta.get_field(name).column) for name in conflict)
     if update:
         changes = (quote(meta.get_field(name).column) for name in update)
@@ -53,8 +87,7 @@ def copy_insert(
     # as Django would); the others (JSON, ...) go through Django's conversion.
     convert = [None if f.get_internal_type() in PLAIN else f.get_db_prep_save for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {columns} FROM {table} WITH NO DATA")
-        cursor.execute(f"TRUNCATE {stage}")
+        stage = staging(cursor, table, columns)
         with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
             for obj in objs:
                 values = [f.pre_save(obj, True) for f in fields]

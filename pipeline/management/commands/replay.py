@@ -4,9 +4,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.progress import Progress
-from markets.replay import replay
 from markets.services import MarketError, get_or_create_market
 from markets.tradefile import TradeFileError
+from pipeline.services import replay, step_failing
 
 
 def parse_speed(raw: str) -> float | None:
@@ -50,3 +50,5 @@ class Command(BaseCommand):
             f"{target.name}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"
             f" candles {stats.candles}, amended {stats.amended}, {stats.read / elapsed:,.0f} trades/s"
         )
+        if step_error := step_failing(target):
+            self.stderr.write(f"{target.name}: {step_error}; the next stream or replay catches up")

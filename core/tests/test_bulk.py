@@ -1,4 +1,4 @@
-"""copy_insert: bulk_create's conflict handling, through COPY for many rows."""
+"""upsert: bulk_create's conflict handling, through COPY for many rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from cryptopred import bulk
+from core import bulk
 from features.models import FeatureRow
 from markets.services import get_or_create_market
 
@@ -38,15 +38,15 @@ def stored(market) -> list[tuple]:
 def test_inserts_then_updates_or_keeps_on_conflict(monkeypatch, copy_min_rows):
     monkeypatch.setattr(bulk, "COPY_MIN_ROWS", copy_min_rows)
     market = get_or_create_market("kraken:ETH-USD")
-    bulk.copy_insert(FeatureRow, rows(market, "2683.123456789012"), KEY)
+    bulk.upsert(FeatureRow, rows(market, "2683.123456789012"), KEY)
     first = stored(market)
     assert [r[1] for r in first] == [r.values for r in rows(market, "1")]  # JSON round trip, escapes included
     assert [r[2] for r in first] == [Decimal("2683.123456789012")] * 3
     assert FeatureRow.objects.filter(market=market, created_at__isnull=False).count() == 3  # auto_now_add ran
 
-    bulk.copy_insert(FeatureRow, rows(market, "1", n=4), KEY)  # conflicts skipped, one new row
+    bulk.upsert(FeatureRow, rows(market, "1", n=4), KEY)  # conflicts skipped, one new row
     assert stored(market)[:3] == first and stored(market)[3][2] == Decimal("1")
-    bulk.copy_insert(FeatureRow, rows(market, "2"), KEY, ["values", "close"])
+    bulk.upsert(FeatureRow, rows(market, "2"), KEY, ["values", "close"])
     assert [r[2] for r in stored(market)] == [Decimal("2")] * 3 + [Decimal("1")]
-    bulk.copy_insert(FeatureRow, [], KEY)
+    bulk.upsert(FeatureRow, [], KEY)
     assert len(stored(market)) == 4

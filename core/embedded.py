@@ -91,7 +91,7 @@ def ensure_postgres(data_dir: Path) -> tuple[str, bool]:
         if uri:
             return uri, False
         proc = subprocess.run(
-            [sys.executable, "-m", "cryptopred.embedded", "start-postgres", str(pgdata)],
+            [sys.executable, "-m", "core.embedded", "start-postgres", str(pgdata)],
             capture_output=True,
             text=True,
             start_new_session=True,  # keep the terminal's SIGINT away from postgres
@@ -198,4 +198,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["start-postgres"]:
         print(_start_pg_here(Path(sys.argv[2])))
     else:
-        sys.exit("usage: python -m cryptopred.embedded start-postgres PGDATA")
+        sys.exit("usage: python -m core.embedded start-postgres PGDATA")

@@ -1,0 +1,189 @@
+"""The pipeline step: everything final and not yet done for one market, in order.
+
+1. candles amended by late trades: the feature rows that read them are
+   computed again, their predictions rescored, the candles pushed again;
+2. features for every final window without a feature row, and those candles
+   published (before any prediction made from them);
+3. predictions for every feature row without one (live: a window whose
+   target time has already passed is skipped and counted), published;
+4. scoring of the predictions whose target candle has just closed.
+
+The work is found in the database (watermarks read on first use, the
+candles' amend_pending flag), so a step that fails is simply run again:
+nothing is lost and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from itertools import groupby
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from features import definitions, engine, store
+from features.models import FeatureRow
+from inference import services
+from inference.models import Prediction
+from markets.models import Candle, Market
+from pipeline.models import StepStatus
+
+MAX_WINDOWS = 5_000  # windows per pass: memory stays bounded after a long outage
+
+
+class StepError(Exception):
+    """One phase of the step failed; the message names the market, the phase and its windows."""
+
+
+@dataclass
+class StepStats:
+    features: int = 0
+    predictions: int = 0
+    skipped: int = 0
+    scored: int = 0
+    refreshed: int = 0
+
+    def add(self, other: StepStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def windows_by_interval(candles: list[Candle]) -> Iterator[tuple[int, list[datetime]]]:
+    """(interval_s, the candles' window starts in order) for each interval among candles."""
+    ordered = sorted(candles, key=lambda c: (c.interval_s, c.start))
+    for interval_s, group in groupby(ordered, key=lambda c: c.interval_s):
+        yield interval_s, [c.start for c in group]
+
+
+class MarketStep:
+    """The step of one market at its own interval; keeps its watermarks between runs.
+
+    skip_stale: live mode, where a prediction whose target time (by clock) has
+    passed is worth nothing and is skipped; a replay or backfill predicts every window.
+    """
+
+    def __init__(self, market: Market, skip_stale: bool = False, clock: Callable[[], float] = time.time):
+        self.market = market
+        self.interval = timedelta(seconds=market.interval_s)
+        self.horizon = settings.PREDICTION_HORIZON
+        self.skip_stale = skip_stale
+        self.clock = clock
+        self.loaded = False
+        self.features_until: datetime | None = None  # last window with features
+        self.predicted_until: datetime | None = None  # last window predicted (or skipped)
+
+    def run(self) -> StepStats:
+        if not self.loaded:
+            self._load_watermarks()
+        stats = StepStats()
+        self._refresh_amended(stats)
+        while self._advance(stats):
+            pass
+        return stats
+
+    def _load_watermarks(self) -> None:
+        market, interval_s = self.market, self.market.interval_s
+        self.features_until = FeatureRow.objects.filter(
+            market=market, interval_s=interval_s, version=definitions.VERSION
+        ).aggregate(last=Max("start"))["last"]
+        made = last_prediction_at(market, interval_s, self.horizon)
+        recorded = StepStatus.objects.filter(market=market).values_list("predicted_until", flat=True).first()
+        marks = [m for m in (made and made - self.interval, recorded) if m is not None]
+        # Rows computed before any prediction (imported history, training) are not predicted after the fact.
+        self.predicted_until = max(marks) if marks else self.features_until
+        self.loaded = True
+
+    def _advance(self, stats: StepStats) -> bool:
+        """Features, publication, predictions and scoring of the next final windows; True if more may wait."""
+        market = self.market
+        candles = Candle.objects.filter(market=market, interval_s=market.interval_s, final=True)
+        if self.features_until is not None:
+            candles = candles.filter(start__gt=self.features_until)
+        candles = list(candles.order_by("start")[:MAX_WINDOWS])
+        rows: list[FeatureRow] = []
+        if candles:
+            first, last = candles[0].start, candles[-1].start
+            try:
+                batch = engine.compute_features(market, market.interval_s, first, last)
+                rows = store.save_rows(store.to_rows(market, batch, keep={c.start for c in candles}))
+            except Exception as exc:
+                raise StepError(f"{market}: features of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}") from exc
+            if rows:
+                store.publish_latest(rows[-1])
+            self.features_until = last
+            stats.features += len(rows)
+            services.publish_candles(market, candles)
+        self._predict(rows, stats)
+        if candles:
+            stats.scored += services.score_candles(market, candles)
+        return len(candles) == MAX_WINDOWS
+
+    def _predict(self, rows: list[FeatureRow], stats: StepStats) -> None:
+        """Predict every feature row after the prediction watermark (rows: the ones just computed)."""
+        done = self.predicted_until
+        if rows and (done is None or rows[0].start - self.interval <= done):
+            pending = [r for r in rows if done is None or r.start > done]
+        elif done is not None and self.features_until is not None and done >= self.features_until:
+            return
+        else:  # an earlier run computed features but failed to predict: catch up from the store
+            stored = FeatureRow.objects.filter(
+                market=self.market, interval_s=self.market.interval_s, version=definitions.VERSION
+            )
+            if done is not None:
+                stored = stored.filter(start__gt=done)
+            pending = list(stored.select_related("market").order_by("start")[:MAX_WINDOWS])
+        if not pending:
+            return
+        fresh = pending
+        if self.skip_stale:
+            now, ahead = self.clock(), self.interval * (1 + self.horizon)
+            fresh = [r for r in pending if (r.start + ahead).timestamp() > now]
+        try:
+            made = services.predict_rows(self.market, fresh) if fresh else []
+        except Exception as exc:
+            first, last = pending[0].start, pending[-1].start
+            raise StepError(
+                f"{self.market}: predictions of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
+            ) from exc
+        self.predicted_until = pending[-1].start
+        stats.predictions += len(made)
+        stats.skipped += len(pending) - len(fresh)
+
+    def _refresh_amended(self, stats: StepStats) -> None:
+        """Late trades changed final candles: recompute what read them, rescore, push them again."""
+        market = self.market
+        with transaction.atomic():
+            claimed = list(
+                Candle.objects.select_for_update(skip_locked=True)
+                .filter(market=market, amend_pending=True)
+                .order_by("interval_s", "start")[:MAX_WINDOWS]
+            )
+            _set_pending(market, claimed, False)
+        if not claimed:
+            return
+        try:
+            targets = (market, *engine.dependents(market))
+            for interval_s, windows in windows_by_interval(claimed):
+                for target in targets:
+                    store.refresh(target, interval_s, windows[0], windows[-1])
+            stats.scored += services.score_candles(market, claimed, again=True)
+            services.publish_candles(market, claimed)
+        except Exception as exc:
+            _set_pending(market, claimed, True)
+            raise StepError(f"{market}: refresh of {len(claimed)} amended candle(s): {exc}") from exc
+        stats.refreshed += len(claimed)
+
+
+def last_prediction_at(market: Market, interval_s: int, horizon: int) -> datetime | None:
+    return Prediction.objects.filter(market=market, interval_s=interval_s, horizon=horizon).aggregate(
+        last=Max("made_at")
+    )["last"]
+
+
+def _set_pending(market: Market, candles: list[Candle], pending: bool) -> None:
+    for interval_s, windows in windows_by_interval(candles):
+        Candle.objects.filter(market=market, interval_s=interval_s, start__in=windows).update(amend_pending=pending)

@@ -1,0 +1,187 @@
+"""The pipeline step: runs beside ingest, survives its own failures, catches up, never doubles."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+
+from features import engine
+from features.definitions import VERSION
+from features.models import FeatureRow
+from inference import services
+from inference.models import Prediction
+from inference.serving import ServedModel
+from markets.models import Candle, Market, Trade
+from markets.services import get_or_create_market
+from markets.tests.fake_kraken import FakeKraken
+from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows
+from modeling.forecast import PERSISTENCE
+from modeling.models import ModelArtifact, ModelEvent
+from pipeline.models import StepStatus
+from pipeline.services import replay, stream_runner
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROWS = read_rows(KRAKEN_BTCUSDT)[:1000]
+GRACE_S = 0.3
+
+
+@pytest.fixture
+def live(settings):
+    """A stand-in Kraken publishing real trades stamped with the time they are sent, 100 a second."""
+    with FakeKraken(ROWS) as server:
+        server.live, server.chunk = True, 2
+        settings.KRAKEN_WS_URL = server.ws_url
+        settings.KRAKEN_REST_URL = server.rest_url
+        settings.CANDLE_GRACE_S = GRACE_S
+        settings.STEP_RETRY_BASE_S = 0.05
+        settings.STEP_RETRY_MAX_S = 0.2
+        yield server
+
+
+@pytest.fixture
+def market() -> Market:
+    market = get_or_create_market("kraken:BTC-USDT")
+    Market.objects.filter(pk=market.pk).update(interval_s=1)
+    market.refresh_from_db()
+    return market
+
+
+def artifact(market: Market, **fields) -> ModelArtifact:
+    now = datetime.now(UTC)
+    values = {
+        "market": market,
+        "interval_s": market.interval_s,
+        "horizon": 1,
+        "feature_version": VERSION,
+        "algorithm": "ridge",
+        "train_start": now,
+        "train_end": now,
+        "artifact": b"",
+        "sha256": "",
+        "version": 1,
+        "status": ModelArtifact.Status.ACTIVE,
+    }
+    return ModelArtifact.objects.create(**(values | fields))
+
+
+class Slow:
+    """A forecaster that takes seconds per prediction (and predicts persistence)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def predict_row(self, close, values):
+        time.sleep(self.seconds)
+        return Decimal(close), Decimal(close), Decimal(close)
+
+
+class Broken:
+    def predict_row(self, close, values):
+        raise ZeroDivisionError("a model bug")
+
+
+def serve(monkeypatch, served: ServedModel) -> None:
+    monkeypatch.setattr(services, "get_served_model", lambda market, interval_s, horizon: served)
+
+
+def stream_until(market: Market, done, timeout: float = 60.0) -> dict[datetime, float]:
+    """Stream market with its step thread until done() holds; returns when each final candle was first seen."""
+    runner, step = stream_runner(market)
+    thread = threading.Thread(target=lambda: (runner.run(), connections.close_all()))
+    thread.start()
+    seen: dict[datetime, float] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            now = time.time()
+            for start in Candle.objects.filter(market=market, final=True).values_list("start", flat=True):
+                seen.setdefault(start, now)
+            if done():
+                break
+            time.sleep(0.05)
+    finally:
+        runner.stopping.set()
+        thread.join(10)
+        step.stop()
+    assert not thread.is_alive()
+    return seen
+
+
+def all_stored(market: Market) -> bool:
+    return Trade.objects.filter(market=market).count() == len(ROWS)
+
+
+def test_a_slow_model_never_delays_ingest(live, market, monkeypatch):
+    """1.5 s per prediction on 1-s windows: trades and candles keep their pace, predictions skip what is stale."""
+    model = artifact(market)
+    serve(monkeypatch, ServedModel(model.pk, 1, "slow", VERSION, Slow(1.5)))
+    started = time.time()
+    seen = stream_until(market, lambda: all_stored(market))
+
+    assert all_stored(market)
+    # Every window that ended while we watched was final within the grace period (plus polling).
+    lags = [at - (start.timestamp() + 1) for start, at in seen.items() if start.timestamp() > started + 1]
+    assert len(lags) >= 8
+    assert max(lags) < GRACE_S + 0.5, lags
+    # Every final window got features, and was predicted or counted as skipped, none twice.
+    windows = FeatureRow.objects.filter(market=market).count()
+    status = StepStatus.objects.get(market=market)
+    predicted = Prediction.objects.filter(market=market).count()
+    assert predicted >= 2 and status.skipped >= 2
+    assert status.predictions == predicted
+    assert Prediction.objects.filter(market=market, model=model).count() == predicted
+    assert predicted + status.skipped >= windows - 2  # the last closes may still be on their way at stop
+
+
+def test_a_failing_step_is_retried_and_never_reaches_the_stream(live, market, monkeypatch):
+    real, calls = engine.compute_features, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 3:
+            raise RuntimeError("database hiccup")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_features", flaky)
+    seen = stream_until(market, lambda: all_stored(market))
+
+    assert all_stored(market) and len(seen) >= 8  # the stream went on
+    status = StepStatus.objects.get(market=market)
+    assert status.failures == 3 and status.consecutive_failures == 0
+    assert "features of" in status.last_error and "database hiccup" in status.last_error
+    # The windows of the failed runs were caught up: each final window has its row and prediction.
+    finals = set(Candle.objects.filter(market=market, final=True).values_list("start", flat=True))
+    rows = set(FeatureRow.objects.filter(market=market).values_list("start", flat=True))
+    made = Prediction.objects.filter(market=market).count()
+    assert finals - rows <= {max(finals)} and rows <= finals
+    assert made + status.skipped in (len(rows), len(rows) - 1)  # the last row may still be on its way at stop
+
+
+def test_a_model_that_raises_serves_persistence_labelled_and_records_an_event(live, market, monkeypatch):
+    model = artifact(market)
+    serve(monkeypatch, ServedModel(model.pk, 1, "ridge", VERSION, Broken()))
+    stream_until(market, lambda: all_stored(market) and Prediction.objects.filter(market=market).count() >= 5)
+
+    assert all_stored(market)
+    predictions = Prediction.objects.filter(market=market)
+    assert predictions.count() >= 5
+    assert set(predictions.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
+    events = ModelEvent.objects.filter(artifact=model, action="serve failed")
+    assert events.count() == 1 and "ZeroDivisionError" in events.get().reason
+
+
+def test_a_model_that_cannot_be_loaded_serves_persistence_and_records_an_event():
+    market = get_or_create_market("kraken:ETH-USD")
+    model = artifact(market, artifact=b"not a model", sha256="0" * 64)
+    replay(SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz", market)
+
+    predictions = Prediction.objects.filter(market=market)
+    assert predictions.count() > 100
+    assert set(predictions.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
+    event = ModelEvent.objects.get(artifact=model, action="serve failed")
+    assert "not loaded" in event.reason

@@ -19,6 +19,7 @@ from markets.candles import epoch_to_datetime
 PRICE_PLACES = Decimal("1e-12")  # the scale of the stored prices (markets.models.PRICE)
 SIDES = ("bid", "ask")
 CHECKSUM_LEVELS = 10
+CHECKSUM_CACHE = 1024  # (price, qty) -> checksum digits kept per book; cleared when full
 Levels = Iterable[tuple[Decimal, Decimal]]  # (price, qty) pairs
 
 
@@ -31,7 +32,7 @@ class OrderBook:
     bid price, the best ask the first ask price.
     """
 
-    __slots__ = ("_ask_prices", "_bid_prices", "asks", "bids", "depth")
+    __slots__ = ("_ask_prices", "_bid_prices", "_checksum_parts", "asks", "bids", "depth")
 
     def __init__(self, depth: int):
         if depth < 1:
@@ -41,6 +42,8 @@ class OrderBook:
         self.asks: dict[Decimal, Decimal] = {}
         self._bid_prices: list[Decimal] = []
         self._ask_prices: list[Decimal] = []
+        # kraken_checksum's digits of the levels it has seen, for one (price, qty) precision
+        self._checksum_parts: tuple[tuple[int, int], dict[tuple[Decimal, Decimal], str]] = ((-1, -1), {})
 
     def _side(self, side: str) -> tuple[dict[Decimal, Decimal], list[Decimal]]:
         if side == "bid":
@@ -152,20 +155,29 @@ def kraken_checksum(book: OrderBook, price_decimals: int, qty_decimals: int) -> 
     For the 10 best asks (price ascending), then the 10 best bids (price
     descending): price and qty written at the pair's precision, "." removed,
     leading zeros stripped (0.00100000 at 8 decimals -> 100000), all concatenated.
+    Most top levels are unchanged from one message to the next, so the book
+    keeps each level's digits (a third of the cost on real books).
     """
+    places, parts_of = book._checksum_parts
+    if places != (price_decimals, qty_decimals) or len(parts_of) > CHECKSUM_CACHE:
+        parts_of = {}
+        book._checksum_parts = ((price_decimals, qty_decimals), parts_of)
     parts: list[str] = []
     append = parts.append
     last_p, last_q = -price_decimals - 1, -qty_decimals - 1
     for levels in (book.levels("ask", CHECKSUM_LEVELS), book.levels("bid", CHECKSUM_LEVELS)):
-        for price, qty in levels:
-            # str() is the fast path: Kraken sends values at exactly the pair's precision.
-            p, q = str(price), str(qty)
-            if p.find(".") != len(p) + last_p or "E" in p:
-                p = str(int(price.scaleb(price_decimals)))
-            if q.find(".") != len(q) + last_q or "E" in q:
-                q = str(int(qty.scaleb(qty_decimals)))
-            append(p.replace(".", "").lstrip("0"))
-            append(q.replace(".", "").lstrip("0"))
+        for level in levels:
+            part = parts_of.get(level)
+            if part is None:
+                price, qty = level
+                # str() is the fast path: Kraken sends values at exactly the pair's precision.
+                p, q = str(price), str(qty)
+                if p.find(".") != len(p) + last_p or "E" in p:
+                    p = str(int(price.scaleb(price_decimals)))
+                if q.find(".") != len(q) + last_q or "E" in q:
+                    q = str(int(qty.scaleb(qty_decimals)))
+                part = parts_of[level] = p.replace(".", "").lstrip("0") + q.replace(".", "").lstrip("0")
+            append(part)
     return zlib.crc32("".join(parts).encode("ascii"))
 
 

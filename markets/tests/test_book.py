@@ -43,6 +43,11 @@ def test_kraken_v2_checksum_vector():
     book = OrderBook(10)
     book.snapshot([(x["price"], x["qty"]) for x in message["bids"]], [(x["price"], x["qty"]) for x in message["asks"]])
     assert kraken_checksum(book, 1, 8) == message["checksum"] == 3310070434
+    # The book keeps each level's digits: another precision, or a changed level, is computed afresh.
+    rebuilt = OrderBook(10)
+    rebuilt.update(book.levels("bid"), book.levels("ask"))
+    assert kraken_checksum(book, 2, 9) == kraken_checksum(rebuilt, 2, 9) != 3310070434
+    assert kraken_checksum(book, 1, 8) == 3310070434
     book.apply("bid", Decimal("45276.6"), Decimal("0.15445239"))  # one satoshi more on the 10th bid
     assert kraken_checksum(book, 1, 8) != 3310070434
 

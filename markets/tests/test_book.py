@@ -418,6 +418,15 @@ def test_bad_top_rows_name_file_and_line(tmp_path):
 
 
 @db
+def test_replay_book_refuses_a_trades_file_and_a_missing_file(tmp_path):
+    with pytest.raises(CommandError, match=rf"^{GEMINI_TRADES}:1: a trades file \(ts,price,qty,side,trade_id\)"):
+        call_command("replay_book", str(GEMINI_TRADES), "--market", "gemini:ETH-USD")
+    with pytest.raises(CommandError, match=r"missing\.csv: no such file"):
+        call_command("replay_book", str(tmp_path / "missing.csv"), "--market", "gemini:ETH-USD")
+    assert not BookWindow.objects.exists()
+
+
+@db
 def test_a_bad_line_keeps_earlier_batches_and_writes_nothing_of_its_own(tmp_path):
     market = get_or_create_market("bitstamp:BTC-USD")
     clean = tmp_path / "clean.csv"

@@ -2,8 +2,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cryptopred.config import ConfigError
 from markets.bookfile import BookFileError
 from markets.bookreplay import replay_book
+from markets.bookstore import feature_levels
 from markets.progress import Progress
 from markets.services import MarketError, get_or_create_market
 
@@ -21,6 +23,10 @@ class Command(BaseCommand):
     def handle(self, *args, file: Path, market: str, **options):
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
+        try:
+            feature_levels()  # BOOK_FEATURE_LEVELS, checked before anything is written
+        except ConfigError as exc:
+            raise CommandError(f"configuration error: {exc}") from None
         try:
             target = get_or_create_market(market)
         except MarketError as exc:

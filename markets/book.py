@@ -17,7 +17,6 @@ from decimal import Decimal
 from markets.candles import epoch_to_datetime
 
 PRICE_PLACES = Decimal("1e-12")  # the scale of the stored prices (markets.models.PRICE)
-SIDES = ("bid", "ask")
 CHECKSUM_LEVELS = 10
 CHECKSUM_CACHE = 1024  # (price, qty) -> checksum digits kept per book; cleared when full
 Levels = Iterable[tuple[Decimal, Decimal]]  # (price, qty) pairs

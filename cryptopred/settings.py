@@ -201,6 +201,8 @@ KRAKEN_REST_URL = env_str("KRAKEN_REST_URL", "https://api.kraken.com")
 COINBASE_WS_URL = env_str("COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com")
 CANDLE_GRACE_S = env_float("CANDLE_GRACE_S", 2.0)
 CANDLE_MAX_FILL_S = env_int("CANDLE_MAX_FILL_S", 6 * 3600, minimum=0)
+BOOK_DEPTH = env_int("BOOK_DEPTH", 10, minimum=1)  # levels per side of a live book subscription
+BOOK_FEATURE_LEVELS = env_int("BOOK_FEATURE_LEVELS", 5, minimum=1)  # levels per side of the depth imbalance
 BACKFILL_HOURS = env_float("BACKFILL_HOURS", 6.0)
 TRADE_RETENTION_DAYS = env_int("TRADE_RETENTION_DAYS", 30, minimum=0)
 STREAM_BACKOFF_BASE_S = env_float("STREAM_BACKOFF_BASE_S", 1.0)

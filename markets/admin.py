@@ -1,15 +1,35 @@
 from django.contrib import admin
 
-from markets.models import Candle, Market, Trade
+from markets.models import BookWindow, Candle, Market, Trade
 
 
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
-    list_display = ["name", "symbol", "enabled", "interval_s", "stream_state", "stream_detail", "last_trade_at"]
+    list_display = [
+        "name",
+        "symbol",
+        "enabled",
+        "interval_s",
+        "stream_state",
+        "stream_detail",
+        "last_trade_at",
+        "book_updated_at",
+        "book_checksum_failures",
+    ]
     list_filter = ["exchange", "enabled", "stream_state"]
     list_editable = ["enabled"]
     search_fields = ["exchange", "base", "quote", "symbol"]
-    readonly_fields = ["stream_state", "stream_detail", "stream_updated_at", "last_trade_at", "backfill_cursor"]
+    readonly_fields = [
+        "stream_state",
+        "stream_detail",
+        "stream_updated_at",
+        "last_trade_at",
+        "backfill_cursor",
+        "book_depth",
+        "book_updated_at",
+        "book_checksum_failures",
+        "book_resyncs",
+    ]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -35,6 +55,27 @@ class TradeAdmin(ReadOnlyAdmin):
 class CandleAdmin(ReadOnlyAdmin):
     list_display = ["start", "market", "interval_s", "open", "high", "low", "close", "volume", "trades", "amended"]
     list_filter = ["market", "interval_s", "final"]
+    list_select_related = ["market"]
+    date_hierarchy = "start"
+    show_full_result_count = False
+
+
+@admin.register(BookWindow)
+class BookWindowAdmin(ReadOnlyAdmin):
+    list_display = [
+        "start",
+        "market",
+        "interval_s",
+        "bid_price",
+        "ask_price",
+        "microprice",
+        "ofi",
+        "spread_tw",
+        "imbalance_tw",
+        "depth_imbalance",
+        "updates",
+    ]
+    list_filter = ["market", "interval_s"]
     list_select_related = ["market"]
     date_hierarchy = "start"
     show_full_result_count = False

@@ -30,6 +30,10 @@ class Market(models.Model):
     stream_updated_at = models.DateTimeField(null=True, blank=True)
     last_trade_at = models.DateTimeField(null=True, blank=True)
     backfill_cursor = models.CharField(max_length=64, blank=True, help_text="REST resume cursor")
+    book_depth = models.PositiveIntegerField(default=0, help_text="order-book levels per side kept (0: no book)")
+    book_updated_at = models.DateTimeField(null=True, blank=True, help_text="time of the last order-book change")
+    book_checksum_failures = models.PositiveIntegerField(default=0, help_text="book checksums that did not match")
+    book_resyncs = models.PositiveIntegerField(default=0, help_text="times the book was fetched again from scratch")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -109,6 +113,40 @@ class Candle(models.Model):
         ]
         indexes = [
             models.Index(fields=["market"], condition=models.Q(amend_pending=True), name="candle_amend_pending"),
+        ]
+        ordering = ["market", "interval_s", "start"]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.interval_s}s {self.start:%Y-%m-%dT%H:%M:%SZ}"
+
+
+class BookWindow(models.Model):
+    """Order-book features over [start, start + interval_s) (markets/book.py BookWindows).
+
+    Top of book, mid and microprice as of the window end; OFI summed over the
+    window's book changes; spread and L1 imbalance time-weighted over the window;
+    depth imbalance over the first BOOK_FEATURE_LEVELS levels as of the window end.
+    """
+
+    # No index of its own, like Candle: the unique index below starts with market.
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="book_windows", db_index=False)
+    interval_s = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    bid_price = models.DecimalField(**PRICE)
+    bid_qty = models.DecimalField(**PRICE)
+    ask_price = models.DecimalField(**PRICE)
+    ask_qty = models.DecimalField(**PRICE)
+    mid = models.DecimalField(**PRICE)
+    microprice = models.DecimalField(**PRICE)
+    ofi = models.FloatField(help_text="best-level order-flow imbalance summed over the window")
+    spread_tw = models.FloatField(help_text="time-weighted ask - bid")
+    imbalance_tw = models.FloatField(help_text="time-weighted (qb - qa) / (qb + qa) at the best levels")
+    depth_imbalance = models.FloatField(help_text="(bid qty - ask qty) / total over the first N levels at the end")
+    updates = models.PositiveIntegerField(help_text="book changes in the window")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["market", "interval_s", "start"], name="bookwindow_unique_window"),
         ]
         ordering = ["market", "interval_s", "start"]
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from markets.backfill import backfill
+from markets.bookreplay import BookReplayStats
+from markets.bookreplay import replay_book as replay_book_windows
 from markets.ingest import IngestStats
 from markets.models import Market
 from markets.replay import replay as replay_trades
@@ -48,6 +50,13 @@ def replay(
         finally:
             thread.stop()
     inline()
+    return stats
+
+
+def replay_book(path: Path, market: Market, progress: Callable[[int], None] | None = None) -> BookReplayStats:
+    """Replay a book file (top of book or L2) into the market's book windows, then run the step."""
+    stats = replay_book_windows(path, market, progress)
+    Inline(market)()
     return stats
 
 

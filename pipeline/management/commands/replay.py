@@ -3,10 +3,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from markets.bookfile import BookFileError, file_kind
 from markets.progress import Progress
 from markets.services import MarketError, get_or_create_market
 from markets.tradefile import TradeFileError
-from pipeline.services import replay, step_failing
+from pipeline.services import replay, replay_book, step_failing
 
 
 def parse_speed(raw: str) -> float | None:
@@ -22,7 +23,10 @@ def parse_speed(raw: str) -> float | None:
 
 
 class Command(BaseCommand):
-    help = "Replay a trades CSV (ts,price,qty,side,trade_id; plain or gzip) through the live pipeline."
+    help = (
+        "Replay a trades CSV (ts,price,qty,side,trade_id), a top-of-book CSV (ts,bid_price,bid_qty,ask_price,ask_qty)"
+        " or an L2 CSV (ts,side,level,price,qty), plain or gzip, detected from the header, through the live pipeline."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -34,9 +38,16 @@ class Command(BaseCommand):
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         try:
+            kind = file_kind(file)
+        except BookFileError as exc:
+            raise CommandError(str(exc)) from None
+        try:
             target = get_or_create_market(market)
         except MarketError as exc:
             raise CommandError(str(exc)) from None
+        if kind != "trades":
+            self.replay_book(file, target)
+            return
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)
         started = time.monotonic()
         try:
@@ -52,3 +63,13 @@ class Command(BaseCommand):
         )
         if step_error := step_failing(target):
             self.stderr.write(f"{target.name}: {step_error}; the next stream or replay catches up")
+
+    def replay_book(self, file: Path, market) -> None:
+        bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)
+        try:
+            stats = replay_book(file, market, progress=bar.update)
+        except BookFileError as exc:
+            bar.done()
+            raise CommandError(f"{exc} (windows stored before this row stay; re-running overwrites them)") from None
+        bar.done()
+        self.stdout.write(stats.summary(market))

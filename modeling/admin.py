@@ -31,15 +31,19 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         "interval_s",
         "horizon",
         "version",
+        "target",
         "algorithm",
         "status",
         "rmse",
         "persistence_rmse",
         "directional_accuracy",
         "coverage_80",
+        "direction_source",
+        "direction_brier",
+        "direction_accuracy",
         "created_at",
     ]
-    list_filter = ["status", "algorithm", "market", "interval_s", "horizon"]
+    list_filter = ["status", "algorithm", "target", "direction_source", "market", "interval_s", "horizon"]
     search_fields = ["reason", "algorithm"]
     readonly_fields = [f.name for f in ModelArtifact._meta.fields if f.name != "artifact"]
     exclude = ["artifact"]
@@ -61,6 +65,20 @@ class ModelArtifactAdmin(admin.ModelAdmin):
     @admin.display(description="80 % coverage")
     def coverage_80(self, obj):
         return _metric(obj, "model", "coverage_80")
+
+    @admin.display(description="P(up) Brier vs base rate")
+    def direction_brier(self, obj):
+        up = (obj.metrics.get("direction") or {}).get("up") or {}
+        if up.get("brier") is None:
+            return None
+        return f"{up['brier']:.4f} vs {up['brier_reference']:.4f} (p {up['p_value']:.3g})"
+
+    @admin.display(description="P(up) accuracy vs base rate")
+    def direction_accuracy(self, obj):
+        up = (obj.metrics.get("direction") or {}).get("up") or {}
+        if up.get("accuracy") is None:
+            return None
+        return f"{up['accuracy']:.1%} vs {up['accuracy_reference']:.1%}"
 
     def has_add_permission(self, request) -> bool:
         return False  # artifacts come from training only

@@ -23,3 +23,36 @@ def evaluate(close: np.ndarray, actual: np.ndarray, price: np.ndarray, lower: np
         "moved_rows": int(moved.sum()),
         "coverage_80": float(np.mean((lower <= actual) & (actual <= upper))),
     }
+
+
+EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] in the log loss
+
+
+def direction_metrics(
+    close: np.ndarray, actual: np.ndarray, p: np.ndarray, reference: np.ndarray | None, event: str = "up"
+) -> dict:
+    """A probability forecast against what happened, next to a reference probability on the same windows.
+
+    event "up": p is P(up | the target moved), scored on the windows that moved
+    (accuracy: the call p > 0.5 is up; p = 0.5 counts as half right);
+    event "move": p is P(it moved), scored on every window. Windows without a
+    probability (NaN: nothing trained yet) are left out.
+    """
+    moved = actual != close
+    outcome = actual > close if event == "up" else moved
+    rows = np.isfinite(p) & (moved if event == "up" else True)
+    if reference is not None:
+        rows &= np.isfinite(reference)
+    out: dict = {"moved_rows" if event == "up" else "rows": int(rows.sum())}
+    y = outcome[rows]
+    pairs = {"": p[rows]} | ({"_reference": reference[rows]} if reference is not None else {})
+    for suffix, q in pairs.items():
+        if not len(y):
+            out |= {f"accuracy{suffix}": None, f"brier{suffix}": None, f"log_loss{suffix}": None}
+            continue
+        clipped = np.clip(q, EPS, 1 - EPS)
+        right = np.where(q == 0.5, 0.5, ((q > 0.5) == y).astype(float))
+        out[f"accuracy{suffix}"] = float(right.mean())
+        out[f"brier{suffix}"] = float(np.mean((q - y) ** 2))
+        out[f"log_loss{suffix}"] = float(-np.mean(np.where(y, np.log(clipped), np.log(1 - clipped))))
+    return out

@@ -17,9 +17,10 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.engine import FeatureBatch
+from features.engine import TARGETS, FeatureBatch
+from modeling.direction import DirectionOutcome, train_direction
 from modeling.evaluation import evaluate
-from modeling.forecast import PERSISTENCE, Forecaster, volatility_scale
+from modeling.forecast import PERSISTENCE, VOLATILITY_BY_TARGET, Forecaster, volatility_scale
 
 COVERAGE = 0.8
 Q_LO, Q_HI = (1 - COVERAGE) / 2, 1 - (1 - COVERAGE) / 2
@@ -54,7 +55,11 @@ class TrainingError(Exception):
 
 @dataclass
 class Dataset:
-    """Rows with a full feature vector and a known target: y = log(close[t + horizon] / close[t])."""
+    """Rows with a full feature vector and a known target: y = log(price[t + horizon] / price[t]).
+
+    price is the target's series: the candle closes ("close") or the book's
+    mids at the window ends ("mid"); close holds price[t], what persistence predicts.
+    """
 
     interval_s: int
     horizon: int
@@ -63,14 +68,29 @@ class Dataset:
     X: np.ndarray
     close: np.ndarray
     y: np.ndarray
+    target: str = "close"
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> Dataset:
         return Dataset(
-            self.interval_s, self.horizon, self.starts[mask], self.names, self.X[mask], self.close[mask], self.y[mask]
+            self.interval_s,
+            self.horizon,
+            self.starts[mask],
+            self.names,
+            self.X[mask],
+            self.close[mask],
+            self.y[mask],
+            self.target,
         )
+
+    @property
+    def volatility(self) -> tuple[str, ...]:
+        return VOLATILITY_BY_TARGET[self.target]
+
+    def column(self, name: str) -> np.ndarray | None:
+        return self.X[:, self.names.index(name)] if name in self.names else None
 
     @property
     def actual(self) -> np.ndarray:
@@ -82,9 +102,13 @@ class Dataset:
         return datetime_from_epoch(self.starts[0]), datetime_from_epoch(self.starts[-1])
 
 
-def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True) -> Dataset:
-    """Rows of batch with every feature known (and, if required, the close horizon windows later)."""
-    close = batch.close
+def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True, target: str = "close") -> Dataset:
+    """Rows of batch with every feature known (and, if required, the target's price horizon windows later)."""
+    if target not in TARGETS:
+        raise TrainingError(f"unknown target {target!r} (expected {' or '.join(TARGETS)})")
+    if target == "mid" and batch.mids is None:
+        raise TrainingError(f"target mid needs order-book features (v2); these rows are {batch.version}")
+    close = batch.price(target)
     future = np.full_like(close, np.nan)
     if horizon < len(close):
         future[: len(close) - horizon] = close[horizon:]
@@ -94,7 +118,7 @@ def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True
     if require_target:
         ok &= np.isfinite(y)
     starts = np.array([int(s.timestamp()) for s in batch.starts], dtype=np.int64)
-    return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok])
+    return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok], target)
 
 
 def band(residuals: np.ndarray) -> tuple[float, float]:
@@ -104,7 +128,7 @@ def band(residuals: np.ndarray) -> tuple[float, float]:
 
 def scale_floor(ds: Dataset) -> float:
     """Smallest band scale: the 5 % quantile of positive volatility, so flat stretches keep a band."""
-    raw = volatility_scale(ds.X, ds.names, 0.0)
+    raw = volatility_scale(ds.X, ds.names, 0.0, ds.volatility)
     positive = raw[raw > 0]
     return float(np.quantile(positive, 0.05)) if len(positive) else 1e-6
 
@@ -162,7 +186,7 @@ def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) 
         if model is not None:
             raw[a - lo : b - lo] = model.predict(ds.X[a:b])
             returns[a - lo : b - lo] = shrinkage(raw[: a - lo], y[: a - lo]) * raw[a - lo : b - lo]
-    scale = volatility_scale(ds.X[lo:hi], ds.names, floor)
+    scale = volatility_scale(ds.X[lo:hi], ds.names, floor, ds.volatility)
     residuals = (y - returns) / scale
     lower, upper = np.full(hi - lo, np.nan), np.full(hi - lo, np.nan)
     for a, b in pairwise(bounds[1:]):
@@ -180,6 +204,7 @@ class TrainOutcome:
     reason: str
     params: dict = field(default_factory=dict)
     retire_active: str = ""  # why the active model should stop being served, if it should
+    direction: DirectionOutcome | None = None  # P(up | move) and P(move), each behind its own gate
 
 
 def train(
@@ -217,22 +242,30 @@ def train(
     best = min(ALGORITHMS, key=lambda name: candidates[name]["rmse"])
     model = candidates[best] | {"p_vs_persistence": p_value(served[best][0], served[PERSISTENCE][0])}
     active_metrics = None
-    if active is not None and active.features == ds.names:
+    if active is not None and active.features == ds.names and active.target == ds.target:
         price, lower, upper = active.predict_prices(val.close, val.X)
         active_metrics = evaluate(val.close, val.actual, price, lower, upper)
         model["p_vs_active"] = p_value(served[best][0], price)
     calibrated = persistence_forecaster(ds)  # what is served while no model is active
     metrics = {
         "model": model,
-        "persistence": candidates[PERSISTENCE] | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor]},
+        "persistence": candidates[PERSISTENCE]
+        | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor], "volatility": list(ds.volatility)},
         "active": active_metrics,
         "candidates": candidates,
         "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},
     }
     promote, reason = gate(model, candidates[PERSISTENCE], active_metrics, margin, significance)
     q_lo, q_hi = band(runs[best].residuals)
-    forecaster = Forecaster(best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink)
-    outcome = TrainOutcome(forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]))
+    forecaster = Forecaster(
+        best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink, ds.target, ds.volatility
+    )
+    direction = train_direction(ds, validation_fraction, significance)
+    metrics["direction"] = direction.metrics
+    metrics["target"] = ds.target
+    outcome = TrainOutcome(
+        forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]), direction=direction
+    )
     persistence_rmse = candidates[PERSISTENCE]["rmse"]
     if not promote and active_metrics is not None and active_metrics["rmse"] >= persistence_rmse:
         # Serving a model that lost to "price stays the same" on the latest data only adds error.
@@ -287,5 +320,5 @@ def gate(model: dict, persistence: dict, active: dict | None, margin: float, sig
 def persistence_forecaster(ds: Dataset) -> Forecaster:
     """Price stays the same, with the band of past returns: what is served without a model."""
     floor = scale_floor(ds)
-    q_lo, q_hi = band(ds.y / volatility_scale(ds.X, ds.names, floor))
-    return Forecaster(PERSISTENCE, None, ds.names, q_lo, q_hi, floor)
+    q_lo, q_hi = band(ds.y / volatility_scale(ds.X, ds.names, floor, ds.volatility))
+    return Forecaster(PERSISTENCE, None, ds.names, q_lo, q_hi, floor, target=ds.target, volatility=ds.volatility)

@@ -2,7 +2,12 @@
 
 One implementation for the API and the admin: the newest LIVE_METRICS_WINDOW
 scored predictions of each model (persistence-served predictions form their own
-group, model None) and of the market as a whole.
+group, model None) and of the market as a whole, of the market's current
+target (the mid where it has a book, else the close).
+
+Next to the price errors, the direction calls: accuracy of the served P(up)
+(> 0.5 calls up) on the windows whose target moved, with its Brier score and
+log loss, each next to the base rate of the same training run on the same windows.
 """
 
 from __future__ import annotations
@@ -12,32 +17,53 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from features.engine import market_target
 from inference.models import Prediction
 from markets.models import Market
-from modeling.evaluation import evaluate
+from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
 
-COLUMNS = ("price", "lower", "upper", "base_close", "realized")
+COLUMNS = ("price", "lower", "upper", "base_close", "realized", "p_up", "p_up_base")
 
 
 def error_metrics(rows: list[tuple]) -> dict:
-    """Metrics of (price, lower, upper, base_close, realized) rows, model and persistence.
+    """Metrics of (price, lower, upper, base_close, realized, p_up, p_up_base) rows: model, persistence, direction.
 
     The same evaluation as training's validation (modeling.evaluation.evaluate), so live
     and validation figures compare. Persistence predicts no move and has no interval:
     its directional accuracy is 0.5 by that convention and its coverage is null.
+    direction: the served P(up) on the moved windows that have one, next to the base rate.
     """
     if not rows:
-        return {"count": 0, "model": None, "persistence": None}
-    price, lower, upper, base, realized = np.array(rows, dtype=float).T
+        return {"count": 0, "model": None, "persistence": None, "direction": None}
+    price, lower, upper, base, realized, p_up, p_up_base = np.array(rows, dtype=float).T
     persistence = evaluate(base, realized, base, base, base)
     persistence["coverage_80"] = None
-    return {"count": len(rows), "model": evaluate(base, realized, price, lower, upper), "persistence": persistence}
+    d = direction_metrics(base, realized, p_up, p_up_base)
+    direction = {
+        "moved_rows": d["moved_rows"],
+        "accuracy": d["accuracy"],
+        "base_rate_accuracy": d["accuracy_reference"],
+        "brier": d["brier"],
+        "brier_reference": d["brier_reference"],
+        "log_loss": d["log_loss"],
+        "log_loss_reference": d["log_loss_reference"],
+    }
+    return {
+        "count": len(rows),
+        "model": evaluate(base, realized, price, lower, upper),
+        "persistence": persistence,
+        "direction": direction,
+    }
 
 
 def _scored(market: Market) -> QuerySet:
     return Prediction.objects.filter(
-        market=market, interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON, realized__isnull=False
+        market=market,
+        interval_s=market.interval_s,
+        horizon=settings.PREDICTION_HORIZON,
+        target=market_target(market),
+        realized__isnull=False,
     )
 
 
@@ -56,6 +82,7 @@ def live_metrics(market: Market) -> dict:
         "market": market.name,
         "interval_s": market.interval_s,
         "horizon": settings.PREDICTION_HORIZON,
+        "target": market_target(market),
         "window": window,
         "served": error_metrics(overall),
         "models": [

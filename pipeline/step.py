@@ -127,8 +127,8 @@ class MarketStep:
             if candles:
                 services.publish_candles(market, candles)
         self._predict(rows, stats)
-        if candles:
-            stats.scored += services.score_candles(market, candles)
+        if windows:
+            stats.scored += services.score_windows(market, market.interval_s, windows)
         return len(windows) == MAX_WINDOWS
 
     def _next_windows(self) -> tuple[list[Candle], list[datetime]]:

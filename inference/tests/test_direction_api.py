@@ -99,6 +99,12 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     page = browser.get("/admin/modeling/modelartifact/").content.decode()
     assert "P(up) Brier vs base rate" in page and artifact.direction_source in page
 
+    # The market page: "P(up) 64 %" next to the price, the calls' live accuracy next to the base rate's.
+    page = browser.get(f"/markets/{MARKET}/").content.decode()
+    assert f"P(up) {round(100 * latest['p_up'])} %" in page
+    assert f'<span data-direction="accuracy">{100 * direction["accuracy"]:.1f} %</span>' in page
+    assert f'<span data-direction="base_rate_accuracy">{100 * direction["base_rate_accuracy"]:.1f} %</span>' in page
+
 
 @override_settings(API_ANONYMOUS_READ=True)
 def test_websocket_pushes_carry_the_direction(trained, tmp_path, server):

@@ -166,10 +166,26 @@
     }
   }
 
+  /* "P(up) 64 % · model": the probability that the target ends higher rather than lower, and what gave it. */
+  function showUp(msg) {
+    const el = page.querySelector('[data-field="p-up"]');
+    if (!el) return;
+    if (msg.p_up === null || msg.p_up === undefined) {
+      el.textContent = "—";
+      return;
+    }
+    el.textContent = `P(up) ${Math.round(100 * msg.p_up)} % `;
+    const source = document.createElement("span");
+    source.className = "muted";
+    source.textContent = `· ${msg.direction_source}`;
+    el.append(source);
+  }
+
   function onPrediction(msg) {
     predictions.set(slot(msg), msg);
     drawPredictions();
     C.showPrediction(page, msg, lastClose);
+    showUp(msg);
     followModel(String(msg.model && msg.model.id ? msg.model.id : ""));
   }
 
@@ -211,6 +227,10 @@
         const [group, key] = el.dataset.metric.split(".");
         const value = served[group] ? served[group][key] : null;
         el.textContent = "percent" in el.dataset ? C.fmt.percent(value) : C.fmt.metric(value);
+      });
+      document.querySelectorAll("#direction-accuracy [data-direction]").forEach((el) => {
+        const value = served.direction ? served.direction[el.dataset.direction] : null;
+        el.textContent = el.dataset.direction === "moved_rows" ? String(value ?? 0) : C.fmt.percent(value);
       });
     } catch (err) {
       console.warn(err);

@@ -129,25 +129,34 @@ def served_direction(
     market: Market, interval_s: int, horizon: int, version: str, target: str
 ) -> ServedDirection | None:
     """The direction forecast to serve from the market's training runs; None before any run."""
+    # Only the verdicts and base rates (small scalars), not the runs' whole metrics.
+    keys = {
+        f"{name}_{key}": KeyTransform(key, KeyTransform(name, KeyTransform("direction", "metrics")))
+        for name, key in (("up", "source"), ("up", "loses"), ("move", "source"), ("move", "loses"))
+    }
+    keys |= {
+        f"base_{name}": KeyTransform(name, KeyTransform("base", KeyTransform("direction", "metrics")))
+        for name in ("up", "move")
+    }
     runs = list(
         ModelArtifact.objects.filter(
             market=market, interval_s=interval_s, horizon=horizon, feature_version=version, target=target
         )
         .order_by("-version")
-        .annotate(direction=KeyTransform("direction", "metrics"))
-        .values_list("pk", "direction")[:RUNS_LOOKED_AT]
+        .annotate(**keys)
+        .values("pk", *keys)[:RUNS_LOOKED_AT]
     )
-    runs = [(pk, d) for pk, d in runs if d]  # runs from before the direction forecast have none
+    runs = [run for run in runs if run["base_up"] is not None]  # runs from before the direction forecast have none
     if not runs:
         return None
-    newest = runs[0][1]["base"]
     chosen = {}
     for name in ("up", "move"):
-        index = served_run([d.get(name) or {} for _, d in runs])
-        chosen[name] = None if index is None else _direction(runs[index][0])
+        verdicts = [{"source": run[f"{name}_source"], "loses": run[f"{name}_loses"]} for run in runs]
+        index = served_run(verdicts)
+        chosen[name] = None if index is None else _direction(runs[index]["pk"])
         if chosen[name] is not None and getattr(chosen[name], name).source != MODEL:
             chosen[name] = None  # its gate passed but no model was fitted (too few rows of one outcome)
-    return ServedDirection(chosen["up"], chosen["move"], float(newest["up"]), float(newest["move"]))
+    return ServedDirection(chosen["up"], chosen["move"], float(runs[0]["base_up"]), float(runs[0]["base_move"]))
 
 
 def _direction(artifact_id: int) -> DirectionForecaster | None:

@@ -278,7 +278,7 @@ def served_run(verdicts: list[dict]) -> int | None:
     for i, v in enumerate(verdicts):
         if v.get("source") == MODEL:
             return i
-        if v.get("loses", True):
+        if v.get("loses") is not False:  # a run without a verdict decides for the base rate
             return None
     return None
 
@@ -291,6 +291,6 @@ def carry(previous: DirectionForecaster | None, outcome: DirectionOutcome) -> Di
     kept = {}
     for name in ("up", "move"):
         v, old, fresh = outcome.metrics[name], getattr(previous, name), getattr(new, name)
-        decisive = v["source"] == MODEL or v.get("loses", True)
+        decisive = v["source"] == MODEL or v.get("loses") is not False
         kept[name] = fresh if decisive or old.source != MODEL else old
     return DirectionForecaster(new.features, kept["up"], kept["move"])

@@ -125,3 +125,29 @@ def test_websocket_pushes_carry_the_direction(trained, tmp_path, server):
             assert pushed["p_up"] == stored.p_up and pushed["p_move"] == stored.p_move
 
     asyncio.run(scenario())
+
+
+def test_served_direction_follows_the_newest_decisive_run(settings):
+    """A P(up) model that passed its gate stays served through an inconclusive run, not past a losing one."""
+    from inference.serving import served_direction
+
+    settings.TRAIN_MIN_ROWS = 300
+    market = get_or_create_market(MARKET)
+    replay_book(BITSTAMP_BOOK, market)
+    replay(BITSTAMP_TRADES, market)
+    passed = train_market(market, window_s=3 * 3600)  # the whole 3 hours: the book calls the next mid
+    assert passed.direction_source == "model", passed.metrics["direction"]["up"]["reason"]
+    inconclusive = train_market(market, window_s=2 * 3600)  # the last 2 hours alone: better, not significantly
+    up = inconclusive.metrics["direction"]["up"]
+    assert (up["source"], up["loses"]) == ("base rate", False), up["reason"]
+
+    served = served_direction(market, 10, 1, "v2", "mid")
+    assert served.source == "model" and served.up_base == inconclusive.metrics["direction"]["base"]["up"]
+    row = market.feature_rows.order_by("-start").first()
+    assert served.predict(row.values)[0] != served.up_base  # the kept model's probability, not the base rate
+
+    inconclusive.metrics["direction"]["up"]["loses"] = True  # as if that run had found it no better
+    inconclusive.save(update_fields=["metrics"])
+    served = served_direction(market, 10, 1, "v2", "mid")
+    assert served.source == "base rate" and served.predict(row.values)[0] == served.up_base
+    assert served_direction(market, 10, 1, "v2", "close") is None  # no run of that target yet

@@ -241,7 +241,16 @@ def train_direction(ds, validation_fraction: float, significance: float) -> Dire
     """Walk-forward both components over ds's validation part, gate each, fit the passing ones on every row.
 
     ds is a modeling.training.Dataset: y is the target's log return to the horizon.
+    The fits run on one BLAS thread: a logistic regression of this size converges
+    in a few iterations, and threads only added overhead (half the time on 2 cores).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train_direction(ds, validation_fraction, significance)
+
+
+def _train_direction(ds, validation_fraction: float, significance: float) -> DirectionOutcome:
     from modeling.training import fold_bounds
 
     names = direction_features(ds.names)

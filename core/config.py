@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,16 +131,42 @@ def prepare_environment() -> None:
             _ensure_database(db_url)
             if started:
                 atexit.register(embedded.stop_postgres, root)
+                _started.add("postgres")
             os.environ["DATABASE_URL"] = db_url
         if not env_str("REDIS_URL"):
             redis_url, started = embedded.ensure_redis(root)
             if started:
                 atexit.register(embedded.stop_redis, root)
+                _started.add("redis")
             os.environ["REDIS_URL"] = redis_url
         if not env_str("DJANGO_SECRET_KEY"):
             os.environ["DJANGO_SECRET_KEY"] = _local_secret_key(root)
     except (embedded.EmbeddedError, OSError) as exc:
         raise ConfigError(f"CRYPTOPRED_DATA_DIR: {exc}") from None
+
+
+_started: set[str] = set()  # embedded servers this process started (and stops at exit)
+
+
+def embedded_watchers() -> dict[str, Callable[[], str | None]]:
+    """For a supervisor: a watcher per embedded server this process started, which starts it again if it died.
+
+    Their URLs do not change (PostgreSQL's socket directory and Redis's socket
+    path follow from the data dir), so the children simply reconnect.
+    """
+    from core import embedded
+
+    root = data_dir()
+    starters = {"postgres": embedded.ensure_postgres, "redis": embedded.ensure_redis}
+
+    def watcher(name: str) -> Callable[[], str | None]:
+        def watch() -> str | None:
+            _, started = starters[name](root)
+            return f"embedded {name} had stopped; started it again" if started else None
+
+        return watch
+
+    return {name: watcher(name) for name in sorted(_started)}
 
 
 def _local_secret_key(root: Path) -> str:

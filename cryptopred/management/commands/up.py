@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
+from core.config import embedded_watchers
 from core.supervisor import Program, Supervisor, port_in_use
 from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
@@ -130,6 +131,4 @@ class Command(BaseCommand):
         connection.close()
         url = f"http://{HOST}:{settings.PORT}/"
         self.stdout.write(f"cryptopred on {url} (admin: {url}admin/, health: {url}healthz). Ctrl-C stops.")
-        status = Supervisor(programs()).run()
-        if status:
-            raise CommandError("a process kept failing; see its log above")
+        Supervisor(programs(), watchers=embedded_watchers()).run()

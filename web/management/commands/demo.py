@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from core.config import embedded_watchers
 from core.durations import parse_duration
 from core.supervisor import Program, Supervisor
 from cryptopred.management.commands.up import HOST, prepare, programs
@@ -66,8 +67,7 @@ class Command(BaseCommand):
         self.stdout.write(f"demo: cryptopred on {url} ({demo.MARKET} replayed at {speed}x). Ctrl-C stops.")
         # Offline, so no live exchange streams: the replay job is the market's only feed.
         system = [program for program in programs() if program.name != "streams"]
-        if Supervisor([*system, live]).run():
-            raise CommandError("a process kept failing; see its log above")
+        Supervisor([*system, live], watchers=embedded_watchers()).run()
 
     def fresh_market(self, reset: bool) -> Market:
         market = get_or_create_market(demo.MARKET)

@@ -11,8 +11,9 @@ from markets.models import Candle, Market
 from modeling import registry
 from modeling.models import ModelArtifact
 from modeling.services import train_market
+from web.services import RANGES
 from web.templatetags.web_format import price
-from web.tests.browser import sample_slice, screenshot, wait_until
+from web.tests.browser import RESOURCE_URLS_JS, foreign_requests, sample_slice, screenshot, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -194,3 +195,20 @@ def test_accessibility_labels_contrast_and_keyboard(live_app, driver, tmp_path, 
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(driver, "market-phone")
     driver.set_window_size(1280, 900)
+
+
+def test_api_docs_render_offline_and_no_page_loads_from_another_host(live_app, driver, tmp_path):
+    """Swagger UI comes from the vendored sidecar; no page asks a CDN (or any other host) for anything."""
+    replay(tmp_path, 0, 100)
+    driver.get(live_app.url + "/api/docs/")
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"), message="no Swagger UI")
+    assert "cryptopred API" in driver.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"), message="no endpoints listed")
+    screenshot(driver, "api-docs")
+    pages = ["/api/docs/", "/", "/models/", "/accounts/login/", *(f"/markets/{MARKET}/?range={r}" for r in RANGES)]
+    for path in pages:
+        if path != "/api/docs/":
+            driver.get(live_app.url + path)
+        urls = driver.execute_script(RESOURCE_URLS_JS)
+        assert [u for u in urls if not u.startswith(live_app.url + "/")] == [], path
+        assert foreign_requests(driver, live_app.url) == [], path

@@ -68,11 +68,11 @@ class ModelArtifactAdmin(admin.ModelAdmin):
             '{} <span class="quiet">#{} · {} s +{}</span>', model_label(obj), obj.pk, obj.interval_s, obj.horizon
         )
 
-    @admin.display(description="val. RMSE bp (model / persistence)")
+    @admin.display(description="validation RMSE bp, model / persistence")
     def validation_rmse(self, obj):
         return _pair(obj, "rmse_bps")
 
-    @admin.display(description="val. MAE bp (model / persistence)")
+    @admin.display(description="validation MAE bp, model / persistence")
     def validation_mae(self, obj):
         return _pair(obj, "mae_bps")
 

@@ -126,9 +126,14 @@ RESOURCE_URLS_JS = "return performance.getEntriesByType('resource').map((e) => e
 
 
 def screenshot(driver, name: str) -> Path:
+    """NAME.png: what the window shows; NAME-full.png: the whole page at the same width."""
+    import base64
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
+    full = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    (ARTIFACTS / f"{name}-full.png").write_bytes(base64.b64decode(full["data"]))
     return path
 
 

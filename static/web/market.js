@@ -33,7 +33,7 @@
   const lowerSeries = chart.addSeries(LC.LineSeries, band);
   const upperSeries = chart.addSeries(LC.LineSeries, band);
   const predSeries = chart.addSeries(LC.LineSeries, {
-    color: "rgba(31, 95, 191, 0.85)", lineWidth: 1, title: "predicted", crosshairMarkerVisible: false,
+    color: "rgba(31, 95, 191, 0.6)", lineWidth: 1, title: "predicted", crosshairMarkerVisible: false,
   });
   const candleSeries = chart.addSeries(LC.CandlestickSeries, {
     upColor: "#0a7a3d", downColor: "#b3261e", wickUpColor: "#0a7a3d", wickDownColor: "#b3261e", borderVisible: false,

@@ -21,10 +21,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 up: install
 	API_ANONYMOUS_READ=$${API_ANONYMOUS_READ:-true} $(PY) manage.py up
 
-# Offline demo: embedded PostgreSQL + Redis under var/demo (never your DATABASE_URL/REDIS_URL), real Gemini
-# ETH/USD trades: the first DEMO_HISTORY replayed at once to train on, the rest at DEMO_SPEED x real time.
+# Offline demo: embedded PostgreSQL + Redis under $CRYPTOPRED_DATA_DIR (default var/demo; never your
+# DATABASE_URL/REDIS_URL), real Gemini ETH/USD trades: the first DEMO_HISTORY replayed at once to train on,
+# the rest at DEMO_SPEED x real time.
 demo: install
-	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo $(PY) manage.py demo --reset --promote \
+	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset --promote \
 		--history $${DEMO_HISTORY:-6h} --speed $${DEMO_SPEED:-20}
 
 test: install

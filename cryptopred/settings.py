@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "cryptopred",
@@ -144,6 +145,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "cryptopred API",
     "DESCRIPTION": "Short-term crypto price predictions.",
     "VERSION": "1",
+    # Swagger UI from drf-spectacular-sidecar's static files (its licence ships beside them): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOGGING = {

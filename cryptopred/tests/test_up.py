@@ -75,6 +75,8 @@ def test_up_serves_health_and_stops_everything_on_ctrl_c(tmp_path):
             os.killpg(up.pid, signal.SIGKILL)
     assert up.returncode == 0, output
     assert "Created admin user 'admin' with password" in output
+    # The password is printed once; how to set a new one is printed at every start, for this data dir.
+    assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     left = [pid for pid in children + servers if alive(pid)]
     assert not left, [psutil.Process(pid).cmdline() for pid in left]
 

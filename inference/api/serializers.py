@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.durations import parse_duration
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.models import ModelArtifact
@@ -179,6 +180,21 @@ class HistoryQuerySerializer(PageQuerySerializer):
         if "start" in attrs and "end" in attrs and attrs["start"] >= attrs["end"]:
             raise serializers.ValidationError({"end": "must be after start"})
         return attrs
+
+
+class CandleQuerySerializer(HistoryQuerySerializer):
+    """The candle history also takes ?interval: candles aggregated from the stored ones."""
+
+    interval = serializers.CharField(
+        required=False,
+        help_text="candle interval, a multiple of the market's, e.g. 1m or 5m (default: the market's interval)",
+    )
+
+    def validate_interval(self, value: str) -> int:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ModelQuerySerializer(PageQuerySerializer):

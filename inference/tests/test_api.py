@@ -111,6 +111,46 @@ def test_candles_time_range(client, replayed):
     assert [c["start"] for c in body["results"]] == [c.start.isoformat().replace("+00:00", "Z") for c in stored[10:20]]
 
 
+def test_candles_at_a_coarser_interval_merge_the_stored_ones_like_export(client, replayed):
+    """?interval=1m: the same bars as export_candles --interval 1m over the same windows, page after page."""
+    from decimal import Decimal
+
+    from markets.candles import epoch_to_datetime
+    from markets.export import candle_bars
+
+    stored = list(Candle.objects.filter(market=replayed).order_by("start"))
+    begin = -(-int(stored[0].start.timestamp()) // 60) * 60
+    stop = int(stored[-1].start.timestamp()) // 60 * 60  # the last minute may be incomplete: left out
+    start, end = epoch_to_datetime(begin), epoch_to_datetime(stop)
+    iso = [t.isoformat().replace("+00:00", "Z") for t in (start, end)]
+    query = f"interval=1m&limit=7&start={iso[0]}&end={iso[1]}"
+    bars = pages(client, f"{BASE}/candles/?{query}")
+    expected = {bar.start: bar for bar in candle_bars(replayed, 60, start, end)}
+    assert len(bars) == (stop - begin) // 60 > 14  # every minute, over several pages
+    assert {b["interval_s"] for b in bars} == {60}
+    for bar in bars:
+        t = int(datetime.fromisoformat(bar["start"]).timestamp())
+        assert datetime.fromisoformat(bar["end"]).timestamp() == t + 60
+        in_minute = [c for c in stored if t <= c.start.timestamp() < t + 60]
+        assert len(in_minute) == 6 and bar["final"] is True
+        assert Decimal(bar["close"]) == in_minute[-1].close and Decimal(bar["open"]) == in_minute[0].open
+        assert Decimal(bar["volume"]) == sum(c.volume for c in in_minute)
+        if min(expected) < t < max(expected):  # export's first and last bars start/end at a traded window
+            e = expected[t]
+            assert (Decimal(bar["open"]), Decimal(bar["high"]), Decimal(bar["low"]), Decimal(bar["close"])) == (
+                e.open, e.high, e.low, e.close
+            )  # fmt: skip
+            assert bar["trades"] == e.trades
+    assert set(expected) <= {int(datetime.fromisoformat(b["start"]).timestamp()) for b in bars}
+
+    # The market's own interval is the stored candles, as without the parameter.
+    same = client.get(f"{BASE}/candles/?interval=10s&limit=5").json()
+    assert same["results"] == client.get(f"{BASE}/candles/?limit=5").json()["results"]
+    for bad in ("15s", "7", "0s"):
+        response = client.get(f"{BASE}/candles/?interval={bad}")
+        assert response.status_code == 400 and "interval" in response.json(), bad
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

@@ -49,7 +49,8 @@ class Command(BaseCommand):
         os.environ["API_ANONYMOUS_READ"] = "true"
         settings.API_ANONYMOUS_READ = True
         settings.DEFAULT_MARKETS = []  # offline: no exchange stream to add
-        prepare(self.stdout, migrate=not no_migrate)
+        # make demo empties DATABASE_URL: the password reset it prints must reach the same embedded server.
+        prepare(self.stdout, migrate=not no_migrate, embedded_only=not os.environ.get("DATABASE_URL"))
         market = self.fresh_market(reset)
 
         sample = settings.BASE_DIR / demo.SAMPLE

@@ -132,7 +132,7 @@ def prepare_environment() -> None:
             if started:
                 atexit.register(embedded.stop_postgres, root)
                 _started.add("postgres")
-            os.environ["DATABASE_URL"] = db_url
+            os.environ["DATABASE_URL"] = os.environ["CRYPTOPRED_EMBEDDED_DATABASE_URL"] = db_url
         if not env_str("REDIS_URL"):
             redis_url, started = embedded.ensure_redis(root)
             if started:
@@ -146,6 +146,11 @@ def prepare_environment() -> None:
 
 
 _started: set[str] = set()  # embedded servers this process started (and stops at exit)
+
+
+def embedded_database() -> bool:
+    """The database in use is the embedded one (the system's own, free to migrate)."""
+    return env_str("DATABASE_URL") == env_str("CRYPTOPRED_EMBEDDED_DATABASE_URL")
 
 
 def embedded_watchers() -> dict[str, Callable[[], str | None]]:

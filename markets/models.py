@@ -23,7 +23,9 @@ class Market(models.Model):
     base = models.CharField(max_length=16)
     quote = models.CharField(max_length=16)
     symbol = models.CharField(max_length=64, help_text="the exchange's own symbol, e.g. ETH/USD on Kraken WS v2")
-    enabled = models.BooleanField(default=False, help_text="stream live trades and serve predictions")
+    enabled = models.BooleanField(
+        default=False, help_text="stream live trades (exchanges with a live source) and list on the overview"
+    )
     interval_s = models.PositiveIntegerField(default=10, help_text="candle interval in seconds")
     stream_state = models.CharField(max_length=16, choices=StreamState.choices, default=StreamState.STOPPED)
     stream_detail = models.CharField(max_length=500, blank=True)
@@ -48,6 +50,13 @@ class Market(models.Model):
     @property
     def name(self) -> str:
         return f"{self.exchange}:{self.base}-{self.quote}"
+
+    @property
+    def streamed(self) -> bool:
+        """Enabled on an exchange with a live source: a stream feeds it. Other markets are fed by replays."""
+        from markets.sources import live_sources
+
+        return self.enabled and self.exchange in live_sources()
 
 
 class Trade(models.Model):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from markets.candles import Tick
 from markets.ingest import Ingestor, IngestStats
+from markets.lease import held, stream_key
 from markets.models import Market
 from markets.tradefile import read_trade_rows, read_trades
 
@@ -33,7 +34,10 @@ def replay(
     is called after each batch that finalized candles (see Ingestor).
     """
     ingestor = Ingestor(market, on_commit=on_commit)
-    Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
+    # A market that is streaming keeps its stream's state; a replay into it only adds trades.
+    shown = not held(stream_key(market.name))
+    if shown:
+        Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
     try:
         with young_collections():
             if speed is None:
@@ -47,7 +51,8 @@ def replay(
                     gc.collect(1)
         ingestor.flush()
     finally:
-        Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
+        if shown:
+            Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
     return ingestor.stats
 
 

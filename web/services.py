@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
@@ -188,7 +189,9 @@ def summarize(market: Market, sparkline: bool = False) -> MarketSummary:
 
 
 def overview() -> list[MarketSummary]:
-    return [summarize(market, sparkline=True) for market in Market.objects.filter(enabled=True)]
+    """Enabled markets, and every market with candles (replayed ones too, labelled as such)."""
+    has_candles = Exists(Candle.objects.filter(market=OuterRef("pk")))
+    return [summarize(market, sparkline=True) for market in Market.objects.filter(Q(enabled=True) | has_candles)]
 
 
 def recent_predictions(market: Market, limit: int = RECENT_PREDICTIONS) -> list[Prediction]:

@@ -107,6 +107,16 @@ def test_overview_shows_enabled_markets_with_price_prediction_and_accuracy(clien
     assert "Ridge v1 vs persistence" in page and "last 1 windows since 2021-07-01 05:59:50" in page
 
 
+def test_overview_shows_replayed_markets_labelled_replay(client, market, anonymous_read):
+    replayed = Market.objects.create(exchange="bitstamp", base="BTC", quote="USD", symbol="BTCUSD", enabled=False)
+    Market.objects.create(exchange="kraken", base="BTC", quote="USD", symbol="BTC/USD", enabled=False)
+    candle(replayed, T0, "236.5")
+    page = client.get("/").content.decode()
+    assert "bitstamp:BTC-USD" in page and "kraken:BTC-USD" not in page  # data, or enabled, makes a market show
+    card = page[page.index("bitstamp:BTC-USD") :]
+    assert 'title="fed by replayed files, not streamed">replay<' in card
+
+
 def test_market_page_persistence_and_recent_predictions(client, market, anonymous_read):
     candle(market, T0, "2000.25")
     predict(market, T0 + timedelta(seconds=10), "2000", "2000", realized=Decimal("2001.5"))

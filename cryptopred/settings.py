@@ -205,7 +205,10 @@ PROMOTION_SIGNIFICANCE = env_float("PROMOTION_SIGNIFICANCE", 0.05)
 KRAKEN_WS_URL = env_str("KRAKEN_WS_URL", "wss://ws.kraken.com/v2")
 KRAKEN_REST_URL = env_str("KRAKEN_REST_URL", "https://api.kraken.com")
 COINBASE_WS_URL = env_str("COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com")
-CANDLE_GRACE_S = env_float("CANDLE_GRACE_S", 2.0)
+CANDLE_GRACE_S = env_float("CANDLE_GRACE_S", 2.0)  # the longest a live window waits (all of it when fixed)
+CANDLE_GRACE_MODE = env_str("CANDLE_GRACE_MODE", "adaptive")  # adaptive: the feed's lag quantile + margin; fixed
+CANDLE_GRACE_QUANTILE = env_float("CANDLE_GRACE_QUANTILE", 0.99)
+CANDLE_GRACE_MARGIN_S = env_float("CANDLE_GRACE_MARGIN_S", 0.05)
 CANDLE_MAX_FILL_S = env_int("CANDLE_MAX_FILL_S", 6 * 3600, minimum=0)
 BOOK_DEPTH = env_int("BOOK_DEPTH", 10, minimum=1)  # levels per side of a live book subscription
 BOOK_FEATURE_LEVELS = env_int("BOOK_FEATURE_LEVELS", 5, minimum=1)  # levels per side of the depth imbalance

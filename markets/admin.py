@@ -13,6 +13,7 @@ class MarketAdmin(admin.ModelAdmin):
         "stream_state",
         "stream_detail",
         "last_trade_at",
+        "late_trades",
         "book_updated_at",
         "book_checksum_failures",
     ]
@@ -24,6 +25,7 @@ class MarketAdmin(admin.ModelAdmin):
         "stream_detail",
         "stream_updated_at",
         "last_trade_at",
+        "late_trades",
         "backfill_cursor",
         "book_depth",
         "book_updated_at",

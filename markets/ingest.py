@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -220,6 +221,12 @@ class Ingestor:
             Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
         return candles, amended
 
+    def next_close(self) -> float:
+        """Epoch second at which the next window ends (the one after the last final one, or the current one)."""
+        if self.aggregator.last_final is not None:
+            return self.aggregator.last_final + 2 * self.interval_s
+        return (time.time() // self.interval_s + 1) * self.interval_s
+
     def finalize_due(self, now: float) -> list[Candle]:
         """Finalize the windows that ended by now on the clock (quiet markets still get their candles)."""
         with transaction.atomic():
@@ -260,6 +267,7 @@ class Ingestor:
             )
             stored = Candle.objects.filter(market=self.market, interval_s=interval, start=candle.start)
             stored.update(amended=F("amended") + count)
+            Market.objects.filter(pk=self.market.pk).update(late_trades=F("late_trades") + count)
             changed[candle.start] = stored.get()
             changed.update((c.start, c) for c in self._reflatten_after(candle))
             log.info("%s: %d late trade(s) amended the %s candle", self.market, count, candle.start.isoformat())

@@ -31,6 +31,7 @@ class Market(models.Model):
     stream_detail = models.CharField(max_length=500, blank=True)
     stream_updated_at = models.DateTimeField(null=True, blank=True)
     last_trade_at = models.DateTimeField(null=True, blank=True)
+    late_trades = models.PositiveBigIntegerField(default=0, help_text="trades that arrived after their window closed")
     backfill_cursor = models.CharField(max_length=64, blank=True, help_text="REST resume cursor")
     book_depth = models.PositiveIntegerField(default=0, help_text="order-book levels per side kept (0: no book)")
     book_updated_at = models.DateTimeField(null=True, blank=True, help_text="time of the last order-book change")

@@ -15,6 +15,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+from markets.grace import Grace
 from markets.ingest import Ingestor, IngestStats
 from markets.models import Market, Trade
 from markets.sources import source_for
@@ -113,13 +114,14 @@ class StreamRunner:
         for frame in self.source.subscribe_frames():
             ws.send(json.dumps(frame))
         ingestor = Ingestor(self.market, self.stats, self.on_commit)
+        grace = Grace()
         live = False
         last_frame = time.monotonic()
         pinged = False
         while True:
             self._check()
             try:
-                raw = ws.recv(timeout=RECV_TIMEOUT_S)
+                raw = ws.recv(timeout=self._wait(ingestor, grace) if live else RECV_TIMEOUT_S)
             except TimeoutError:
                 raw = None
             now = time.monotonic()
@@ -137,6 +139,8 @@ class StreamRunner:
                     live = True
                     set_state(self.market, State.LIVE, f"{self.source.url} (connect #{self.connects})")
                 elif isinstance(result, list) and result:
+                    if live:
+                        grace.observe(result)
                     ingestor.ingest(result)
             elif now - last_frame > settings.STREAM_SILENCE_S:
                 raise TimeoutError(f"no frame for {settings.STREAM_SILENCE_S:.0f}s")
@@ -146,7 +150,13 @@ class StreamRunner:
                 pinged = True
             if live:
                 # Windows close on the clock, so quiet markets still get their candles.
-                ingestor.finalize_due(time.time() - settings.CANDLE_GRACE_S)
+                ingestor.finalize_due(time.time() - grace.seconds())
+
+    @staticmethod
+    def _wait(ingestor: Ingestor, grace: Grace) -> float:
+        """How long to wait for a frame: until the next window is due to close, at most RECV_TIMEOUT_S."""
+        due = ingestor.next_close() + grace.seconds() - time.time()
+        return min(RECV_TIMEOUT_S, max(0.001, due))
 
     def _fill_gap(self, ingestor: Ingestor) -> None:
         since = history_start(self.market)

@@ -47,6 +47,7 @@ class FakeKraken:
         self.rate_limited = 0  # next N REST calls answer "EGeneral:Too many requests"
         self.garbage = []  # raw frames sent once after the next subscribe ack
         self.live = False  # True: each trade is stamped with the time it is sent, as on a live feed
+        self.late: dict[int, float] = {}  # live: row index -> seconds its stamp lags the time it is sent
         self.connections = 0
         self.rest_calls = 0
 
@@ -117,8 +118,8 @@ class FakeKraken:
                 batch = self.rows[sent : sent + self.chunk]
                 if self.live:
                     stamp = datetime.now(UTC)
-                    for row in batch:
-                        row["ts"] = stamp
+                    for k, row in enumerate(batch, start=sent):
+                        row["ts"] = stamp - timedelta(seconds=self.late.get(k, 0.0))
                 sent += len(batch)
                 self.published = max(self.published, sent)
             if batch:

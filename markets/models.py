@@ -52,13 +52,6 @@ class Market(models.Model):
     def name(self) -> str:
         return f"{self.exchange}:{self.base}-{self.quote}"
 
-    @property
-    def streamed(self) -> bool:
-        """Enabled on an exchange with a live source: a stream feeds it. Other markets are fed by replays."""
-        from markets.sources import live_sources
-
-        return self.enabled and self.exchange in live_sources()
-
 
 class Trade(models.Model):
     """A single fill as reported by the exchange; (market, trade_id) is unique.

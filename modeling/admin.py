@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.formatting import bps, model_label, percent
 from modeling import registry, serialization
 from modeling.models import ModelArtifact, ModelEvent
-from web.templatetags.web_format import bps, model_label, percent
 
 
 class ModelEventInline(admin.TabularInline):

@@ -8,11 +8,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
+from core.formatting import DEFAULT_DECIMALS, bps, count, model_label
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.models import ModelArtifact, ModelEvent
-from web.templatetags.web_format import DEFAULT_DECIMALS, bps, count, model_label
 
 RANGES = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 # Candle interval drawn per range (seconds, rounded up to a multiple of the market's): every range fits a laptop

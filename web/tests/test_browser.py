@@ -7,12 +7,12 @@ from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from core.formatting import model_label, price
 from markets.models import Candle, Market
 from modeling import registry
 from modeling.models import ModelArtifact
 from modeling.services import train_market
 from web.services import RANGES, chart_interval, interval_label, price_decimals
-from web.templatetags.web_format import model_label, price
 from web.tests.browser import RESOURCE_URLS_JS, SAMPLE, foreign_requests, sample_slice, screenshot, wait_until
 
 pytestmark = [

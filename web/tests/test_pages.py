@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 import pytest
 
+from core.formatting import price
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.forecast import PERSISTENCE
 from modeling.models import ModelArtifact
-from web.templatetags.web_format import price
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2021, 7, 1, 6, 0, tzinfo=UTC)

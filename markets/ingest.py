@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import pairwise
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -13,7 +14,7 @@ from django.db.models import F
 from psycopg.errors import UniqueViolation
 
 from cryptopred.bulk import copy_insert
-from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
+from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, window_start
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_amended, candles_closed
 
@@ -30,6 +31,15 @@ class IngestStats:
     duplicates: int = 0
     candles: int = 0
     amended: int = 0
+    refused: int = 0
+
+
+class TradeRefused(ValueError):
+    """A trade too far out of time order (see Aggregator); a strict Ingestor raises it, rolling its batch back."""
+
+    def __init__(self, tick: Tick, reason: str):
+        super().__init__(reason)
+        self.tick = tick
 
 
 def copy_ticks(cursor, table: str, ticks: list[Tick], market_id: int | None = None) -> None:
@@ -179,18 +189,23 @@ class Ingestor:
 
     Call it in autocommit mode: each batch is one transaction, and
     candles_amended and candles_closed are sent after that transaction commits.
+    A trade the aggregator refuses (older than CANDLE_MAX_LATE_S before the
+    newest, or from the future) raises TradeRefused when strict (replay: the
+    batch is rolled back), else it is deleted again and logged (live sources).
     """
 
-    def __init__(self, market: Market, stats: IngestStats | None = None):
+    def __init__(self, market: Market, stats: IngestStats | None = None, strict: bool = False):
         self.market = market
         self.interval_s = market.interval_s
         self.stats = stats or IngestStats()
+        self.strict = strict
         last = Candle.objects.filter(market=market, interval_s=self.interval_s, final=True).order_by("-start").first()
         self.aggregator = Aggregator(
             self.interval_s,
             last_final=int(last.start.timestamp()) if last else None,
             last_close=last.close if last else None,
             max_fill_s=settings.CANDLE_MAX_FILL_S,
+            max_late_s=settings.CANDLE_MAX_LATE_S,
         )
         # Trades stored after the last final window (a crash mid-window) go back into the open windows.
         resume_from = last.start + timedelta(seconds=self.interval_s) if last else None
@@ -198,6 +213,9 @@ class Ingestor:
         if resume_from is not None:
             qs = qs.filter(ts__gte=resume_from)
         self.aggregator.add(Tick(*row) for row in qs.order_by("trade_id").values_list(*Tick.__slots__))
+        for tick, reason in self.aggregator.refused:  # stored before the rule existed: left as they are
+            log.warning("%s: stored trade %d left out of the open windows: %s", market, tick.trade_id, reason)
+        self.aggregator.refused.clear()
 
     def ingest(self, ticks: list[Tick], close_until: float | None = None) -> list[Candle]:
         """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
@@ -228,11 +246,28 @@ class Ingestor:
         self.stats.stored += len(new)
         self.stats.duplicates += len(ticks) - len(new)
         late = self.aggregator.add(new)
+        if self.aggregator.refused:
+            new = self._refuse(new)
+            if close_until is not None:  # the clock of the batch's last trade: not one refused from the future
+                close_until = min(close_until, max(t.ts for t in new).timestamp()) if new else None
         amended = self._amend(late) if late else []
         candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
         if new:
             Market.objects.filter(pk=self.market.pk).update(last_trade_at=max(t.ts for t in new))
         return candles, amended
+
+    def _refuse(self, new: list[Tick]) -> list[Tick]:
+        """Raise TradeRefused (strict), or delete the refused trades again; returns new without them."""
+        refused, self.aggregator.refused = self.aggregator.refused, []
+        if self.strict:
+            raise TradeRefused(*refused[0])
+        ids = {tick.trade_id for tick, _ in refused}
+        Trade.objects.filter(market=self.market, trade_id__in=ids).delete()
+        self.stats.stored -= len(ids)
+        self.stats.refused += len(ids)
+        for tick, reason in refused[:3]:
+            log.warning("%s: trade %d refused: %s", self.market, tick.trade_id, reason)
+        return [t for t in new if t.trade_id not in ids]
 
     def close(self, now: float) -> list[Candle]:
         """Finalize windows on the clock (quiet markets still get their candles)."""
@@ -263,8 +298,12 @@ class Ingestor:
         empty ones after it, which carry its new close.
         """
         interval = self.interval_s
-        ticks = stored_ticks(self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s))
-        bars = bars_from_ticks(ticks, interval)
+        # Late windows may lie up to CANDLE_MAX_LATE_S apart: read the trades between them as a stream, keep theirs.
+        rows = Trade.objects.filter(
+            market=self.market, ts__gte=epoch_to_datetime(min(late)), ts__lt=epoch_to_datetime(max(late) + interval)
+        ).values_list(*Tick.__slots__)
+        ticks = (Tick(*row) for row in rows.iterator(chunk_size=10_000))
+        bars = bars_from_ticks((t for t in ticks if window_start(t.ts, interval) in late), interval)
         changed: dict = {}
         for start, count in sorted(late.items()):
             candle = candle_from_bar(self.market, bars[start])
@@ -299,5 +338,26 @@ class Ingestor:
     def _publish(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
         if amended:
             candles_amended.send(sender=Market, market=self.market, candles=amended)
-        if candles:
-            candles_closed.send(sender=Market, market=self.market, candles=candles)
+        for run in series(candles, self.interval_s):
+            candles_closed.send(sender=Market, market=self.market, candles=run)
+
+
+def series(candles: list[Candle], interval_s: int) -> Iterator[list[Candle]]:
+    """Runs of consecutive windows of finalized candles (window order).
+
+    A batch that crosses a gap longer than CANDLE_MAX_FILL_S (a new series) is
+    announced one run at a time, so that no receiver spans the gap itself.
+    """
+    if not candles:
+        return
+    step = timedelta(seconds=interval_s)
+    if candles[-1].start - candles[0].start == step * (len(candles) - 1):  # the common case: one run
+        yield candles
+        return
+    run = [candles[0]]
+    for previous, candle in pairwise(candles):
+        if candle.start - previous.start != step:
+            yield run
+            run = []
+        run.append(candle)
+    yield run

@@ -10,9 +10,9 @@ from itertools import islice
 from pathlib import Path
 
 from markets.candles import Tick
-from markets.ingest import Ingestor, IngestStats
+from markets.ingest import Ingestor, IngestStats, TradeRefused
 from markets.models import Market
-from markets.tradefile import read_trade_rows, read_trades
+from markets.tradefile import TradeFileError, line_of, read_trade_rows, read_trades
 
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
 BATCH = 150_000  # trades per transaction (and per candles_closed) at max speed
@@ -25,9 +25,11 @@ def replay(
     """Ingest every trade of path; speed None = as fast as possible, else FACTOR x real time.
 
     Windows close by event time, so the candles equal those of a live run
-    over the same trades; the last window is flushed at the end.
+    over the same trades; the last window is flushed at the end. A trade the
+    aggregator refuses (see Aggregator) stops the replay like a malformed row:
+    TradeFileError naming its line, its batch rolled back.
     """
-    ingestor = Ingestor(market)
+    ingestor = Ingestor(market, strict=True)
     Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
     try:
         with young_collections():
@@ -41,6 +43,8 @@ def replay(
                     clock = _paced(ingestor, batch, speed, clock)
                     gc.collect(1)
         ingestor.flush()
+    except TradeRefused as exc:
+        raise TradeFileError(f"{path}:{line_of(path, exc.tick) or '?'}: {exc}") from None
     finally:
         Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
     return ingestor.stats

@@ -147,6 +147,20 @@ def read_trade_rows(
         yield ticks, rows
 
 
+def line_of(path: Path, tick: Tick) -> int | None:
+    """Line of the first row of path that reads as tick (same trade id and time): for error messages only."""
+    previous = None
+    for line, row in read_csv(path, HEADER, TradeFileError):
+        try:
+            found, rank = parse_row(row, previous)
+        except ValueError:
+            return None
+        if found.trade_id == tick.trade_id and found.ts == tick.ts:
+            return line
+        previous = (found.ts, rank)
+    return None
+
+
 def format_ts(ts: datetime, micro: bool = False) -> str:
     """ISO-8601 UTC ending in Z (2021-07-01T00:00:20Z, or with .ffffff when micro)."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")

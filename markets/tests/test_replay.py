@@ -2,7 +2,12 @@ import csv
 import gc
 import gzip
 import io
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,6 +19,8 @@ from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_c
 from markets.tradefile import parse_ts
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args) -> str:
@@ -196,3 +203,82 @@ def test_any_iso_timestamp_is_stored_as_python_reads_it(tmp_path):
     stored = Trade.objects.order_by("trade_id")
     assert [t.ts for t in stored] == [parse_ts(ts) for ts in stamps]
     assert {t.price for t in stored} == {Decimal("1000.5")}
+
+
+MEMORY_LIMIT = 1536 << 20  # bytes of address space for the subprocess: a day of windows fits, decades do not
+
+
+def manage_limited(*args: str) -> subprocess.CompletedProcess:
+    """manage.py in its own process, against the test database, with its address space limited."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+    code = (
+        "import resource, runpy, sys;"
+        f" resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}));"
+        " sys.argv[0] = 'manage.py'; runpy.run_path('manage.py', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": test_db},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def gemini_with(tmp_path, inserted: dict[int, str]) -> tuple[Path, list[str]]:
+    """The real Gemini day as a plain file with rows inserted before the given data row numbers (0: the first)."""
+    with gzip.open(GEMINI, "rt") as f:
+        header, *rows = f.read().splitlines()
+    for index in sorted(inserted, reverse=True):
+        rows.insert(index, inserted[index])
+    path = tmp_path / "gemini.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path, rows
+
+
+def test_out_of_order_rows_keep_memory_bounded(tmp_path):
+    """One row decades away from the others neither fills the gap nor spans it: see README, Guarantees."""
+    market = "gemini:ETH-USD"
+    middle = 12_000
+    # A row from 1999 in the middle of the day: refused, naming its line; nothing stored, no market left behind.
+    path, _ = gemini_with(tmp_path, {middle: "1999-01-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1, done.stderr
+    error = done.stderr.strip().splitlines()
+    assert len(error) == 1
+    assert error[0].startswith(f"CommandError: {path}:{middle + 2}: trade at 1999-01-01T00:00:00Z is older than ")
+    assert not Trade.objects.exists()
+
+    # A row from 2099 (in the future): refused as such.
+    path, _ = gemini_with(tmp_path, {middle: "2099-01-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1
+    assert f"{path}:{middle + 2}: trade at 2099-01-01T00:00:00Z is in the future" in done.stderr
+
+    # A row two years ahead in the middle: accepted (a new series), then the next row is too old.
+    path, rows = gemini_with(tmp_path, {middle: "2023-07-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1
+    next_ts = parse_ts(rows[middle + 1].split(",")[0]).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert f"{path}:{middle + 3}: trade at {next_ts} is older than 2023-06-30T00:00:00Z" in done.stderr
+
+    # Far rows first and last: each starts a new series, no window between them exists or is exported.
+    path, rows = gemini_with(
+        tmp_path, {0: "1999-01-01T00:00:00Z,2000,1,buy,", 25_222: "2023-07-01T00:00:00Z,2001,1,sell,"}
+    )
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 0, done.stderr
+    assert "read 25224, stored 25224" in done.stdout
+    day = reference_candles(read_rows(GEMINI), 10)
+    starts = [
+        c.strftime("%Y-%m-%dT%H:%M:%SZ") for c in Candle.objects.order_by("start").values_list("start", flat=True)
+    ]
+    assert starts == ["1999-01-01T00:00:00Z", *(row[0] for row in day), "2023-07-01T00:00:00Z"]
+    exported = manage_limited("export_candles", "--market", market)
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert lines[1] == "1999-01-01T00:00:00Z,2000,2000,2000,2000,1,1"
+    assert [line.split(",") for line in lines[2:-1]] == day
+    assert lines[-1] == "2023-07-01T00:00:00Z,2001,2001,2001,2001,1,1"

@@ -115,3 +115,28 @@ def test_purge_keeps_recent_trades_and_candles(settings):
     assert purge_trades() == len(old)
     assert list(Trade.objects.values_list("trade_id", flat=True)) == [1]
     assert market.candles.count() == candles > 0
+
+
+def test_live_sources_drop_trades_too_far_out_of_time_order(caplog):
+    """What a replay refuses (see test_replay) a stream drops, logs and deletes again; it goes on."""
+    market = get_or_create_market("kraken:BTC-USDT")
+    ticks = [parse_row(list(r.values()), None)[0] for r in read_rows(KRAKEN_BTCUSDT)[:400]]
+    far_past = Tick(1, datetime(1999, 1, 1, tzinfo=UTC), Decimal(1), Decimal(1), "buy")
+    future = Tick(2, datetime(2099, 1, 1, tzinfo=UTC), Decimal(1), Decimal(1), "sell")
+    ingestor = Ingestor(market)
+    # The future trade comes last, as a backfill page's clock: windows must not close on it.
+    ingestor.ingest([*ticks[:150], far_past, *ticks[150:300], future], close_until=future.ts.timestamp())
+    ingestor.ingest(ticks[300:], close_until=ticks[-1].ts.timestamp())  # the stream was not poisoned
+    ingestor.flush()
+    assert (ingestor.stats.stored, ingestor.stats.refused) == (400, 2)
+    assert sorted(Trade.objects.values_list("trade_id", flat=True)) == sorted(t.trade_id for t in ticks)
+    starts = market.candles.order_by("start").values_list("start", flat=True)
+    assert starts[0] == window(ticks[0]) and starts.last() == window(ticks[-1])
+    assert market.candles.count() == (window(ticks[-1]) - window(ticks[0])).total_seconds() // 10 + 1
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "trade at 1999-01-01T00:00:00Z is older than" in refused[0]
+    assert "trade at 2099-01-01T00:00:00Z is in the future" in refused[1]
+
+
+def window(tick: Tick) -> datetime:
+    return datetime.fromtimestamp(int(tick.ts.timestamp()) // 10 * 10, UTC)

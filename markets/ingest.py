@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from itertools import pairwise
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db.models import F
 from psycopg.errors import UniqueViolation
 
 from cryptopred.bulk import copy_insert
-from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, window_start
+from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_amended, candles_closed
 
@@ -35,11 +36,42 @@ class IngestStats:
 
 
 class TradeRefused(ValueError):
-    """A trade too far out of time order (see Aggregator); a strict Ingestor raises it, rolling its batch back."""
+    """Trades the database cannot take as they are: too far out of time order (see Aggregator, strict Ingestor
+    only), or a candle's volume out of numeric(30,12) range. The batch is rolled back.
 
-    def __init__(self, tick: Tick, reason: str):
+    matches(tick), called on the trades of the input in order, is true for the first one the refusal is
+    about (to name a file's line).
+    """
+
+    def __init__(self, reason: str, matches: Callable[[Tick], bool]):
         super().__init__(reason)
-        self.tick = tick
+        self.matches = matches
+
+    @classmethod
+    def of(cls, tick: Tick, reason: str) -> TradeRefused:
+        return cls(reason, lambda t: t.trade_id == tick.trade_id and t.ts == tick.ts)
+
+
+MAX_VOLUME = Decimal("1e18")  # candle volumes are numeric(30,12)
+
+
+def check_volume(bars: list[Bar], interval_s: int) -> None:
+    """TradeRefused if a candle's volume is too large to store (per candle, not per trade)."""
+    for bar in bars:
+        if bar.volume >= MAX_VOLUME:
+            total = Decimal(0)
+
+            def crosses(tick: Tick, start: int = bar.start) -> bool:
+                nonlocal total
+                if window_start(tick.ts, interval_s) == start:
+                    total += tick.qty
+                return total >= MAX_VOLUME
+
+            raise TradeRefused(
+                f"the volume of the {iso(epoch_to_datetime(bar.start))} candle reaches {bar.volume:.3E}:"
+                " out of range (the database stores numeric(30,12), below 1e18)",
+                crosses,
+            )
 
 
 def copy_ticks(cursor, table: str, ticks: list[Tick], market_id: int | None = None) -> None:
@@ -260,7 +292,7 @@ class Ingestor:
         """Raise TradeRefused (strict), or delete the refused trades again; returns new without them."""
         refused, self.aggregator.refused = self.aggregator.refused, []
         if self.strict:
-            raise TradeRefused(*refused[0])
+            raise TradeRefused.of(*refused[0])
         ids = {tick.trade_id for tick, _ in refused}
         Trade.objects.filter(market=self.market, trade_id__in=ids).delete()
         self.stats.stored -= len(ids)
@@ -286,6 +318,7 @@ class Ingestor:
     def _finalize(self, bars: list[Bar]) -> list[Candle]:
         if not bars:
             return []
+        check_volume(bars, self.interval_s)
         candles = [candle_from_bar(self.market, bar) for bar in bars]
         copy_insert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
         self.stats.candles += len(candles)
@@ -304,6 +337,7 @@ class Ingestor:
         ).values_list(*Tick.__slots__)
         ticks = (Tick(*row) for row in rows.iterator(chunk_size=10_000))
         bars = bars_from_ticks((t for t in ticks if window_start(t.ts, interval) in late), interval)
+        check_volume(list(bars.values()), interval)
         changed: dict = {}
         for start, count in sorted(late.items()):
             candle = candle_from_bar(self.market, bars[start])

@@ -44,7 +44,8 @@ def replay(
                     gc.collect(1)
         ingestor.flush()
     except TradeRefused as exc:
-        raise TradeFileError(f"{path}:{line_of(path, exc.tick) or '?'}: {exc}") from None
+        line = line_of(path, exc.matches)
+        raise TradeFileError(f"{path}:{line}: {exc}" if line else f"{path}: {exc}") from None
     finally:
         Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
     return ingestor.stats

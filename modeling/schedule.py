@@ -1,11 +1,11 @@
-"""One celery-beat training task per market, created with the market and editable in the admin."""
+"""One celery-beat training task per market, created with the market (deleted with it), editable in the admin."""
 
 from __future__ import annotations
 
 import json
 
 from django.conf import settings
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -32,3 +32,8 @@ def ensure_training_schedule(market: Market) -> PeriodicTask:
 def on_market_saved(sender, instance: Market, created: bool, raw: bool = False, **kwargs) -> None:
     if created and not raw:
         ensure_training_schedule(instance)
+
+
+@receiver(post_delete, sender=Market, dispatch_uid="modeling.unschedule_training")
+def on_market_deleted(sender, instance: Market, **kwargs) -> None:
+    PeriodicTask.objects.filter(name=task_name(instance), task=TASK).delete()

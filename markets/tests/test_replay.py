@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django_celery_beat.models import PeriodicTask
 
 from markets.models import Candle, Market, Trade
 from markets.signals import candles_closed
@@ -113,6 +114,54 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(CommandError, match=rf"{path}:3: bad price/qty"):
         call_command("replay", str(path), "--market", "kraken:BTC-USDT")
     assert Trade.objects.count() == 0
+
+
+NEAR_LIMIT = "999999999999999.9"  # a price just below 1e16, a quantity just below 1e18 with 900000000000000000
+VALUES_THE_DATABASE_CANNOT_STORE = [
+    # (the row put at line 32, the line named, the problem)
+    ("2023-11-17T00:10:00Z,1e400,0.1,buy,", 32, "price/qty '1e400'/'0.1' out of range: the database stores numeric"),
+    ("2023-11-17T00:10:00Z,Infinity,0.1,buy,", 32, "price/qty 'Infinity'/'0.1' out of range"),
+    ("2023-11-17T00:10:00Z,NaN,0.1,buy,", 32, "bad price/qty 'NaN'/'0.1': not decimal numbers"),
+    ("2023-11-17T00:10:00Z,36160.9,1234567890123456789012345.5,buy,", 32, "out of range"),
+    ("2023-11-17T00:10:00Z,36160.9,0.0000000000001,buy,", 32, "out of range"),  # would be stored as 0
+    ("2023-11-17T00:10:00Z,36160.9," + "9" * 500 + ",buy,", 32, "'" + "9" * 40 + "'… (500 characters)"),
+    ("2023-11-17T00:10:00Z,36160.9,0.1,buy,9223372036854775808", 32, "trade_id '9223372036854775808' out of range"),
+    ("2300-01-01T00:00:00Z,36160.9,0.1,buy,", 32, "the trade_id derived from ts 2300-01-01T00:00:00Z out of range"),
+    # Each value fits, their sum does not: the line where the candle's volume reaches 1e18.
+    (f"2023-11-17T00:10:00Z,{NEAR_LIMIT},900000000000000000,buy,\n" * 3, 33, "the volume of the 2023-11-17T00:10:00Z"),
+]
+
+
+@pytest.mark.parametrize(("bad", "line", "problem"), VALUES_THE_DATABASE_CANNOT_STORE)
+def test_values_the_database_cannot_store_stop_with_file_and_line(tmp_path, bad, line, problem):
+    """One line, nothing of the batch stored, no market left behind by the command that created it."""
+    rows = [",".join(r.values()) for r in read_rows(KRAKEN_BTCUSDT)[:60]]  # 00:00 to 00:12
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "ts,price,qty,side,trade_id\n"
+        + "\n".join(rows[:30])
+        + "\n"
+        + bad.rstrip("\n")
+        + "\n"
+        + "\n".join(rows[30:])
+        + "\n"
+    )
+    with pytest.raises(CommandError) as error:
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    message = str(error.value)
+    assert message.startswith(f"{path}:{line}: ") and problem in message and "\n" not in message
+    assert len(message) < 400
+    assert not Trade.objects.exists() and not Candle.objects.exists() and not Market.objects.exists()
+    assert not PeriodicTask.objects.filter(name="train kraken:BTC-USDT").exists()  # its training task went with it
+
+
+def test_a_failed_replay_keeps_a_market_it_did_not_create(tmp_path):
+    existing = Market.objects.create(exchange="kraken", base="BTC", quote="USDT", symbol="BTC/USDT")
+    path = tmp_path / "bad.csv"
+    path.write_text("ts,price,qty,side,trade_id\n2023-11-17T00:00:06Z,1e400,1,buy,1\n")
+    with pytest.raises(CommandError, match=f"{path}:2: "):
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    assert list(Market.objects.all()) == [existing]
 
 
 @pytest.mark.parametrize(
@@ -249,13 +298,14 @@ def test_out_of_order_rows_keep_memory_bounded(tmp_path):
     error = done.stderr.strip().splitlines()
     assert len(error) == 1
     assert error[0].startswith(f"CommandError: {path}:{middle + 2}: trade at 1999-01-01T00:00:00Z is older than ")
-    assert not Trade.objects.exists()
+    assert not Trade.objects.exists() and not Market.objects.exists()
 
     # A row from 2099 (in the future): refused as such.
     path, _ = gemini_with(tmp_path, {middle: "2099-01-01T00:00:00Z,2000,1,buy,"})
     done = manage_limited("replay", str(path), "--market", market)
     assert done.returncode == 1
     assert f"{path}:{middle + 2}: trade at 2099-01-01T00:00:00Z is in the future" in done.stderr
+    assert not Market.objects.exists()
 
     # A row two years ahead in the middle: accepted (a new series), then the next row is too old.
     path, rows = gemini_with(tmp_path, {middle: "2023-07-01T00:00:00Z,2000,1,buy,"})

@@ -190,6 +190,7 @@ API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)
 WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backlog pushes only its newest N
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4096, minimum=256)  # larger client frames: close 1009
 PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
 LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
 

@@ -11,7 +11,10 @@ from django.test import override_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from inference.consumers import StreamConsumer
+from inference.hub import _hubs
 from inference.models import Prediction
+from inference.stream import group_name
 from markets.replay import replay
 
 from .conftest import MARKET, api_user
@@ -166,3 +169,72 @@ def test_many_concurrent_subscribers_receive_every_push_in_order(server, market)
 
     for received in asyncio.run(scenario()):
         assert [m["n"] for m in received] == [0, 1, 2]
+
+
+def subscribers(market, channel: str = "predictions") -> int:
+    """Connections of the server process subscribed to channel of market (read from every event loop's hub)."""
+    return sum(len(h.members.get(group_name(channel, market), ())) for h in list(_hubs.values()))
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_a_failing_consumer_closes_1011_and_releases_its_subscriptions(server, market, monkeypatch):
+    async def broken(self, message):
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(StreamConsumer, "on_ping", broken)
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            assert subscribers(market) == 1
+            await ws.send(json.dumps({"action": "ping"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1011
+        assert subscribers(market) == 0  # no dead connection left subscribed
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_deeply_nested_messages_are_refused_before_parsing(server, market):
+    nested = "[" * 100_000 + "]" * 100_000
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            # 200 kB: above WS_MAX_MESSAGE_BYTES, an error frame and close 1009 (see the next test).
+            assert "message too big: 200000 bytes" in (await ask(ws, nested))["error"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1009
+        assert subscribers(market) == 0
+        with override_settings(WS_MAX_MESSAGE_BYTES=1_000_000):  # let it through to the nesting check
+            async with connect(server.ws_url()) as ws:
+                for deep in (nested, '{"action": "ping", "x": ' + "[" * 20 + "]" * 20 + "}"):
+                    error = await ask(ws, deep)
+                    assert error == {"type": "error", "error": "expected one flat JSON object: more than 16 brackets"}
+                assert await ask(ws, {"action": "ping"}) == {"type": "pong"}  # the connection stays
+
+    asyncio.run(scenario())
+
+
+def test_error_frames_quote_a_short_excerpt_and_big_frames_close_1009(server, market):
+    long = "x" * 3_000
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            with override_settings(API_ANONYMOUS_READ=True):
+                for message in ({"action": long}, {**SUBSCRIBE, "channel": long}, {**SUBSCRIBE, "market": long}):
+                    error = (await ask(ws, message))["error"]
+                    assert "x" * 50 in error and "x" * 60 not in error and len(error) < 200
+            assert await ask(ws, {"action": "ping", "pad": "y" * 4_000}) == {"type": "pong"}  # 4,035 bytes: fits
+            frame = json.dumps({"action": "ping", "pad": "é" * 2_100}, ensure_ascii=False)
+            assert len(frame) < 4096 < len(frame.encode())  # bytes are counted, not characters
+            error = await ask(ws, frame)
+            assert error == {"type": "error", "error": f"message too big: {len(frame.encode())} bytes, at most 4096"}
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1009
+
+    asyncio.run(scenario())

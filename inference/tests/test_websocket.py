@@ -7,7 +7,9 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import override_settings
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -236,5 +238,30 @@ def test_error_frames_quote_a_short_excerpt_and_big_frames_close_1009(server, ma
             with pytest.raises(ConnectionClosed) as closed:
                 await receive(ws)
             assert closed.value.rcvd.code == 1009
+
+    asyncio.run(scenario())
+
+
+def test_a_session_counts_only_from_a_page_of_allowed_hosts(server, market):
+    """Cross-site websocket hijacking: another site's page gets no session; tokens work from anywhere."""
+    trader = get_user_model().objects.create_user("trader", password="not-used")
+    browser = Client()
+    browser.force_login(trader)
+    cookie = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"}
+    _, token = api_user()
+    own, evil = f"http://127.0.0.1:{server.port}", "http://evil.com"
+
+    async def scenario():
+        for origin in (own, None):  # the site's own page, or not a browser at all (no Origin header)
+            async with connect(server.ws_url(), origin=origin, additional_headers=cookie) as ws:
+                assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+        async with connect(server.ws_url(), origin=evil, additional_headers=cookie) as ws:
+            refused = await ask(ws, SUBSCRIBE)
+            assert refused["type"] == "error" and "authentication required" in refused["error"]
+        async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}"), origin=evil) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+        async with connect(server.ws_url(), origin=evil, additional_headers=cookie) as ws:
+            assert (await ask(ws, {"action": "auth", "token": token.key}))["ok"]
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
 
     asyncio.run(scenario())

@@ -1,4 +1,4 @@
-"""Websocket handshakes before any consumer: whose session counts."""
+"""Websocket handshakes before any consumer: whose session counts, and paths no route serves."""
 
 from __future__ import annotations
 
@@ -37,3 +37,17 @@ class SameSiteSession:
         if scope["type"] == "websocket" and not same_site(scope):
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"cookie"]}
         return await self.app(scope, receive, send)
+
+
+NOT_FOUND = b"no websocket endpoint at this path (the stream is /ws/v1/stream/)\n"
+
+
+async def not_found(scope, receive, send) -> None:
+    """A handshake to a path no route serves: HTTP 404 (403 from a server without the denial response extension)."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close"})
+        return
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(NOT_FOUND)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": NOT_FOUND})

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from inference.consumers import StreamConsumer
 from inference.hub import _hubs
@@ -263,5 +263,16 @@ def test_a_session_counts_only_from_a_page_of_allowed_hosts(server, market):
         async with connect(server.ws_url(), origin=evil, additional_headers=cookie) as ws:
             assert (await ask(ws, {"action": "auth", "token": token.key}))["ok"]
             assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+def test_a_handshake_to_an_unknown_path_is_404(server):
+    async def scenario():
+        for path in ("/ws/v1/nope/", "/", "/ws/v1/stream/extra"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(server.ws_url(path)):
+                    pass
+            assert refused.value.response.status_code == 404
 
     asyncio.run(scenario())

@@ -122,7 +122,7 @@ def read_csv(
         try:
             got = next(reader, None)
             if got != header:
-                raise error(f"{path}:1: expected header {','.join(header)}, got {got and ','.join(got)}")
+                raise error(f"{path}:1: expected header {','.join(header)}, got {got and excerpt(','.join(got))}")
             for count, row in enumerate(reader, 1):
                 yield reader.line_num, row
                 if progress and count % progress_every == 0:

@@ -114,6 +114,10 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(CommandError, match=rf"{path}:3: bad price/qty"):
         call_command("replay", str(path), "--market", "kraken:BTC-USDT")
     assert Trade.objects.count() == 0
+    path.write_text("x" * 100_000 + "\n")  # not even the header: quoted short all the same
+    with pytest.raises(CommandError, match=rf"{path}:1: expected header .*… \(100000 characters\)") as error:
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    assert len(str(error.value)) < 400
 
 
 NEAR_LIMIT = "999999999999999.9"  # a price just below 1e16, a quantity just below 1e18 with 900000000000000000

@@ -178,6 +178,7 @@ API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)
 WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backlog pushes only its newest N
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4096, minimum=256)  # larger client frames: close 1009
 PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
 LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
 
@@ -212,6 +213,7 @@ CANDLE_GRACE_MARGIN_S = env_float("CANDLE_GRACE_MARGIN_S", 0.05)
 CANDLE_MAX_FILL_S = env_int("CANDLE_MAX_FILL_S", 6 * 3600, minimum=0)
 BOOK_DEPTH = env_int("BOOK_DEPTH", 10, minimum=1)  # levels per side of a live book subscription
 BOOK_FEATURE_LEVELS = env_int("BOOK_FEATURE_LEVELS", 5, minimum=1)  # levels per side of the depth imbalance
+CANDLE_MAX_LATE_S = env_int("CANDLE_MAX_LATE_S", 24 * 3600, minimum=0)  # older trades are refused (see Aggregator)
 BACKFILL_HOURS = env_float("BACKFILL_HOURS", 6.0)
 TRADE_RETENTION_DAYS = env_int("TRADE_RETENTION_DAYS", 30, minimum=0)
 STREAM_BACKOFF_BASE_S = env_float("STREAM_BACKOFF_BASE_S", 1.0)

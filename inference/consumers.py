@@ -5,17 +5,21 @@ Protocol (JSON text frames):
           {"action": "subscribe" | "unsubscribe", "channel": "predictions" | "candles", "market": "kraken:ETH-USD"}
   server: {"type": "auth" | "pong" | "subscribed" | "unsubscribed", ...}, {"type": "prediction", ...},
           {"type": "candle", ...}, {"type": "error", "error": "..."}
-A malformed message gets an error frame; only an invalid token closes the connection (code 4401).
+A malformed message gets an error frame that quotes at most a short excerpt of it; an invalid token closes the
+connection (code 4401), so does a frame above WS_MAX_MESSAGE_BYTES (1009) and any failure of the consumer
+itself (1011, its subscriptions released).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework.authtoken.models import Token
@@ -26,6 +30,10 @@ from inference.hub import hub
 from markets.services import MarketError, get_market
 
 INVALID_TOKEN = 4401
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+MAX_BRACKETS = 16  # every message is one flat object: more brackets than this are refused before parsing
+MAX_NAME = 64  # characters of a market name worth looking up (and quoting back)
 OUTBOX_SIZE = 100  # pushes queued for a client that does not read; more are dropped
 
 log = logging.getLogger(__name__)
@@ -57,14 +65,50 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.authenticate(key)
 
     async def disconnect(self, code: int) -> None:
-        self.writer.cancel()
-        for group in self.subscriptions.values():
-            await hub().leave(group, self)
+        await self.release()
+
+    async def release(self) -> None:
+        """Stop writing and leave every subscription (idempotent)."""
+        if writer := getattr(self, "writer", None):
+            writer.cancel()
+        subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
+        for group in subscriptions.values():
+            with contextlib.suppress(Exception):  # the hub forgets the member before it talks to Redis
+                await hub().leave(group, self)
+
+    async def dispatch(self, message: dict) -> None:
+        """Any failure of a handler closes the connection (1011) and releases it: never a dead subscriber."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception("websocket %s: %s failed; closing (1011)", self.scope.get("client"), message.get("type"))
+            await self.release()
+            if message.get("type") != "websocket.disconnect":
+                with contextlib.suppress(Exception):
+                    await self.close(code=INTERNAL_ERROR)
+            raise StopConsumer from None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Limits first, parsing after: size, then nesting (a bracket count, as cheap as the frame is short).
+        size = (
+            len(bytes_data) if text_data is None else len(text_data) if text_data.isascii() else len(text_data.encode())
+        )
+        if size > settings.WS_MAX_MESSAGE_BYTES:
+            await self.error(f"message too big: {size} bytes, at most {settings.WS_MAX_MESSAGE_BYTES}")
+            await self.close(code=MESSAGE_TOO_BIG)
+            await self.release()
+            return
+        if text_data is None:
+            await self.error("expected a JSON object text frame, got a binary frame")
+            return
+        if text_data.count("{") + text_data.count("[") > MAX_BRACKETS:
+            await self.error(f"expected one flat JSON object: more than {MAX_BRACKETS} brackets")
+            return
         try:
-            message = json.loads(text_data) if text_data is not None else None
-        except ValueError:
+            message = json.loads(text_data)
+        except (ValueError, RecursionError):
             message = None
         if not isinstance(message, dict):
             await self.error("expected a JSON object text frame")
@@ -77,7 +121,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             "unsubscribe": self.on_unsubscribe,
         }.get(action)
         if handler is None:
-            await self.error(f"unknown action {action!r}: expected auth, ping, subscribe or unsubscribe")
+            await self.error(f"unknown action {excerpt(action)}: expected auth, ping, subscribe or unsubscribe")
             return
         await handler(message)
 
@@ -129,11 +173,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """(channel, market name, group) of a (un)subscribe message, or None after an error frame."""
         channel = message.get("channel")
         if channel not in CHANNELS:
-            await self.error(f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
+            await self.error(f"unknown channel {excerpt(channel)}: expected one of {', '.join(CHANNELS)}")
             return None
         name = message.get("market")
-        if not isinstance(name, str):
-            await self.error("market: expected a name like kraken:ETH-USD")
+        if not isinstance(name, str) or len(name) > MAX_NAME:
+            await self.error(f"market: expected a name like kraken:ETH-USD, got {excerpt(name)}")
             return None
         try:
             market = await find_market(name)
@@ -158,3 +202,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def error(self, text: str) -> None:
         await self.reply({"type": "error", "error": text})
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """repr() of a client's value for an error frame, cut to limit characters: never the whole input back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

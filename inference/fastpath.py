@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import math
 import re
-import time
 from functools import cache, lru_cache
 from typing import NamedTuple
 
@@ -147,7 +146,7 @@ class LatestPredictionFastPath:
         else:
             return None
         limit, period = config.rates[authenticated]
-        counter, retry_after = bucket(ident, period, time.time())
+        counter, retry_after = bucket(ident, period)
         client, sha = self.redis()
         keys_args = (counter, latest_key(market_id), period + 1)
         try:

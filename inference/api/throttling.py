@@ -44,8 +44,15 @@ def rate_for(authenticated: bool) -> tuple[int, int]:
     return parse_rate(settings.API_THROTTLE_RATE if authenticated else settings.API_ANON_THROTTLE_RATE)
 
 
-def bucket(ident: str, period: int, now: float) -> tuple[str, float]:
-    """Redis key of the client's current window and the seconds left in it."""
+def clock() -> float:
+    """Seconds since the epoch: the one clock of the throttle windows (tests hold it still)."""
+    return time.time()
+
+
+def bucket(ident: str, period: int, now: float | None = None) -> tuple[str, float]:
+    """Redis key of the client's current window (at now, default clock()) and the seconds left in it."""
+    if now is None:
+        now = clock()
     window = int(now // period)
     return f"inference:throttle:{ident}:{period}:{window}", (window + 1) * period - now
 
@@ -79,7 +86,7 @@ class ClientRateThrottle(BaseThrottle):
         else:
             ident = address_ident(request.META.get("REMOTE_ADDR", ""))
         limit, period = rate_for(authenticated)
-        key, self.retry_after = bucket(ident, period, time.time())
+        key, self.retry_after = bucket(ident, period)
         try:
             count = _count_script()(keys=[key], args=[period + 1])[0]
         except RedisError as exc:  # no counters while Redis is down: serve rather than fail

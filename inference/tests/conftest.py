@@ -43,6 +43,25 @@ def clean_redis():
     wipe()
 
 
+class StillClock:
+    """The throttle windows' clock, held still at `now` (seconds) unless a test moves it."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def throttle_clock(monkeypatch) -> StillClock:
+    """Throttle windows are clock-aligned (one per hour for N/hour): a test on the real clock that straddles a
+    boundary sees its count reset. Held at the start of an hour, every request of a test falls in one window."""
+    clock = StillClock(1_800_000_000.0)  # 2027-01-15T08:00:00Z, a whole hour (and minute, and day)
+    monkeypatch.setattr("inference.api.throttling.clock", clock)
+    return clock
+
+
 def split_trades(path: Path, sizes: list[int], directory: Path) -> list[Path]:
     """Consecutive slices of a real trades file (header repeated), sizes in rows."""
     with gzip.open(path, "rt") as f:

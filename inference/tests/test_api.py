@@ -221,7 +221,7 @@ def test_models_list_filter_and_detail(client, replayed):
 
 
 @override_settings(API_THROTTLE_RATE="3/hour", API_ANON_THROTTLE_RATE="2/hour", API_ANONYMOUS_READ=True)
-def test_throttling_is_per_token(replayed):
+def test_throttling_is_per_token(replayed, throttle_clock):
     clients = []
     for name in ["bot-a", "bot-b"]:
         _, token = api_user(name)
@@ -230,10 +230,13 @@ def test_throttling_is_per_token(replayed):
         clients.append(c)
     a, b = clients
     assert [a.get("/api/v1/markets/").status_code for _ in range(4)] == [200, 200, 200, 429]
-    assert "Retry-After" in a.get("/api/v1/markets/").headers
+    throttle_clock.now += 600
+    assert a.get("/api/v1/markets/").headers["Retry-After"] == "3000"  # the rest of the hour
     assert b.get("/api/v1/markets/").status_code == 200
     anonymous = APIClient()
     assert [anonymous.get("/api/v1/markets/").status_code for _ in range(3)] == [200, 200, 429]
+    throttle_clock.now += 3000  # the next hour: a new budget
+    assert a.get("/api/v1/markets/").status_code == anonymous.get("/api/v1/markets/").status_code == 200
 
 
 def test_openapi_schema_and_docs(client):

@@ -79,7 +79,7 @@ class EventClock:
 def test_stream_command_runs_for_seconds(fake, monkeypatch):
     fake.published = len(ROWS) - 100
     clock = EventClock(lambda: Trade.objects.count() == len(ROWS))
-    monkeypatch.setattr("markets.management.commands.stream.time", clock)
+    monkeypatch.setattr("pipeline.management.commands.stream.time", clock)
     out = io.StringIO()
     call_command("stream", "--market", "kraken:BTC-USDT", "--for", "3", stdout=out)
     assert Trade.objects.count() == len(ROWS)

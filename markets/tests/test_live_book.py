@@ -15,9 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
 
 from markets.book import OrderBook
 from markets.bookingest import BookIngestor
+from markets.lease import Lease, stream_key
 from markets.models import BookWindow, Market
 from markets.services import get_or_create_market
 from markets.sources.base import BookMessage, MalformedBook, load_frame
@@ -241,6 +244,50 @@ def test_windows_of_a_lost_book_by_hand():
     assert again.windows.start == int(epoch) + 7
     market.refresh_from_db()
     assert market.book_updated_at == t0 + timedelta(seconds=5.9) and market.book_depth == 1
+
+
+def test_health_admin_and_api_show_the_book():
+    market = one_second_market("kraken:BTC-USD")
+    Market.objects.filter(pk=market.pk).update(enabled=True)
+    t0 = datetime.fromisoformat("2026-01-01T00:00:00.250+00:00")
+    book = BookIngestor(market, 10)
+    bids, asks = [(Decimal("236.47"), Decimal(2)), (Decimal("236.2"), Decimal(1))], [(Decimal("236.6"), Decimal(3))]
+    book.apply(BookMessage(True, bids, asks, t0, None, "snapshot"), 0.0)
+    assert book.finalize_due(t0.timestamp() + 1) == 1
+    book.lost("test", 0.0)
+    book.resync_sent(0.0)
+
+    lease = Lease(stream_key(market.name), 5)
+    assert lease.acquire()
+    try:
+        streams = Client().get("/healthz").json()["components"]["streams"]
+    finally:
+        lease.release()
+    assert streams["markets"]["kraken:BTC-USD"]["book"] == {
+        "depth": 2,
+        "updated_at": "2026-01-01T00:00:00.250000+00:00",
+        "checksum_failures": 0,
+        "resyncs": 1,
+    }
+
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com", "pw"))
+    listing = admin.get("/admin/markets/market/").content.decode()
+    assert "Book resyncs" in listing and "Book checksum failures" in listing
+    page = admin.get(f"/admin/markets/market/{market.pk}/change/").content.decode()
+    assert "Order book" in page and "fresh snapshots requested" in page
+
+    with override_settings(API_ANONYMOUS_READ=True):
+        detail = Client().get("/api/v1/markets/kraken:BTC-USD/").json()
+        listed = Client().get("/api/v1/markets/").json()
+    assert detail["book"] == {
+        "bid": "236.47",
+        "ask": "236.6",
+        "spread": "0.13",
+        "mid": "236.535",
+        "updated": "2026-01-01T00:00:01Z",
+    }
+    assert "book" not in listed[0]  # the list stays one query
 
 
 # --- live ----------------------------------------------------------------------------------

@@ -106,7 +106,9 @@ def main() -> None:
         client.start()
         if not subscribed.wait(10):
             raise SystemExit("websocket client could not subscribe")
-        step = StepThread(market)
+        # Every window is predicted (as a paced replay does): with 1-s windows and a 2-s grace each window's
+        # target time has passed when it closes, so the live policy would skip them all as stale.
+        step = StepThread(market, skip_stale=False)
         pipeline: list[float] = []
         run = step.step.run
 

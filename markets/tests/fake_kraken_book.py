@@ -145,6 +145,49 @@ def level_json(price: Decimal, qty: Decimal) -> str:
     return f'{{"price":{price:.{PRICE_PRECISION}f},"qty":{qty:.{QTY_PRECISION}f}}}'
 
 
+def book_frame(symbol: str, kind: str, bids: list, asks: list, timestamp: str, book: tuple[list, list]) -> str:
+    """A v2 book frame of these levels; its checksum is that of book, the top levels after it."""
+    checksum = kraken_crc32(book[0], book[1], PRICE_PRECISION, QTY_PRECISION)
+    return (
+        f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
+        f'"bids":[{",".join(level_json(p, q) for p, q in bids)}],'
+        f'"asks":[{",".join(level_json(p, q) for p, q in asks)}],'
+        f'"checksum":{checksum},"timestamp":"{timestamp}"}}]}}'
+    )
+
+
+def changes(old: list, new: list, book: dict) -> list[tuple[Decimal, Decimal]]:
+    """The levels of one side's update: new or changed levels in scope, qty 0 for levels gone from the book."""
+    before = dict(old)
+    gone = [(p, Decimal(0)) for p in before if p not in book]
+    return gone + [(p, q) for p, q in new if before.get(p) != q]
+
+
+def instrument_snapshot(symbol: str) -> str:
+    """A v2 instrument snapshot declaring the pair's precision (and another pair's)."""
+    base, quote = symbol.split("/") if "/" in symbol else (symbol, "USD")
+    assets = [{"id": a, "status": "enabled", "precision": 10, "precision_display": 5} for a in (base, quote)]
+    pair = {
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "status": "online",
+        "qty_precision": QTY_PRECISION,
+        "qty_increment": 1e-8,
+        "price_precision": PRICE_PRECISION,
+        "cost_precision": 5,
+        "marginable": False,
+        "has_index": True,
+        "cost_min": 0.5,
+        "tick_size": 0.01,
+        "price_increment": 0.01,
+        "qty_min": 0.0001,
+    }
+    other = pair | {"symbol": f"ETH/{quote}", "base": "ETH", "price_precision": 1, "qty_precision": 6}
+    data = {"assets": assets, "pairs": [other, pair]}
+    return json.dumps({"channel": "instrument", "type": "snapshot", "data": data})
+
+
 class FakeKrakenBook(FakeKraken):
     """FakeKraken (trades, REST) plus `instrument` and a live `book` made from an L2Feed."""
 
@@ -185,7 +228,7 @@ class FakeKrakenBook(FakeKraken):
                 elif channel == "instrument" and method == "subscribe":
                     self.requests.append((time.monotonic(), message))
                     self.ack(conn, message, {"channel": "instrument", "snapshot": True})
-                    conn.send(self.instrument_snapshot())
+                    conn.send(instrument_snapshot(self.symbol))
                 elif channel == "book" and method == "subscribe":
                     self.requests.append((time.monotonic(), message))
                     error = self.book_error(params, book is not None)
@@ -225,44 +268,11 @@ class FakeKrakenBook(FakeKraken):
             return f"Invalid depth {params.get('depth')}"
         return "Already subscribed" if subscribed else None
 
-    def instrument_snapshot(self) -> str:
-        base, quote = self.symbol.split("/")
-        assets = [{"id": a, "status": "enabled", "precision": 10, "precision_display": 5} for a in (base, quote)]
-        pair = {
-            "symbol": self.symbol,
-            "base": base,
-            "quote": quote,
-            "status": "online",
-            "qty_precision": QTY_PRECISION,
-            "qty_increment": 1e-8,
-            "price_precision": PRICE_PRECISION,
-            "cost_precision": 5,
-            "marginable": False,
-            "has_index": True,
-            "cost_min": 0.5,
-            "tick_size": 0.01,
-            "price_increment": 0.01,
-            "qty_min": 0.0001,
-        }
-        other = pair | {"symbol": f"ETH/{quote}", "base": "ETH", "price_precision": 1, "qty_precision": 6}
-        data = {"assets": assets, "pairs": [other, pair]}
-        return json.dumps({"channel": "instrument", "type": "snapshot", "data": data})
-
     def _trades(self, conn: ServerConnection, message: dict) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
             self.subscribed(conn, message)
 
     # --- the book -------------------------------------------------------------------------
-    def book_frame(self, kind: str, bids: list, asks: list, state: Published, book: tuple[list, list]) -> str:
-        """A v2 book frame of these levels; its checksum is that of book, the top levels after it."""
-        checksum = kraken_crc32(book[0], book[1], PRICE_PRECISION, QTY_PRECISION)
-        return (
-            f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{self.symbol}",'
-            f'"bids":[{",".join(level_json(p, q) for p, q in bids)}],'
-            f'"asks":[{",".join(level_json(p, q) for p, q in asks)}],'
-            f'"checksum":{checksum},"timestamp":"{iso(state.ts)}"}}]}}'
-        )
-
     def _book(self, conn: ServerConnection, depth: int, stop: threading.Event) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
             self._send_book(conn, depth, stop)
@@ -270,15 +280,15 @@ class FakeKrakenBook(FakeKraken):
     def _send_book(self, conn: ServerConnection, depth: int, stop: threading.Event) -> None:
         state = self.feed.latest()
         view = best(state.bids, "bid", depth), best(state.asks, "ask", depth)
-        conn.send(self.book_frame("snapshot", *view, state, view))
+        conn.send(book_frame(self.symbol, "snapshot", *view, iso(state.ts), view))
         self.log("snapshot", state)
         last = state.index
         while not stop.is_set():
             for state in self.feed.after(last):
                 last = state.index
                 new = best(state.bids, "bid", depth), best(state.asks, "ask", depth)
-                bids = self.changes(view[0], new[0], state.bids)
-                asks = self.changes(view[1], new[1], state.asks)
+                bids = changes(view[0], new[0], state.bids)
+                asks = changes(view[1], new[1], state.asks)
                 view = new
                 if not bids and not asks:
                     continue
@@ -286,7 +296,7 @@ class FakeKrakenBook(FakeKraken):
                     self.lose_state = None
                     self.log("lost", state)
                     continue
-                conn.send(self.book_frame("update", bids, asks, state, view))
+                conn.send(book_frame(self.symbol, "update", bids, asks, iso(state.ts), view))
                 self.updates_sent += 1
                 self.log("update", state)
                 for at in [at for at in self.inject if state.index >= at]:
@@ -299,9 +309,17 @@ class FakeKrakenBook(FakeKraken):
                     conn.socket.shutdown(socket.SHUT_RDWR)  # abrupt: no close frame
                     return
 
-    @staticmethod
-    def changes(old: list, new: list, book: dict) -> list[tuple[Decimal, Decimal]]:
-        """The levels of one side's update: new or changed levels in scope, qty 0 for levels gone from the book."""
-        before = dict(old)
-        gone = [(p, Decimal(0)) for p in before if p not in book]
-        return gone + [(p, q) for p, q in new if before.get(p) != q]
+
+def book_loop(symbol: str, depth: int, timestamp: str, path: Path = BITSTAMP_L2) -> tuple[str, list[str]]:
+    """v2 frames of the file's book: the snapshot of its first state, then the updates through every state and
+    back to the first, so that the updates can be sent round and round (the benchmark's busy book)."""
+    states = read_l2_states(path)
+    views = [(best(bids, "bid", depth), best(asks, "ask", depth)) for bids, asks in states]
+    snapshot = book_frame(symbol, "snapshot", *views[0], timestamp, views[0])
+    updates = []
+    for i in range(1, len(states) + 1):
+        (old, new), (bids, asks) = (views[i - 1], views[i % len(states)]), states[i % len(states)]
+        changed = changes(old[0], new[0], bids), changes(old[1], new[1], asks)
+        if changed[0] or changed[1]:
+            updates.append(book_frame(symbol, "update", *changed, timestamp, new))
+    return snapshot, updates

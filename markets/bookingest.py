@@ -187,7 +187,9 @@ class BookIngestor:
 
     def disconnected(self) -> None:
         """The connection ended: the book is unknown until the next connection's snapshot."""
-        self.lost("disconnected", 0.0, resync=False)
+        if self.valid:
+            log.info("%s: book lost with the connection", self.market)
+        self.lost("disconnected", 0.0, resync=False, quiet=True)
         self.resync_at = None
 
     # --- windows --------------------------------------------------------------------------
@@ -206,8 +208,8 @@ class BookIngestor:
         due = [bar for bar in self.pending if bar.start + interval <= now]
         if not due:
             return 0
-        del self.pending[: len(due)]
         store_windows(self.market, interval, due)
+        del self.pending[: len(due)]  # only once stored: a failed store keeps them for the next call
         depth = max(len(self.book.bids), len(self.book.asks))
         record_book_status(self.market, depth=depth or None, updated_at=self.last_ts)
         self.stats.windows += len(due)

@@ -188,9 +188,9 @@ class KrakenSource(Source):
         ]
 
     def book_resync_frames(self) -> list[dict]:
-        if self.precision is None:  # not subscribed yet: the instrument snapshot will do it
-            log.warning("kraken %s: no book to resync yet (no instrument data for the pair)", self.market.symbol)
-            return []
+        if self.precision is None:  # the book waits for the precision: ask for the instrument data again
+            log.warning("kraken %s: no instrument data for the pair yet; requesting it again", self.market.symbol)
+            return [self._request("unsubscribe", "instrument"), self._request("subscribe", "instrument", snapshot=True)]
         frames = [self._book("unsubscribe")] if self.book_subscribed else []
         self.book_subscribed = True
         return [*frames, self._book("subscribe")]

@@ -113,6 +113,11 @@ def test_kraken_book_and_instrument_frames_parse():
     source = KrakenSource(market)
     frames = source.subscribe_frames()
     assert [f["params"]["channel"] for f in frames] == ["trade", "instrument"]
+    # Without the precision a resync can only ask for the instrument data again.
+    assert [(f["method"], f["params"]["channel"]) for f in source.book_resync_frames()] == [
+        ("unsubscribe", "instrument"),
+        ("subscribe", "instrument"),
+    ]
     instrument = {
         "channel": "instrument",
         "type": "snapshot",
@@ -135,7 +140,8 @@ def test_kraken_book_and_instrument_frames_parse():
     # The trade ack alone makes the stream live; a rejected book request leaves the trades alone.
     assert source.parse({"method": "subscribe", "success": True, "result": {"channel": "trade"}, "req_id": 1})
     assert source.parse({"method": "subscribe", "success": True, "result": {"channel": "book"}}) is None
-    assert source.parse({"method": "subscribe", "success": False, "error": "Already subscribed", "req_id": 3}) is None
+    rejected = {"method": "subscribe", "success": False, "error": "Already subscribed", "req_id": subscribe["req_id"]}
+    assert source.parse(rejected) is None
     assert "rejected the book subscribe" in source.book_lost
 
     bad = json.loads(VECTOR.read_text())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -18,6 +19,9 @@ from psycopg.errors import UniqueViolation
 from core.bulk import insert_missing, upsert
 from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 from markets.models import Candle, Market, Trade
+
+if TYPE_CHECKING:
+    from markets.bookingest import BookIngestor
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +294,16 @@ class Ingestor:
             log.warning("%s: trade %d refused: %s", self.market, tick.trade_id, reason)
         return [t for t in new if t.trade_id not in ids]
 
-    def finalize_due(self, now: float) -> list[Candle]:
-        """Finalize the windows that ended by now on the clock (quiet markets still get their candles)."""
+    def finalize_due(self, now: float, book: BookIngestor | None = None) -> list[Candle]:
+        """Finalize the windows that ended by now on the clock (quiet markets still get their candles).
+
+        With the market's live book, its book windows of the same clock are
+        stored in the same transaction, and on_commit follows both.
+        """
         with transaction.atomic():
             candles = self._finalize(self.aggregator.close_until(now))
-        self._committed(candles)
+            windows = book.finalize_due(now) if book is not None else 0
+        self._committed(candles, woke=windows > 0)
         return candles
 
     def flush(self) -> list[Candle]:
@@ -359,8 +368,8 @@ class Ingestor:
         empties.update(open=c, high=c, low=c, close=c, amend_pending=True)
         return list(empties.order_by("start"))
 
-    def _committed(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
-        if (candles or amended) and self.on_commit is not None:
+    def _committed(self, candles: list[Candle], amended: list[Candle] | None = None, woke: bool = False) -> None:
+        if (candles or amended or woke) and self.on_commit is not None:
             self.on_commit()
 
 

@@ -24,6 +24,7 @@ from inference.api.serializers import (
     CandleQuerySerializer,
     CandleSerializer,
     HistoryQuerySerializer,
+    MarketDetailSerializer,
     MarketSerializer,
     ModelArtifactDetailSerializer,
     ModelArtifactSerializer,
@@ -149,9 +150,9 @@ class MarketList(generics.ListAPIView):
 
 @extend_schema(parameters=[MARKET_PARAM])
 class MarketDetail(generics.RetrieveAPIView):
-    """One market with its stream state."""
+    """One market with its stream state and latest top of book."""
 
-    serializer_class = MarketSerializer
+    serializer_class = MarketDetailSerializer
 
     def get_object(self) -> Market:
         return market_or_404(self.kwargs["market"])

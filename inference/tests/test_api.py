@@ -82,6 +82,7 @@ def test_markets_list_and_detail_with_stream_state(client, replayed):
     detail = client.get(f"{BASE}/").json()
     assert detail["stream_state"] == "stopped" and detail["interval_s"] == 10
     assert detail["last_trade_at"].endswith("Z")
+    assert detail["book"] is None  # trades only: no book windows
 
 
 @pytest.mark.parametrize("name", ["kraken:BTC-USD", "kraken", "nope:", "kraken:ETH-USD-X"])

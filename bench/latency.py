@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import tempfile
 import threading
 import time
@@ -189,6 +190,10 @@ def main() -> None:
         book = BusyBook(market, args.book) if args.book else None
         grace = Grace()
         late_before = Market.objects.get(pk=market.pk).late_trades
+        # Training took a while: move the live trades (by whole windows) to start now, so the feed has
+        # no backlog that would look like feed lag.
+        behind = max(0, math.ceil((time.time() + 1 - ticks[0].ts.timestamp()) / interval)) * interval
+        ticks = [dataclasses.replace(t, ts=t.ts + timedelta(seconds=behind)) for t in ticks]
         end = ticks[0].ts.timestamp() + args.windows * interval
         mode = settings.CANDLE_GRACE_MODE
         print(f"feeding {args.windows} live windows of {interval}s ({mode} grace) ...", flush=True)

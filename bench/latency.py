@@ -228,6 +228,8 @@ def main() -> None:
     target = 300.0 if mode == "adaptive" else settings.CANDLE_GRACE_S * 1000 + 50
     p99 = percentile(latencies, 99) if latencies else float("inf")
     print(f"predictions received for {len(latencies)} of {args.windows} live windows (the rest were stale)")
+    if not latencies:
+        raise SystemExit("FAIL: no window was predicted before its target time (grace longer than the horizon?)")
     print(f"window end -> websocket client: {summary(latencies)}")
     print(f"pipeline step (features -> prediction published), per run: {summary(pipeline)}")
     print(f"model compute (Prediction.latency_ms): {summary(compute)}")

@@ -168,3 +168,17 @@ def test_a_deleted_token_is_forgotten_at_once(served):
 
     Token.objects.get(key=token).delete()
     assert call(LatestPredictionFastPath(Django()), token)[0] == 299
+
+
+def test_plain_http_goes_to_django_when_https_is_required(served):
+    """SecurityMiddleware redirects plain HTTP: the fast path answers only what Django would not redirect."""
+    token, _, _ = served
+    django = Django()
+    app = LatestPredictionFastPath(django)
+    proxy = ("HTTP_X_FORWARDED_PROTO", "https")
+    with override_settings(SECURE_SSL_REDIRECT=True, SECURE_PROXY_SSL_HEADER=proxy):
+        assert call(app, token, scheme="http")[0] == 299
+        assert call(app, token, scheme="https")[0] == 200
+        assert call(app, token, scheme="http", headers=[(b"x-forwarded-proto", b"https")])[0] == 200
+        assert call(app, token, scheme="https", headers=[(b"x-forwarded-proto", b"http")])[0] == 299
+    assert django.calls == 2

@@ -41,6 +41,13 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 # "X-Forwarded-Proto,https": a request carrying that header value is HTTPS (set only behind a proxy that sets it).
 SECURE_PROXY_SSL_HEADER = proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Sent on every response (cryptopred.middleware): the pages load only this site's own static files, with no
+# inline script or style; data: is for the favicon and Swagger UI's icons; 'self' also covers the websocket.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,6 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
+    "cryptopred.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -74,6 +75,7 @@ def test_answers_like_the_view_without_django(served):
     assert json.loads(body) == expected
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"content-security-policy"] == settings.CONTENT_SECURITY_POLICY.encode()
     assert int(headers[b"content-length"]) == len(body)
 
 

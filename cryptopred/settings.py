@@ -153,7 +153,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "inference.api.authentication.CachedTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "inference.api.authentication.ReadSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["inference.api.permissions.ReadAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.ClientRateThrottle"],
@@ -171,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The schema and the docs are read like the rest of the API (API_ANONYMOUS_READ, tokens, sessions, throttles).
+    "SERVE_PERMISSIONS": ["inference.api.permissions.ReadAccess"],
 }
 
 LOGGING = {

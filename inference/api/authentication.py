@@ -14,9 +14,11 @@ import time
 from django.conf import settings
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from rest_framework.authentication import TokenAuthentication
+from drf_spectacular.authentication import SessionScheme
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import SAFE_METHODS
 
 _valid: dict[str, tuple[tuple, float]] = {}  # key -> ((user, token), when checked on the monotonic clock)
 
@@ -47,3 +49,24 @@ class CachedTokenAuthentication(TokenAuthentication):
 @receiver(post_delete, sender=Token, dispatch_uid="inference.forget_token")
 def forget_token(sender, instance: Token, **kwargs) -> None:
     _valid.pop(instance.key, None)
+
+
+class ReadSessionAuthentication(SessionAuthentication):
+    """A browser session authenticates reads only.
+
+    The API has no write, so a session never needs to authenticate one; and a
+    write with a session cookie but no CSRF token then gets the 405 every other
+    client gets, not DRF's 403 "CSRF Failed" (authentication runs before the
+    permission check).
+    """
+
+    def authenticate(self, request):
+        if request.method not in SAFE_METHODS:
+            return None
+        return super().authenticate(request)
+
+
+class ReadSessionScheme(SessionScheme):
+    """The OpenAPI schema documents the session as drf-spectacular does DRF's own (cookieAuth)."""
+
+    target_class = ReadSessionAuthentication

@@ -72,8 +72,31 @@ def test_invalid_or_inactive_token_is_refused(replayed):
     assert client.get("/api/v1/markets/").status_code == 401
 
 
-def test_writes_are_not_allowed(client, replayed):
-    assert client.post("/api/v1/markets/", {"exchange": "x"}).status_code == 403
+WRITES = ["post", "put", "patch", "delete"]
+
+
+def test_writes_are_405_with_allow_for_every_client(client, django_user_model):
+    session = APIClient(enforce_csrf_checks=True)  # a browser: its session cookie, no CSRF token
+    session.force_login(django_user_model.objects.create_user("trader"))
+    anonymous = APIClient()
+    paths = ["/api/v1/markets/", f"{BASE}/predictions/latest/", f"{BASE}/candles/", "/api/schema/", "/api/docs/"]
+    for who in (client, session, anonymous):
+        for path in paths:
+            for method in WRITES:
+                response = getattr(who, method)(path, {"exchange": "x"}, format="json")
+                assert response.status_code == 405, (method, path, response.content)
+                assert response["Allow"] == "GET, HEAD, OPTIONS", path
+    assert client.options("/api/v1/markets/").status_code == 200
+
+
+def test_schema_and_docs_follow_anonymous_read(client):
+    anonymous = APIClient()
+    for path in ["/api/schema/", "/api/docs/", "/api/docs/?script="]:
+        refused = anonymous.get(path)
+        assert refused.status_code == 401 and refused["WWW-Authenticate"] == "Token", path
+        assert client.get(path).status_code == 200, path
+        with override_settings(API_ANONYMOUS_READ=True):
+            assert anonymous.get(path).status_code == 200, path
 
 
 def test_markets_list_and_detail_with_stream_state(client, replayed):
@@ -243,4 +266,5 @@ def test_openapi_schema_and_docs(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert "/api/v1/markets/{market}/predictions/latest/" in schema["paths"]
     assert "/api/v1/markets/{market}/candles/" in schema["paths"]
+    assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
     assert client.get("/api/docs/").status_code == 200

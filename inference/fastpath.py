@@ -160,11 +160,12 @@ class LatestPredictionFastPath:
             if len(authorization) != 2 or authorization[0] != TokenAuthentication.keyword:
                 return None
             key = authorization[1]
-            if remembered(key, 2 * config.token_cache_s) is None:
+            credentials = remembered(key, 2 * config.token_cache_s)
+            if credentials is None:
                 return None
             if remembered(key, config.token_cache_s) is None:
                 self.recheck(key)  # meanwhile served: a burst of re-checks in Django would stall every client
-            ident, authenticated = token_ident(key), True
+            ident, authenticated = token_ident(credentials[1].pk), True
         elif config.anonymous_read:
             ident, authenticated = address_ident(scope["client"][0] if scope.get("client") else ""), False
         else:

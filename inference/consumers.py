@@ -123,7 +123,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             "ping": self.on_ping,
             "subscribe": self.on_subscribe,
             "unsubscribe": self.on_unsubscribe,
-        }.get(action)
+        }.get(action if isinstance(action, str) else "")  # a list or an object is no action (nor hashable)
         if handler is None:
             await self.error(f"unknown action {excerpt(action)}: expected auth, ping, subscribe or unsubscribe")
             return

@@ -172,6 +172,10 @@ def test_candles_at_a_coarser_interval_merge_the_stored_ones_like_export(client,
     for bad in ("15s", "7", "0s"):
         response = client.get(f"{BASE}/candles/?interval={bad}")
         assert response.status_code == 400 and "interval" in response.json(), bad
+    # Bars past the year 9999 (found by inference/tests/test_fuzz.py): a 400, not a 500.
+    for query in ("interval=10000000d", "interval=1d&start=9999-12-01T00:00:00Z"):
+        response = client.get(f"{BASE}/candles/?{query}")
+        assert response.status_code == 400 and "after the year 9999" in response.json()["interval"][0], query
 
 
 @pytest.mark.parametrize(

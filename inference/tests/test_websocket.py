@@ -277,5 +277,6 @@ def test_a_handshake_to_an_unknown_path_is_404(server):
                 async with connect(server.ws_url(path)):
                     pass
             assert refused.value.response.status_code == 404
+            assert refused.value.response.headers["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
 
     asyncio.run(scenario())

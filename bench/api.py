@@ -69,14 +69,15 @@ def main() -> None:
         raise SystemExit("wrk not found: install it (Debian/Ubuntu: sudo apt-get install wrk)")
     setup_django()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from apitokens.models import ApiToken
     from modeling.models import ModelArtifact
 
     print("replaying real trades to have predictions ...", flush=True)
     market = market_with_history(6000, 1)
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    token = Token.objects.get_or_create(user=user)[0].key
+    ApiToken.objects.filter(user=user, name="bench").delete()  # keys are shown once: a new one per run
+    token = ApiToken.objects.issue(user, "bench").key
     model_id = ModelArtifact.objects.filter(market=market).values_list("pk", flat=True).first()
 
     # Throttling stays on (its Redis round trips are part of the cost), at a rate the load cannot reach.

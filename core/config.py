@@ -56,6 +56,18 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
 
 
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER-style "X-Forwarded-Proto,https" -> ("HTTP_X_FORWARDED_PROTO", "https"); unset -> None."""
+    raw = env_str(name)
+    if not raw:
+        return None
+    header, sep, value = (part.strip() for part in raw.partition(","))
+    if not sep or not header or not value or "," in value:
+        raise ConfigError(f"{name}: expected HEADER,VALUE like X-Forwarded-Proto,https, got {raw!r}")
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else f"HTTP_{meta}"), value
+
+
 def data_dir() -> Path:
     path = Path(env_str("CRYPTOPRED_DATA_DIR", "var"))
     return (path if path.is_absolute() else BASE_DIR / path).resolve()

@@ -19,6 +19,7 @@ from core.config import (
     env_float,
     env_int,
     env_str,
+    proxy_ssl_header,
     required,
 )
 from core.durations import parse_duration
@@ -29,6 +30,25 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
+# HTTPS. Off by default (local `make up` serves plain HTTP on 127.0.0.1); docker-compose.yml turns them on for a
+# deployment behind TLS. `manage.py check --deploy` lists what is still off.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # health probes come over plain HTTP from inside the deployment
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# "X-Forwarded-Proto,https": a request carrying that header value is HTTPS (set only behind a proxy that sets it).
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Sent on every response (cryptopred.middleware): the pages load only this site's own static files, with no
+# inline script or style; data: is for the favicon and Swagger UI's icons; 'self' also covers the websocket.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -37,12 +57,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "cryptopred",
+    "apitokens",
     "markets",
     "features",
     "modeling",
@@ -54,6 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
+    "cryptopred.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -132,7 +153,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "inference.api.authentication.CachedTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "inference.api.authentication.ReadSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["inference.api.permissions.ReadAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.ClientRateThrottle"],
@@ -150,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The schema and the docs are read like the rest of the API (API_ANONYMOUS_READ, tokens, sessions, throttles).
+    "SERVE_PERMISSIONS": ["inference.api.permissions.ReadAccess"],
 }
 
 LOGGING = {

@@ -49,5 +49,7 @@ async def not_found(scope, receive, send) -> None:
         await send({"type": "websocket.close"})
         return
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(NOT_FOUND)).encode())]
+    if settings.CONTENT_SECURITY_POLICY:  # as on every HTTP answer (cryptopred.middleware)
+        headers.append((b"content-security-policy", settings.CONTENT_SECURITY_POLICY.encode()))
     await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": NOT_FOUND})

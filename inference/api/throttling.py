@@ -14,10 +14,10 @@ from functools import cache
 
 from django.conf import settings
 from redis import RedisError
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from apitokens.models import ApiToken
 from core.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def bucket(ident: str, period: int, now: float | None = None) -> tuple[str, floa
     return f"inference:throttle:{ident}:{period}:{window}", (window + 1) * period - now
 
 
-def token_ident(key: str) -> str:
-    return f"token:{key}"
+def token_ident(token_id: int) -> str:
+    """A token's bucket is named by its id: no key, nor anything derived from one, is written to Redis."""
+    return f"token:{token_id}"
 
 
 def address_ident(address: str) -> str:
@@ -79,8 +80,8 @@ def _count_script():
 class ClientRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         authenticated = bool(request.user and request.user.is_authenticated)
-        if isinstance(request.auth, Token):
-            ident = token_ident(request.auth.key)
+        if isinstance(request.auth, ApiToken):
+            ident = token_ident(request.auth.pk)
         elif authenticated:
             ident = f"user:{request.user.pk}"
         else:

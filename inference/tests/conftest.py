@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Min
-from rest_framework.authtoken.models import Token
 
+from apitokens.models import ApiToken
 from core.redis_client import get_redis
 from features.definitions import VERSION
 from features.models import FeatureRow
@@ -110,8 +110,9 @@ def train_model(market: Market) -> ModelArtifact:
 
 
 def api_user(username: str = "bot") -> tuple:
+    """A user and a new token of theirs; the key is token.key (the database holds only its digest)."""
     user = get_user_model().objects.create_user(username)
-    return user, Token.objects.create(user=user)
+    return user, ApiToken.objects.issue(user, "test")
 
 
 class Server:

@@ -42,6 +42,9 @@ def test_malformed_messages_get_error_frames_and_the_connection_stays(server, ma
             assert "JSON object" in (await ask(ws, "[1, 2]"))["error"]
             assert "unknown action 'dance'" in (await ask(ws, {"action": "dance"}))["error"]
             assert "unknown action None" in (await ask(ws, {"channel": "predictions"}))["error"]
+            # Wrong types (found by test_fuzz.py: a list was looked up as a dict key, and the connection closed 1011).
+            assert "unknown action []" in (await ask(ws, {"action": []}))["error"]
+            assert "unknown action {'a': 1}" in (await ask(ws, {"action": {"a": 1}}))["error"]
             assert (await ask(ws, b"\x00\x01"))["type"] == "error"
             assert await ask(ws, {"action": "ping"}) == {"type": "pong"}
 
@@ -274,5 +277,6 @@ def test_a_handshake_to_an_unknown_path_is_404(server):
                 async with connect(server.ws_url(path)):
                     pass
             assert refused.value.response.status_code == 404
+            assert refused.value.response.headers["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
 
     asyncio.run(scenario())

@@ -116,7 +116,7 @@ def stop_postgres(data_dir: Path) -> None:
     try:
         _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        info.process.terminate()
+        info.process.send_signal(signal.SIGINT)  # fast shutdown: SIGTERM (smart) would wait for every client
 
 
 # --- Redis ------------------------------------------------------------------

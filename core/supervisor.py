@@ -1,7 +1,10 @@
 """Run the system's processes in one terminal with prefixed logs.
 
 Each child runs in its own session so that Ctrl-C reaches only the
-supervisor, which then stops the children in order and waits for them.
+supervisor, which then stops the children in order and waits for them. A
+child that exits is restarted after a backoff that grows while it keeps
+failing (a database or Redis outage must not take the system down for good);
+watchers (e.g. of the embedded servers) are polled and restart what they watch.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m"]
 RESET = "\033[0m"
-MAX_RAPID_RESTARTS = 5
+RESTART_BASE_S = 1.0
+RESTART_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a child that ran this long starts again from the shortest backoff
+WATCH_EVERY_S = 2.0
+
+Watcher = Callable[[], str | None]  # restarts what it watches if needed; says so
 
 
 @dataclass
@@ -27,7 +36,8 @@ class Program:
     once: bool = False  # a job that may finish: a clean exit is not restarted
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
-    restarts: list[float] = field(default_factory=list)
+    failures: int = 0  # exits in a row, each after less than STABLE_AFTER_S
+    restart_at: float | None = None  # when the exited child is due to start again
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -41,11 +51,12 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 class Supervisor:
-    def __init__(self, programs: list[Program], out=None):
+    def __init__(self, programs: list[Program], out=None, watchers: dict[str, Watcher] | None = None):
         self.programs = programs
+        self.watchers = watchers or {}
         self.out = out or sys.stdout
         self.stopping = threading.Event()
-        self.width = max(len(p.name) for p in programs)
+        self.width = max(len(name) for name in [*(p.name for p in programs), *self.watchers])
         self.lock = threading.Lock()
         self.color = self.out.isatty()
 
@@ -78,33 +89,48 @@ class Supervisor:
         for line in proc.stdout:
             self.log(program.name, line)
 
-    def run(self) -> int:
-        """Start everything, restart what dies, stop all on SIGINT/SIGTERM."""
+    def run(self) -> None:
+        """Start everything, restart what dies (with backoff), stop all on SIGINT/SIGTERM."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
         for program in self.programs:
             self.start(program)
-        status = 0
+        watched = 0.0
         while not self.stopping.wait(0.5):
+            now = time.monotonic()
+            if self.watchers and now - watched >= WATCH_EVERY_S:
+                self.watch()
+                watched = now
             for program in self.programs:
-                code = program.proc.poll() if program.proc else None
-                if code is None:
-                    continue
-                if code == 0 and program.once:
-                    self.log(program.name, "finished")
-                    program.proc = None
-                    continue
-                now = time.monotonic()
-                program.restarts = [t for t in program.restarts if now - t < 60] + [now]
-                if len(program.restarts) > MAX_RAPID_RESTARTS:
-                    self.log(program.name, f"exited with {code} too often; stopping everything")
-                    status = 1
-                    self.stopping.set()
-                    break
-                self.log(program.name, f"exited with {code}; restarting")
-                self.start(program)
+                self.tend(program, now)
         self.stop()
-        return status
+
+    def tend(self, program: Program, now: float) -> None:
+        """Notice an exit and schedule the restart; start the child when it is due."""
+        if program.restart_at is not None:
+            if now >= program.restart_at:
+                program.restart_at = None
+                self.start(program)
+            return
+        code = program.proc.poll() if program.proc else None
+        if code is None:
+            return
+        if code == 0 and program.once:
+            self.log(program.name, "finished")
+            program.proc = None
+            return
+        program.failures = 1 if now - program.started_at >= STABLE_AFTER_S else program.failures + 1
+        delay = min(RESTART_MAX_S, RESTART_BASE_S * 2 ** (program.failures - 1))
+        program.restart_at = now + delay
+        self.log(program.name, f"exited with {code}; restarting in {delay:.0f}s")
+
+    def watch(self) -> None:
+        for name, watcher in self.watchers.items():
+            try:
+                if message := watcher():
+                    self.log(name, message)
+            except Exception as exc:  # the next round tries again
+                self.log(name, f"{type(exc).__name__}: {exc}")
 
     def stop(self, timeout: float = 15.0) -> None:
         running = [p for p in self.programs if p.proc and p.proc.poll() is None]

@@ -14,6 +14,9 @@ RANGES = [
     ("HEALTH_TIMEOUT_S", lambda v: 0.0 < v <= 10.0, "in (0, 10] seconds"),
     ("STEP_RETRY_BASE_S", lambda v: v > 0, "positive"),
     ("STEP_RETRY_MAX_S", lambda v: v >= settings.STEP_RETRY_BASE_S, "at least STEP_RETRY_BASE_S"),
+    ("CANDLE_GRACE_MODE", lambda v: v in {"adaptive", "fixed"}, "adaptive or fixed"),
+    ("CANDLE_GRACE_QUANTILE", lambda v: 0.5 <= v <= 1.0, "in [0.5, 1]"),
+    ("CANDLE_GRACE_MARGIN_S", lambda v: 0.0 <= v <= settings.CANDLE_GRACE_S, "in [0, CANDLE_GRACE_S]"),
     ("BOOK_DEPTH", lambda v: v in {10, 25, 100, 500, 1000}, "one of Kraken's depths 10, 25, 100, 500, 1000"),
 ]
 

@@ -1,9 +1,16 @@
 """Rolling live metrics of served predictions, always next to persistence.
 
-One implementation for the API and the admin: the newest LIVE_METRICS_WINDOW
-scored predictions of each model (persistence-served predictions form their own
-group, model None) and of the market as a whole, of the market's current
-target (the mid where it has a book, else the close).
+One implementation for the API, the admin and the web pages: the newest
+LIVE_METRICS_WINDOW scored predictions of each served forecaster (each model;
+persistence-served predictions form their own group, model None) and of the
+market as a whole, of the market's current target (the mid where it has a
+book, else the close). Each group says what it covers: how many windows, and
+the made_at of its oldest and newest prediction (since / until).
+
+The 80 % interval coverage counts only predictions that had an interval: a
+zero-width band (lower == upper, persistence before any training run has
+calibrated one) is no interval. interval_rows says how many had one; with none,
+coverage_80 is null.
 
 Next to the price errors, the direction calls: accuracy of the served P(up)
 (> 0.5 calls up) on the windows whose target moved, with its Brier score and
@@ -26,19 +33,40 @@ from modeling.models import ModelArtifact
 COLUMNS = ("price", "lower", "upper", "base_close", "realized", "p_up", "p_up_base")
 
 
-def error_metrics(rows: list[tuple]) -> dict:
+def _iso(value) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
     """Metrics of (price, lower, upper, base_close, realized, p_up, p_up_base) rows: model, persistence, direction.
 
     The same evaluation as training's validation (modeling.evaluation.evaluate), so live
-    and validation figures compare. Persistence predicts no move and has no interval:
-    its directional accuracy is 0.5 by that convention and its coverage is null.
-    direction: the served P(up) on the moved windows that have one, next to the base rate.
+    and validation figures compare; coverage counts only rows with an interval (lower <
+    upper). Persistence predicts no move and has no interval: its directional accuracy
+    is 0.5 by that convention and its coverage is null. made_at (the rows' times) gives
+    since and until. direction: the served P(up) on the moved windows that have one,
+    next to the base rate.
     """
     if not rows:
-        return {"count": 0, "model": None, "persistence": None, "direction": None}
+        return {
+            "count": 0,
+            "since": None,
+            "until": None,
+            "interval_rows": 0,
+            "model": None,
+            "persistence": None,
+            "direction": None,
+        }
     price, lower, upper, base, realized, p_up, p_up_base = np.array(rows, dtype=float).T
     persistence = evaluate(base, realized, base, base, base)
     persistence["coverage_80"] = None
+    model = evaluate(base, realized, price, lower, upper)
+    banded = lower < upper
+    model["coverage_80"] = (
+        float(np.mean((lower[banded] <= realized[banded]) & (realized[banded] <= upper[banded])))
+        if banded.any()
+        else None
+    )
     d = direction_metrics(base, realized, p_up, p_up_base)
     direction = {
         "moved_rows": d["moved_rows"],
@@ -51,10 +79,18 @@ def error_metrics(rows: list[tuple]) -> dict:
     }
     return {
         "count": len(rows),
-        "model": evaluate(base, realized, price, lower, upper),
+        "since": _iso(min(made_at)) if made_at else None,
+        "until": _iso(max(made_at)) if made_at else None,
+        "interval_rows": int(banded.sum()),
+        "model": model,
         "persistence": persistence,
         "direction": direction,
     }
+
+
+def _split(rows: list[tuple]) -> tuple[list[tuple], list]:
+    """(made_at, *COLUMNS) rows -> COLUMNS rows and their made_at."""
+    return [row[1:] for row in rows], [row[0] for row in rows]
 
 
 def _scored(market: Market) -> QuerySet:
@@ -71,12 +107,13 @@ def live_metrics(market: Market) -> dict:
     """The market's live metrics: all served predictions, then per model."""
     window = settings.LIVE_METRICS_WINDOW
     scored = _scored(market)
-    overall = list(scored.order_by("-made_at").values_list(*COLUMNS)[:window])
+    overall = list(scored.order_by("-made_at").values_list("made_at", *COLUMNS)[:window])
     ranked = scored.annotate(
         rank=Window(RowNumber(), partition_by=[F("model_id")], order_by=F("made_at").desc())
     ).filter(rank__lte=window)
     groups: dict = {}
-    for model_id, version, algorithm, *values in ranked.values_list("model_id", "model_version", "algorithm", *COLUMNS):
+    columns = ("model_id", "model_version", "algorithm", "made_at", *COLUMNS)
+    for model_id, version, algorithm, *values in ranked.values_list(*columns):
         groups.setdefault((model_id, version, algorithm), []).append(values)
     return {
         "market": market.name,
@@ -84,9 +121,9 @@ def live_metrics(market: Market) -> dict:
         "horizon": settings.PREDICTION_HORIZON,
         "target": market_target(market),
         "window": window,
-        "served": error_metrics(overall),
+        "served": error_metrics(*_split(overall)),
         "models": [
-            {"served_by": {"id": model_id, "version": version, "algorithm": algorithm}, **error_metrics(rows)}
+            {"served_by": {"id": model_id, "version": version, "algorithm": algorithm}, **error_metrics(*_split(rows))}
             for (model_id, version, algorithm), rows in sorted(groups.items(), key=lambda item: item[0][0] or 0)
         ],
     }
@@ -95,4 +132,4 @@ def live_metrics(market: Market) -> dict:
 def model_live_metrics(artifact: ModelArtifact) -> dict:
     """Live metrics of one model's newest scored predictions."""
     scored = Prediction.objects.filter(model=artifact, realized__isnull=False).order_by("-made_at")
-    return error_metrics(list(scored.values_list(*COLUMNS)[: settings.LIVE_METRICS_WINDOW]))
+    return error_metrics(*_split(list(scored.values_list("made_at", *COLUMNS)[: settings.LIVE_METRICS_WINDOW])))

@@ -23,12 +23,15 @@ class Market(models.Model):
     base = models.CharField(max_length=16)
     quote = models.CharField(max_length=16)
     symbol = models.CharField(max_length=64, help_text="the exchange's own symbol, e.g. ETH/USD on Kraken WS v2")
-    enabled = models.BooleanField(default=False, help_text="stream live trades and serve predictions")
+    enabled = models.BooleanField(
+        default=False, help_text="stream live trades (exchanges with a live source) and list on the overview"
+    )
     interval_s = models.PositiveIntegerField(default=10, help_text="candle interval in seconds")
     stream_state = models.CharField(max_length=16, choices=StreamState.choices, default=StreamState.STOPPED)
     stream_detail = models.CharField(max_length=500, blank=True)
     stream_updated_at = models.DateTimeField(null=True, blank=True)
     last_trade_at = models.DateTimeField(null=True, blank=True)
+    late_trades = models.PositiveBigIntegerField(default=0, help_text="trades that arrived after their window closed")
     backfill_cursor = models.CharField(max_length=64, blank=True, help_text="REST resume cursor")
     book_depth = models.PositiveIntegerField(default=0, help_text="order-book levels per side kept (0: no book)")
     book_updated_at = models.DateTimeField(null=True, blank=True, help_text="time of the last order-book change")

@@ -17,6 +17,7 @@ def evaluate(close: np.ndarray, actual: np.ndarray, price: np.ndarray, lower: np
     return {
         "rows": len(close),
         "rmse": float(np.sqrt(np.mean(err**2))),
+        "rmse_bps": float(np.sqrt(np.mean((err / close) ** 2)) * 1e4),
         "mae": float(np.mean(np.abs(err))),
         "mae_bps": float(np.mean(np.abs(err) / close) * 1e4),
         "directional_accuracy": float(np.mean(agree[moved])) if moved.any() else None,

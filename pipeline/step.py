@@ -37,6 +37,7 @@ from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import services
 from inference.models import Prediction
+from markets.ingest import series
 from markets.models import BookWindow, Candle, Market
 from pipeline.models import StepStatus
 
@@ -111,7 +112,7 @@ class MarketStep:
     def _advance(self, stats: StepStats) -> bool:
         """Features, publication, predictions and scoring of the next final windows; True if more may wait."""
         market = self.market
-        candles, windows = self._next_windows()
+        candles, windows, more = self._next_windows()
         rows: list[FeatureRow] = []
         if windows:
             first, last = windows[0], windows[-1]
@@ -129,32 +130,42 @@ class MarketStep:
         self._predict(rows, stats)
         if windows:
             stats.scored += services.score_windows(market, market.interval_s, windows)
-        return len(windows) == MAX_WINDOWS
+        return more
 
-    def _next_windows(self) -> tuple[list[Candle], list[datetime]]:
-        """The next final windows without features (at most MAX_WINDOWS) and their candles.
+    def _next_windows(self) -> tuple[list[Candle], list[datetime], bool]:
+        """The next run of final windows without features, their candles, and whether more may wait.
 
         v1: the final candles. v2: the windows with a final candle or a book
         window, up to the earlier of the last final candle and the last book window.
+        At most MAX_WINDOWS, and one run of consecutive windows at a time: no
+        computation spans a gap between two series.
         """
         market, after = self.market, self.features_until
         candles = Candle.objects.filter(market=market, interval_s=market.interval_s, final=True)
         if after is not None:
             candles = candles.filter(start__gt=after)
         if self.version != definitions.BOOK_VERSION:
-            found = list(candles.order_by("start")[:MAX_WINDOWS])
-            return found, [c.start for c in found]
+            fetched = list(candles.order_by("start")[:MAX_WINDOWS])
+            run = next(series(fetched, market.interval_s), [])
+            return run, [c.start for c in run], len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
         books = BookWindow.objects.filter(market=market, interval_s=market.interval_s)
         if after is not None:
             books = books.filter(start__gt=after)
         marks = [qs.order_by("-start").values_list("start", flat=True).first() for qs in (candles, books)]
         if None in marks:
-            return [], []
+            return [], [], False
         ready = min(marks)
         found = list(candles.filter(start__lte=ready).order_by("start")[:MAX_WINDOWS])
         book_starts = books.filter(start__lte=ready).order_by("start").values_list("start", flat=True)[:MAX_WINDOWS]
-        windows = sorted({c.start for c in found} | set(book_starts))[:MAX_WINDOWS]
-        return [c for c in found if c.start <= windows[-1]], windows
+        fetched = sorted({c.start for c in found} | set(book_starts))[:MAX_WINDOWS]
+        step = timedelta(seconds=market.interval_s)
+        run = fetched[:1]
+        for window in fetched[1:]:
+            if window - run[-1] != step:
+                break
+            run.append(window)
+        more = len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
+        return [c for c in found if c.start <= run[-1]], run, more
 
     def _predict(self, rows: list[FeatureRow], stats: StepStats) -> None:
         """Predict every feature row after the prediction watermark (rows: the ones just computed)."""

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("markets/<str:name>/", views.market_detail, name="market"),
     path("markets/<str:name>/model/", views.market_model, name="market-model"),
+    path("markets/<str:name>/accuracy/", views.market_accuracy, name="market-accuracy"),
     path("models/", views.models, name="models"),
 ]

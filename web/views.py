@@ -23,17 +23,28 @@ def market_or_404(name: str) -> Market:
         raise Http404(str(exc)) from None
 
 
+def range_context(market: Market) -> dict:
+    """Each chart range with the candle interval drawn for it."""
+    ranges = {}
+    for key in services.RANGES:
+        seconds = services.chart_interval(market, key)
+        ranges[key] = {"interval": seconds, "label": services.interval_label(seconds)}
+    return ranges
+
+
 @read_access
 def market_detail(request, name: str):
     market = market_or_404(name)
     chart_range = request.GET.get("range", services.DEFAULT_RANGE)
     if chart_range not in services.RANGES:
         chart_range = services.DEFAULT_RANGE
+    ranges = range_context(market)
     context = {
         "summary": services.summarize(market),
         "recent": services.recent_predictions(market),
-        "ranges": services.RANGES,
+        "ranges": ranges,
         "chart_range": chart_range,
+        "chart": ranges[chart_range],
         "nav": "overview",
     }
     return render(request, "web/market.html", context)
@@ -42,8 +53,17 @@ def market_detail(request, name: str):
 @read_access
 def market_model(request, name: str):
     """The "model in use" card alone: the market page reloads it when a prediction names another model."""
-    model = services.active_model(market_or_404(name))
-    return render(request, "web/_model_card.html", {"model": model})
+    market = market_or_404(name)
+    summary = services.summarize(market)
+    return render(request, "web/_model_card.html", {"model": summary.active_model, "notes": summary.notes})
+
+
+@read_access
+def market_accuracy(request, name: str):
+    """Live accuracy per served forecaster alone (the market page's table, or ?line=1 the overview card's line)."""
+    summary = services.summarize(market_or_404(name))
+    template = "web/_accuracy_line.html" if request.GET.get("line") else "web/_accuracy.html"
+    return render(request, template, {"summary": summary})
 
 
 @read_access

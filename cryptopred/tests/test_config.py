@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -81,3 +82,38 @@ def test_urls_are_translated_for_each_client():
         database_config("postgresql://u@h:5432")
     with pytest.raises(ConfigError, match="without a socket path"):
         check_redis_url("unix://")
+
+
+def test_a_command_on_a_fresh_data_dir_migrates_the_embedded_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "export_candles", "--market", "gemini:ETH-USD"],
+        cwd=ROOT,
+        env={**env, "CRYPTOPRED_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr
+    assert "applying" in result.stderr and "migration(s) to the embedded database" in result.stderr
+    assert "unknown market 'gemini:ETH-USD'" in result.stderr  # the command itself ran, on migrated tables
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate():
+    import psycopg
+    from django.conf import settings
+
+    url = urlsplit(settings.DATABASE_URL)
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS cryptopred_unmigrated")
+        conn.execute("CREATE DATABASE cryptopred_unmigrated")
+    try:
+        fresh = url._replace(path="/cryptopred_unmigrated").geturl()
+        result = manage("export_candles", "--market", "gemini:ETH-USD", DATABASE_URL=fresh)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS cryptopred_unmigrated WITH (FORCE)")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "run `.venv/bin/python manage.py migrate` first" in lines[0], result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,8 +21,10 @@ from rest_framework.views import APIView
 
 from core.redis_client import get_redis
 from inference.api.serializers import (
+    CandleQuerySerializer,
     CandleSerializer,
     HistoryQuerySerializer,
+    MarketDetailSerializer,
     MarketSerializer,
     ModelArtifactDetailSerializer,
     ModelArtifactSerializer,
@@ -30,7 +33,9 @@ from inference.api.serializers import (
 )
 from inference.metrics import live_metrics
 from inference.services import encode, latest_key
-from markets.models import Market
+from markets.candles import epoch_to_datetime, merge
+from markets.ingest import bar_from_candle
+from markets.models import Candle, Market
 from markets.services import MarketError, get_market
 from modeling.models import ModelArtifact
 
@@ -108,6 +113,33 @@ class NewestFirstPagination(Pagination):
     ordering = "-id"
 
 
+def aggregate_candle(market: Market, interval_s: int, start: int, candles: list[Candle]) -> Candle:
+    """Consecutive stored candles as one longer, unsaved Candle (open of the first, close of the last, …)."""
+    bars = []
+    for candle in candles:
+        bar = bar_from_candle(candle)
+        bar.notional = candle.vwap * candle.volume if candle.vwap is not None else Decimal(0)
+        bars.append(bar)
+    merged = merge(bars, start)
+    complete = len(candles) == interval_s // market.interval_s
+    return Candle(
+        market=market,
+        interval_s=interval_s,
+        start=epoch_to_datetime(start),
+        open=merged.open,
+        high=merged.high,
+        low=merged.low,
+        close=merged.close,
+        volume=merged.volume,
+        buy_volume=merged.buy_volume,
+        sell_volume=merged.sell_volume,
+        trades=merged.trades,
+        vwap=merged.vwap,
+        final=complete and all(c.final for c in candles),
+        amended=sum(c.amended for c in candles),
+    )
+
+
 class MarketList(generics.ListAPIView):
     """All markets with their stream state."""
 
@@ -118,9 +150,9 @@ class MarketList(generics.ListAPIView):
 
 @extend_schema(parameters=[MARKET_PARAM])
 class MarketDetail(generics.RetrieveAPIView):
-    """One market with its stream state."""
+    """One market with its stream state and latest top of book."""
 
-    serializer_class = MarketSerializer
+    serializer_class = MarketDetailSerializer
 
     def get_object(self) -> Market:
         return market_or_404(self.kwargs["market"])
@@ -142,9 +174,9 @@ class HistoryView(generics.ListAPIView):
         return queryset
 
 
-@extend_schema(parameters=[MARKET_PARAM, HistoryQuerySerializer])
+@extend_schema(parameters=[MARKET_PARAM, CandleQuerySerializer])
 class CandleList(HistoryView):
-    """The market's candles at its interval, oldest first."""
+    """The market's candles, oldest first: stored ones at its interval, or ?interval= aggregated from them."""
 
     serializer_class = CandleSerializer
     pagination_class = TimeOrderedPagination
@@ -152,6 +184,57 @@ class CandleList(HistoryView):
 
     def related(self, market: Market):
         return market.candles.filter(interval_s=market.interval_s)
+
+    def list(self, request, *args, **kwargs):
+        market = market_or_404(self.kwargs["market"])
+        query = validated_query(CandleQuerySerializer, request)
+        interval_s = query.get("interval", market.interval_s)
+        if interval_s % market.interval_s:
+            raise ValidationError(
+                {"interval": [f"must be a multiple of the market's interval ({market.interval_s} s)"]}
+            )
+        if interval_s == market.interval_s:
+            return super().list(request, *args, **kwargs)
+        if "cursor" in query:
+            raise ValidationError({"cursor": ["not used with interval: the next page is given by start"]})
+        return self.aggregated(request, market, interval_s, query)
+
+    def aggregated(self, request, market: Market, interval_s: int, query: dict) -> Response:
+        """One page of candles merged from the stored ones (markets.candles.merge, as export_candles does).
+
+        A bar covers [t, t + interval) aligned to the epoch; the first is the first whose start is at or after
+        ?start. A page holds at most ?limit bars; next is the same query from the following bar on.
+        """
+        limit = query.get("limit") or settings.API_PAGE_SIZE
+        stored = self.related(market)
+        start = query.get("start")
+        if start is None:
+            first = stored.order_by("start").values_list("start", flat=True).first()
+            if first is None:
+                return Response({"next": None, "previous": None, "results": []})
+            start = first
+        begin = -(-int(start.timestamp()) // interval_s) * interval_s  # the first bar starting at or after start
+        stop = begin + limit * interval_s
+        end = query.get("end")
+        last = int(end.timestamp()) // interval_s * interval_s if end is not None else None  # bars wholly before end
+        if last is not None:
+            stop = min(stop, last)
+        try:  # a long interval (or a start near the year 9999) puts the page's bars past what a datetime holds
+            first_bar, stop_at = epoch_to_datetime(begin), epoch_to_datetime(max(stop, begin))
+        except (ValueError, OverflowError, OSError):
+            raise ValidationError({"interval": ["this page of bars would end after the year 9999"]}) from None
+        rows = list(stored.filter(start__gte=first_bar, start__lt=stop_at).order_by("start"))
+        groups: dict[int, list[Candle]] = {}
+        for candle in rows:
+            groups.setdefault(int(candle.start.timestamp()) // interval_s * interval_s, []).append(candle)
+        results = [aggregate_candle(market, interval_s, bar_start, group) for bar_start, group in groups.items()]
+        more = (last is None or stop < last) and stored.filter(start__gte=stop_at).exists()
+        next_url = None
+        if more:
+            params = request.query_params.copy()
+            params["start"] = stop_at.isoformat().replace("+00:00", "Z")
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+        return Response({"next": next_url, "previous": None, "results": CandleSerializer(results, many=True).data})
 
 
 @extend_schema(parameters=[MARKET_PARAM, HistoryQuerySerializer])

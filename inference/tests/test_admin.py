@@ -21,6 +21,9 @@ def test_prediction_changelist_shows_live_metrics(market, parts, django_capture_
     page = response.content.decode()
     served = live_metrics(market)["served"]
     assert "Live metrics" in page and "kraken:ETH-USD" in page
-    assert f"<td>{served['count']}</td>" in page
-    assert f"{served['model']['rmse']:.6f}" in page
+    assert f"<td>{served['count']:,}</td>" in page
+    assert f"<td>{served['model']['rmse_bps']:.2f}</td>" in page  # errors in basis points
+    assert served["since"][:19].replace("T", " ") in page  # what the figures cover
+    # Persistence before any training run had no band: never an 80 % coverage.
+    assert served["interval_rows"] == 0 and "no interval yet" in page
     assert client.get("/admin/inference/prediction/add/").status_code == 403  # written by the pipeline only

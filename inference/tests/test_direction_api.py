@@ -94,8 +94,8 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     browser = Client()
     browser.force_login(admin)
     page = browser.get("/admin/inference/prediction/").content.decode()
-    assert "P(up) calls right" in page and f"{direction['accuracy']:.3f}" in page
-    assert f"{direction['base_rate_accuracy']:.3f}" in page
+    assert "P(up) calls right" in page and f"{100 * direction['accuracy']:.1f} %" in page
+    assert f"{100 * direction['base_rate_accuracy']:.1f} %" in page
     page = browser.get("/admin/modeling/modelartifact/").content.decode()
     assert "P(up) Brier vs base rate" in page and artifact.direction_source in page
 

@@ -31,24 +31,35 @@ def direct(predictions: list[Prediction]) -> dict:
         return {
             "rows": n,
             "rmse": math.sqrt(sum(e * e for e in errors) / n),
+            "rmse_bps": math.sqrt(
+                sum((e / float(p.base_close)) ** 2 for e, p in zip(errors, predictions, strict=True)) / n
+            )
+            * 1e4,
             "mae": sum(abs(e) for e in errors) / n,
             "mae_bps": sum(abs(e) / float(p.base_close) for e, p in zip(errors, predictions, strict=True)) / n * 1e4,
             "directional_accuracy": sum(agree) / len(moved) if moved else None,
             "moved_rows": len(moved),
-            "coverage_80": sum(lower(p) <= p.realized <= upper(p) for p in predictions) / n,
+            # Only predictions with an interval: a zero-width band is none.
+            "coverage_80": sum(lower(p) <= p.realized <= upper(p) for p in banded) / len(banded) if banded else None,
         }
+
+    banded = [p for p in predictions if p.lower < p.upper]
 
     persistence = side(lambda p: p.base_close, lambda p: p.base_close, lambda p: p.base_close)
     persistence["coverage_80"] = None
     return {
         "count": len(predictions),
+        "interval_rows": len(banded),
+        "since": min(p.made_at for p in predictions).isoformat().replace("+00:00", "Z"),
+        "until": max(p.made_at for p in predictions).isoformat().replace("+00:00", "Z"),
         "model": side(lambda p: p.price, lambda p: p.lower, lambda p: p.upper),
         "persistence": persistence,
     }
 
 
 def assert_close(actual: dict, expected: dict) -> None:
-    assert actual["count"] == expected["count"]
+    for key in ("count", "interval_rows", "since", "until"):
+        assert actual[key] == expected[key], key
     for side in ("model", "persistence"):
         for name, value in expected[side].items():
             if value is None:
@@ -83,11 +94,17 @@ def test_live_metrics_equal_a_direct_computation(market, parts):
     # Served by persistence, the model and persistence columns coincide.
     assert groups[None]["model"]["rmse"] == groups[None]["persistence"]["rmse"]
     assert groups[None]["persistence"]["directional_accuracy"] == 0.5
+    # Persistence served before any training run had no band: never counted as inside an 80 % interval.
+    assert groups[None]["interval_rows"] == 0 and groups[None]["model"]["coverage_80"] is None
+    assert groups[artifact.pk]["interval_rows"] == groups[artifact.pk]["count"]
 
 
 def test_no_scored_predictions_yet(market):
     metrics = live_metrics(market)
-    assert metrics["served"] == {"count": 0, "model": None, "persistence": None, "direction": None}
+    assert metrics["served"] == {
+        "count": 0, "since": None, "until": None, "interval_rows": 0, "model": None, "persistence": None,
+        "direction": None,
+    }  # fmt: skip
     assert metrics["models"] == []
 
 

@@ -25,6 +25,11 @@ def streamed_markets() -> QuerySet[Market]:
     return Market.objects.filter(enabled=True, exchange__in=list(live_sources()))
 
 
+def is_streamed(market: Market) -> bool:
+    """Enabled on an exchange with a live source: a stream feeds it. Other markets are fed by replays."""
+    return market.enabled and market.exchange in live_sources()
+
+
 def source_for(market: Market) -> Source:
     """The live source of a market's exchange; a clear error for exchanges without one."""
     sources = live_sources()

@@ -34,8 +34,9 @@ class FakeKraken:
         published: int = 0,
         end_at: datetime | None = None,
     ):
-        """rows: real trades; their times are shifted so the last one is at end_at (default: 1 min ago)."""
-        shift = (end_at or datetime.now(UTC) - timedelta(minutes=1)) - datetime.fromisoformat(rows[-1]["ts"])
+        """rows: real trades (or none); their times are shifted so the last one is at end_at (default: 1 min ago)."""
+        end = end_at or datetime.now(UTC) - timedelta(minutes=1)
+        shift = end - datetime.fromisoformat(rows[-1]["ts"]) if rows else timedelta(0)
         self.rows = [{**r, "ts": datetime.fromisoformat(r["ts"]) + shift} for r in rows]
         self.symbol, self.pair = symbol, pair
         self.published = published
@@ -47,6 +48,7 @@ class FakeKraken:
         self.rate_limited = 0  # next N REST calls answer "EGeneral:Too many requests"
         self.garbage = []  # raw frames sent once after the next subscribe ack
         self.live = False  # True: each trade is stamped with the time it is sent, as on a live feed
+        self.late: dict[int, float] = {}  # live: row index -> seconds its stamp lags the time it is sent
         self.connections = 0
         self.rest_calls = 0
 
@@ -117,8 +119,8 @@ class FakeKraken:
                 batch = self.rows[sent : sent + self.chunk]
                 if self.live:
                     stamp = datetime.now(UTC)
-                    for row in batch:
-                        row["ts"] = stamp
+                    for k, row in enumerate(batch, start=sent):
+                        row["ts"] = stamp - timedelta(seconds=self.late.get(k, 0.0))
                 sent += len(batch)
                 self.published = max(self.published, sent)
             if batch:

@@ -141,7 +141,7 @@ def test_target_mid_needs_a_book(transactional_db):
 
 # --- backtest -------------------------------------------------------------------------------------------------------
 
-ARGS = ["--market", MARKET, "--target", "mid", "--train-window", "1h", "--first-retrain", "40m"]
+ARGS = ["--market", MARKET, "--target", "mid", "--start", "2015-05-01T00:40:00Z", "--train-window", "1h"]
 ARGS += ["--retrain-every", "30m", "--min-rows", "150", "--end", "2015-05-01T01:40:00Z", "--json"]
 
 

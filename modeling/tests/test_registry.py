@@ -83,7 +83,9 @@ def test_admin_actions_are_audited(eth, two_models, client):
     url = "/admin/modeling/modelartifact/"
     listing = client.get(url + "?status__exact=rejected")
     assert listing.status_code == 200
-    assert str(round(a.metrics["persistence"]["rmse"], 6)) in listing.content.decode()  # metrics in the list
+    page = listing.content.decode()
+    assert f"{a.metrics['model']['rmse_bps']:.2f} / {a.metrics['persistence']['rmse_bps']:.2f}" in page  # in bp
+    assert "| cryptopred admin</title>" in page
 
     client.post(url, {"action": "promote", "_selected_action": [a.pk]})
     client.post(url, {"action": "promote", "_selected_action": [b.pk]})
@@ -97,6 +99,32 @@ def test_admin_actions_are_audited(eth, two_models, client):
     # Errors are messages, not tracebacks.
     response = client.post(url, {"action": "retire", "_selected_action": [b.pk]}, follow=True)
     assert "already retired" in response.content.decode()
+
+
+def test_model_page_is_read_only_with_status_buttons_audited_like_the_actions(eth, two_models, client):
+    a, b = two_models
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(admin)
+    page = client.get(f"/admin/modeling/modelartifact/{b.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and 'name="_continue"' not in page  # nothing to save
+    assert "deletelink" not in page and f"/{b.pk}/delete/" not in page
+    assert "cryptopred admin" in page and "Django administration" not in page
+    for action in ("promote", "rollback", "retire"):
+        assert f'formaction="/admin/modeling/modelartifact/{b.pk}/change-status/{action}/"' in page
+
+    response = client.post(f"/admin/modeling/modelartifact/{a.pk}/change-status/promote/", follow=True)
+    assert response.redirect_chain[-1][0] == f"/admin/modeling/modelartifact/{a.pk}/change/"
+    client.post(f"/admin/modeling/modelartifact/{b.pk}/change-status/promote/")
+    assert serving.get_served_model(eth, 60, 1).artifact_id == b.pk
+    client.post(f"/admin/modeling/modelartifact/{b.pk}/change-status/rollback/")
+    assert serving.get_served_model(eth, 60, 1).artifact_id == a.pk
+    events = ModelEvent.objects.filter(actor=admin)
+    assert events.filter(action="promote", reason=f"promoted by {admin}").count() == 2  # as the list action says
+    assert events.filter(action="rollback").count() == 2
+    response = client.post(f"/admin/modeling/modelartifact/{b.pk}/change-status/retire/", follow=True)
+    assert "already retired" in response.content.decode()
+    assert client.get(f"/admin/modeling/modelartifact/{b.pk}/change-status/retire/").status_code == 405
+    assert client.post(f"/admin/modeling/modelartifact/{b.pk}/change-status/delete/").status_code == 403
 
 
 def test_served_persistence_is_the_latest_run_band_and_leaves_no_garbage(eth, two_models):

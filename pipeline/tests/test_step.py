@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,6 +28,7 @@ from pipeline.services import replay, stream_runner
 pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = read_rows(KRAKEN_BTCUSDT)[:1000]
 GRACE_S = 0.3
+ONE = timedelta(seconds=1)
 
 
 @pytest.fixture
@@ -185,3 +186,29 @@ def test_a_model_that_cannot_be_loaded_serves_persistence_and_records_an_event()
     assert set(predictions.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
     event = ModelEvent.objects.get(artifact=model, action="serve failed")
     assert "not loaded" in event.reason
+
+
+def test_adaptive_grace_closes_early_and_a_late_trade_still_amends_refreshes_and_rescores(live, market, settings):
+    settings.CANDLE_GRACE_S = 2.0  # the most a window may wait; the feed's lag decides
+    settings.CANDLE_GRACE_MODE = "adaptive"
+    late_row = 700
+    live.late = {late_row: 2.5}  # stamped 2.5 s before it is sent: its window closed long ago
+    started = time.time()
+    seen = stream_until(market, lambda: all_stored(market) and Market.objects.get(pk=market.pk).late_trades)
+
+    lags = sorted(at - (start.timestamp() + 1) for start, at in seen.items() if start.timestamp() > started + 1)
+    assert len(lags) >= 5 and lags[len(lags) // 2] < 0.5, lags  # not the 2 s a fixed grace would wait
+    market.refresh_from_db()
+    assert market.late_trades == 1
+    trade = Trade.objects.get(market=market, trade_id=int(ROWS[late_row]["trade_id"]))
+    window = datetime.fromtimestamp(int(trade.ts.timestamp()), UTC)
+    candle = Candle.objects.get(market=market, start=window)
+    assert candle.amended == 1 and not candle.amend_pending  # amended, and the step has caught up with it
+    # The feature rows that read the amended window equal a fresh computation, and so do the scores.
+    stored = {r.start: r.values for r in FeatureRow.objects.filter(market=market, start__gte=window)}
+    batch = engine.compute_features(market, 1, window, max(stored))
+    for i, start in enumerate(batch.starts):
+        if start in stored:
+            assert stored[start] == batch.values(i), start
+    scored = Prediction.objects.filter(market=market, target_time=window + ONE)
+    assert all(p.realized == candle.close for p in scored)

@@ -1,20 +1,50 @@
-/* Shared formatting for the trader pages; mirrors web/templatetags/web_format.py. */
+/* Shared formatting for the trader pages; mirrors web/templatetags/web_format.py:
+   prices at the market's decimals, errors in basis points, friendly model labels, "—" for nothing. */
 (function () {
   "use strict";
-  const grouped = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const formats = new Map();
+  const LABELS = { hist_gradient_boosting: "Gradient boosting", ridge: "Ridge", persistence: "Persistence" };
 
-  function price(value) {
-    if (value === null || value === undefined || value === "") return "—";
-    const n = Number(value);
-    return Math.abs(n) >= 1 ? grouped.format(n) : String(Number(n.toPrecision(6)));
+  function empty(value) {
+    return value === null || value === undefined || value === "";
+  }
+
+  function price(value, decimals = 2) {
+    if (empty(value)) return "—";
+    const places = Number(decimals);
+    if (!formats.has(places)) {
+      formats.set(places, new Intl.NumberFormat("en-US", { minimumFractionDigits: places, maximumFractionDigits: places }));
+    }
+    return formats.get(places).format(Number(value));
+  }
+
+  /* A zero-width band is no 80 % interval. */
+  function interval(lower, upper, decimals) {
+    if (empty(lower) || empty(upper)) return "—";
+    return Number(lower) >= Number(upper) ? "no interval yet" : `${price(lower, decimals)} – ${price(upper, decimals)}`;
+  }
+
+  /* Predicted minus realized, in basis points of the close the prediction started from. */
+  function errorBps(p) {
+    if (empty(p.realized) || empty(p.last_close) || !Number(p.last_close)) return "—";
+    const bp = ((Number(p.price) - Number(p.realized)) / Number(p.last_close)) * 1e4;
+    return `${bp >= 0 ? "+" : "-"}${Math.abs(bp).toFixed(2)}`;
+  }
+
+  function modelLabel(model) {
+    if (!model || !model.id) return "Persistence";
+    const name = LABELS[model.algorithm] || model.algorithm.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+    return `${name} v${model.version}`;
   }
 
   function percent(value) {
-    return value === null || value === undefined ? "—" : `${(100 * value).toFixed(1)} %`;
+    return empty(value) ? "—" : `${(100 * value).toFixed(1)} %`;
   }
 
-  function metric(value) {
-    return value === null || value === undefined ? "—" : String(Number(value.toPrecision(4)));
+  /* The market's price decimals, from the nearest element that carries them. */
+  function decimalsOf(el) {
+    const holder = el.closest("[data-decimals]") || el.querySelector("[data-decimals]");
+    return holder ? Number(holder.dataset.decimals) : 2;
   }
 
   /* ISO-8601 "...Z" -> UNIX seconds (the chart's time unit). */
@@ -38,7 +68,7 @@
   }
 
   function direction(predicted, from) {
-    if (from === null || from === undefined) return "flat";
+    if (empty(predicted) || empty(from)) return null;
     const p = Number(predicted), b = Number(from);
     return p > b ? "up" : p < b ? "down" : "flat";
   }
@@ -47,17 +77,18 @@
 
   /* Fill the elements marked data-field inside root, as the server templates do. */
   function showPrediction(root, msg, lastClose) {
+    const d = decimalsOf(root);
     const set = (field, text) => root.querySelectorAll(`[data-field="${field}"]`).forEach((el) => { el.textContent = text; });
-    set("pred-price", price(msg.price));
-    set("pred-interval", `${price(msg.lower)} – ${price(msg.upper)}`);
+    set("pred-price", price(msg.price, d));
+    set("pred-interval", interval(msg.lower, msg.upper, d));
     set("target-time", `for ${clock(msg.target_time)}`);
     const dir = direction(msg.price, msg.last_close ?? lastClose);
     root.querySelectorAll('[data-field="direction"]').forEach((el) => {
-      el.innerHTML = `<span class="dir dir-${dir}"><span aria-hidden="true">${ARROWS[dir]}</span> ${dir}</span>`;
+      el.innerHTML = dir ? `<span class="dir dir-${dir}"><span aria-hidden="true">${ARROWS[dir]}</span> ${dir}</span>` : "—";
     });
-    const model = msg.model && msg.model.id ? `${msg.model.algorithm} v${msg.model.version}` : null;
+    const model = msg.model && msg.model.id ? modelLabel(msg.model) : null;
     root.querySelectorAll('[data-field="model"]').forEach((el) => {
-      el.innerHTML = model ? "" : '<span class="persistence">persistence (no active model)</span>';
+      el.innerHTML = model ? "" : '<span class="persistence">Persistence (no active model)</span>';
       if (model) el.textContent = model;
     });
   }
@@ -100,7 +131,7 @@
   }
 
   window.Cryptopred = Object.assign(window.Cryptopred || {}, {
-    fmt: { price, percent, metric, unix, clock, stamp, age, direction },
+    fmt: { price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, direction, decimalsOf },
     showPrediction, showMarketState, tickAges, getJSON, getAllPages,
   });
 })();

@@ -1,4 +1,6 @@
-/* Market page: candles + predicted price and 80 % band on a Lightweight Charts chart, kept live over the websocket. */
+/* Market page: candles + predicted price and 80 % band on a Lightweight Charts chart, kept live over the websocket.
+   Each range is drawn whole at the candle interval its button names (coarser candles merged server-side by the
+   candles API's ?interval=); live candles of the market's interval are merged into the newest bar here. */
 (function () {
   "use strict";
   const C = window.Cryptopred;
@@ -9,9 +11,11 @@
   const chartEl = document.getElementById("chart");
   const statusEl = document.getElementById("chart-status");
   const market = root.dataset.market;
-  const interval = Number(root.dataset.interval);
+  const interval = Number(root.dataset.interval); // the market's candle interval (s)
+  const decimals = Number(root.dataset.decimals);
   const api = `/api/v1/markets/${encodeURIComponent(market)}`;
   let range = chartEl.dataset.range;
+  let barInterval = Number(chartEl.dataset.interval); // the interval drawn (s), a multiple of the market's
   let lastCandle = root.dataset.lastCandle ? C.fmt.unix(root.dataset.lastCandle) : null;
   let lastClose = null;
 
@@ -21,26 +25,47 @@
     layout: { background: { color: "#ffffff" }, textColor: "#16181d", attributionLogo: false },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     rightPriceScale: { borderColor: "#d5d9e0" },
-    timeScale: { borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true },
+    timeScale: { borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true, minBarSpacing: 0.5 },
+    localization: { priceFormatter: (p) => C.fmt.price(p, decimals) },
+  });
+  // Band and prediction first, candles last: the candles are drawn on top and stay visible under the line.
+  const band = { color: "#7a5cc2", lineWidth: 1, lineStyle: LC.LineStyle.Dashed, lastValueVisible: false, priceLineVisible: false };
+  const lowerSeries = chart.addSeries(LC.LineSeries, band);
+  const upperSeries = chart.addSeries(LC.LineSeries, band);
+  const predSeries = chart.addSeries(LC.LineSeries, {
+    color: "rgba(31, 95, 191, 0.6)", lineWidth: 1, title: "predicted", crosshairMarkerVisible: false,
   });
   const candleSeries = chart.addSeries(LC.CandlestickSeries, {
     upColor: "#0a7a3d", downColor: "#b3261e", wickUpColor: "#0a7a3d", wickDownColor: "#b3261e", borderVisible: false,
   });
-  const band = { color: "#7a5cc2", lineWidth: 1, lineStyle: LC.LineStyle.Dashed, lastValueVisible: false, priceLineVisible: false };
-  const lowerSeries = chart.addSeries(LC.LineSeries, band);
-  const upperSeries = chart.addSeries(LC.LineSeries, band);
-  const predSeries = chart.addSeries(LC.LineSeries, { color: "#1f5fbf", lineWidth: 2, title: "predicted" });
 
-  const candles = new Map(); // window start (s) -> bar
-  const predictions = new Map(); // start of the predicted window (s) -> prediction
+  /* What the test (and a curious reader) can check: the time span the chart shows. */
+  chart.timeScale().subscribeVisibleTimeRangeChange((visible) => {
+    chartEl.dataset.visibleFrom = visible ? visible.from : "";
+    chartEl.dataset.visibleTo = visible ? visible.to : "";
+  });
 
-  function bar(c) {
-    return { time: C.fmt.unix(c.start), open: +c.open, high: +c.high, low: +c.low, close: +c.close };
+  const candles = new Map(); // bar start (s) -> bar
+  const predictions = new Map(); // start of the bar whose close is predicted (s) -> prediction
+
+  function bucket(t) {
+    return Math.floor(t / barInterval) * barInterval;
   }
 
-  /* A prediction for target_time is the close of the window ending then: drawn in that window's slot, ahead of the last candle. */
+  function bar(c) {
+    return { time: bucket(C.fmt.unix(c.start)), open: +c.open, high: +c.high, low: +c.low, close: +c.close };
+  }
+
+  /* A prediction for target_time is the close of the window ending then: drawn in the slot of the bar holding that
+     window, ahead of the last candle. With coarser bars, the prediction of each bar's last window stands for it. */
   function slot(p) {
-    return C.fmt.unix(p.target_time) - interval;
+    return bucket(C.fmt.unix(p.target_time) - interval);
+  }
+
+  function keepPrediction(p) {
+    const t = slot(p);
+    const held = predictions.get(t);
+    if (!held || held.target_time <= p.target_time) predictions.set(t, p);
   }
 
   function sorted(map) {
@@ -63,27 +88,29 @@
 
   /* Drop what scrolled out of the selected range, so a long session stays light. */
   function prune() {
-    const from = (lastCandle ?? 0) - RANGES[range];
+    const from = bucket((lastCandle ?? 0) - RANGES[range]);
     for (const map of [candles, predictions]) for (const t of map.keys()) if (t < from) map.delete(t);
   }
 
   async function loadHistory(fit) {
     const end = (lastCandle ?? Math.floor(Date.now() / 1000)) + interval;
-    const start = new Date((end - RANGES[range]) * 1000).toISOString();
+    const start = new Date(bucket(end - RANGES[range]) * 1000).toISOString();
     statusEl.textContent = "Loading history…";
     try {
       const query = `start=${encodeURIComponent(start)}&limit=1000`;
       const [cs, ps] = await Promise.all([
-        C.getAllPages(`${api}/candles/?${query}`),
+        C.getAllPages(`${api}/candles/?${query}&interval=${barInterval}s`),
         C.getAllPages(`${api}/predictions/?${query}`),
       ]);
       candles.clear();
       predictions.clear();
       cs.forEach((c) => candles.set(C.fmt.unix(c.start), bar(c)));
-      ps.forEach((p) => predictions.set(slot(p), p));
+      ps.forEach(keepPrediction);
       if (cs.length) {
-        lastCandle = Math.max(lastCandle ?? 0, C.fmt.unix(cs[cs.length - 1].start));
-        lastClose = cs[cs.length - 1].close;
+        // lastCandle is the newest window of the market's interval (known from the page or the stream).
+        const newest = cs[cs.length - 1];
+        if (barInterval === interval || lastCandle === null) lastCandle = Math.max(lastCandle ?? 0, C.fmt.unix(newest.start));
+        lastClose = newest.close;
       }
       drawCandles();
       drawPredictions();
@@ -115,11 +142,10 @@
     const tbody = document.querySelector("#recent-predictions tbody");
     tbody.replaceChildren(...rows.map((p) => {
       const tr = document.createElement("tr");
-      const error = p.realized === null ? null : Number(p.price) - Number(p.realized);
       const cells = [
-        [C.fmt.clock(p.made_at)], [C.fmt.clock(p.target_time)], [C.fmt.price(p.price), "num"],
-        [`${C.fmt.price(p.lower)} – ${C.fmt.price(p.upper)}`, "num"], [C.fmt.price(p.realized), "num"],
-        [C.fmt.price(error), "num"],
+        [C.fmt.clock(p.made_at)], [C.fmt.clock(p.target_time)], [C.fmt.modelLabel(p.model)],
+        [C.fmt.price(p.price, decimals), "num"], [C.fmt.interval(p.lower, p.upper, decimals), "num"],
+        [C.fmt.price(p.realized, decimals), "num"], [C.fmt.errorBps(p), "num"],
       ];
       cells.forEach(([text, cls]) => {
         const td = document.createElement("td");
@@ -131,21 +157,30 @@
     }));
   }
 
+  /* A market-interval candle merged into the bar that holds it (the bar itself when the intervals are equal). */
   function onCandle(msg) {
+    const t = C.fmt.unix(msg.start);
     const b = bar(msg);
+    const held = candles.get(b.time);
+    const newest = lastCandle === null || t >= lastCandle;
+    if (held && barInterval !== interval) {
+      b.open = held.open;
+      b.high = Math.max(held.high, b.high);
+      b.low = Math.min(held.low, b.low);
+      if (!newest) b.close = held.close; // a late window inside the bar: its close is not the bar's
+    }
     candles.set(b.time, b);
-    const newest = lastCandle === null || b.time >= lastCandle;
     if (newest) {
-      lastCandle = b.time;
+      lastCandle = t;
       lastClose = msg.close;
-      page.querySelector('[data-field="last-price"]').textContent = C.fmt.price(msg.close);
+      page.querySelector('[data-field="last-price"]').textContent = C.fmt.price(msg.close, decimals);
       candleSeries.update(b);
       chartEl.dataset.candles = candles.size;
       chartEl.dataset.lastCandle = msg.start;
     } else {
       drawCandles(); // a late or amended window: redraw in order
     }
-    if (candles.size > 1.5 * RANGES[range] / interval) {
+    if (candles.size > 1.5 * RANGES[range] / barInterval) {
       prune();
       drawCandles();
       drawPredictions();
@@ -158,6 +193,7 @@
     const card = document.getElementById("model-card");
     if (card.dataset.modelId === id) return;
     card.dataset.modelId = id;
+    refreshMetrics();
     try {
       const response = await fetch(`${location.pathname}model/`, { credentials: "same-origin" });
       if (response.ok) card.innerHTML = await response.text();
@@ -182,7 +218,7 @@
   }
 
   function onPrediction(msg) {
-    predictions.set(slot(msg), msg);
+    keepPrediction(msg);
     drawPredictions();
     C.showPrediction(page, msg, lastClose);
     showUp(msg);
@@ -206,7 +242,11 @@
   document.querySelectorAll(".range button").forEach((button) => {
     button.addEventListener("click", () => {
       range = button.dataset.range;
+      barInterval = Number(button.dataset.interval);
       chartEl.dataset.range = range;
+      chartEl.dataset.interval = barInterval;
+      document.querySelector('[data-field="chart-interval"]').textContent = button.dataset.intervalLabel;
+      document.querySelector('[data-field="legend-candles"]').textContent = `${button.dataset.intervalLabel} candles`;
       document.querySelectorAll(".range button").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
       const url = new URL(location.href);
       url.searchParams.set("range", range);
@@ -215,23 +255,17 @@
     });
   });
 
-  /* The accuracy panel: the inference app's rolling live metrics, next to persistence. */
+  /* The accuracy panel: live metrics per served forecaster, rendered by the server (the same template as the page). */
   async function refreshMetrics() {
     try {
-      const served = (await C.getJSON(`${api}/metrics/`)).served;
-      document.querySelectorAll("#accuracy [data-metric]").forEach((el) => {
-        if (el.dataset.metric === "count") {
-          el.textContent = served.count ? `Newest ${served.count} scored predictions` : "No prediction has been scored yet.";
-          return;
-        }
-        const [group, key] = el.dataset.metric.split(".");
-        const value = served[group] ? served[group][key] : null;
-        el.textContent = "percent" in el.dataset ? C.fmt.percent(value) : C.fmt.metric(value);
-      });
-      document.querySelectorAll("#direction-accuracy [data-direction]").forEach((el) => {
-        const value = served.direction ? served.direction[el.dataset.direction] : null;
-        el.textContent = el.dataset.direction === "moved_rows" ? String(value ?? 0) : C.fmt.percent(value);
-      });
+      const response = await fetch(`${location.pathname}accuracy/`, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const holder = document.createElement("div");
+      holder.innerHTML = await response.text();
+      const fresh = holder.querySelector("#accuracy");
+      const open = document.querySelector("#accuracy details[open]");
+      if (fresh && open) fresh.querySelector("details")?.setAttribute("open", "");
+      if (fresh) document.getElementById("accuracy").replaceWith(fresh);
     } catch (err) {
       console.warn(err);
     }

@@ -6,18 +6,15 @@
   const lastClose = new Map();
   const metricsDue = new Map();
 
-  /* Live accuracy of a market, refreshed at most every 5 s after its candles close (when scoring happens). */
+  /* Live accuracy of the forecaster serving a market, refreshed at most every 5 s after its candles close (when
+     scoring happens): the server renders the line, as on page load. */
   function refreshAccuracy(market) {
     if (metricsDue.has(market)) return;
     metricsDue.set(market, setTimeout(async () => {
       metricsDue.delete(market);
       try {
-        const served = (await C.getJSON(`/api/v1/markets/${encodeURIComponent(market)}/metrics/`)).served;
-        const el = cards.get(market).querySelector('[data-field="accuracy"]');
-        if (!served.count) return;
-        el.innerHTML = `${C.fmt.metric(served.model.mae)} vs ${C.fmt.metric(served.persistence.mae)} <span class="muted"></span>`;
-        el.querySelector(".muted").textContent =
-          `· direction right ${C.fmt.percent(served.model.directional_accuracy)} · last ${served.count} scored`;
+        const response = await fetch(`/markets/${encodeURIComponent(market)}/accuracy/?line=1`, { credentials: "same-origin" });
+        if (response.ok) cards.get(market).querySelector('[data-field="accuracy"]').innerHTML = await response.text();
       } catch (err) {
         console.warn(err);
       }
@@ -31,7 +28,7 @@
       if (!card) return;
       if (msg.type === "candle") {
         lastClose.set(msg.market, msg.close);
-        card.querySelector('[data-field="last-price"]').textContent = C.fmt.price(msg.close);
+        card.querySelector('[data-field="last-price"]').textContent = C.fmt.price(msg.close, C.fmt.decimalsOf(card));
         refreshAccuracy(msg.market);
       } else if (msg.type === "prediction") {
         C.showPrediction(card, msg, lastClose.get(msg.market));

@@ -86,16 +86,60 @@ def chrome(profile: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # The network events of every page (see foreign_requests): nothing may come from another host; and the
+    # console, where Chromium reports what the Content-Security-Policy blocked (see csp_violations).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"]:
         options.add_argument(flag)
     # An explicit driver path: selenium-manager is never asked to download anything.
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
+def foreign_requests(driver, origin: str) -> list[str]:
+    """URLs the browser requested (or opened a websocket to) since the last call, on a host other than origin's.
+
+    Read from Chromium's performance log, so it sees every request: documents, scripts, styles, images, fonts,
+    fetches and websockets, including the ones a page makes after it loaded.
+    """
+    import json
+    from urllib.parse import urlsplit
+
+    host = urlsplit(origin).netloc
+    foreign = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message.get("method") == "Network.requestWillBeSent":
+            url = params.get("request", {}).get("url", "")
+        elif message.get("method") == "Network.webSocketCreated":
+            url = params.get("url", "")
+        else:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob", "about", "chrome", "devtools") or not parts.scheme:
+            continue
+        if parts.netloc != host:
+            foreign.append(url)
+    return foreign
+
+
+def csp_violations(driver) -> list[str]:
+    """Console messages since the last call that report something the Content-Security-Policy refused."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+RESOURCE_URLS_JS = "return performance.getEntriesByType('resource').map((e) => e.name).concat([location.href]);"
+
+
 def screenshot(driver, name: str) -> Path:
+    """NAME.png: what the window shows; NAME-full.png: the whole page at the same width."""
+    import base64
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
+    full = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    (ARTIFACTS / f"{name}-full.png").write_bytes(base64.b64decode(full["data"]))
     return path
 
 

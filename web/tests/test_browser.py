@@ -7,12 +7,21 @@ from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from core.formatting import model_label, price
 from markets.models import Candle, Market
 from modeling import registry
 from modeling.models import ModelArtifact
 from modeling.services import train_market
-from web.templatetags.web_format import price
-from web.tests.browser import sample_slice, screenshot, wait_until
+from web.services import RANGES, chart_interval, interval_label, price_decimals
+from web.tests.browser import (
+    RESOURCE_URLS_JS,
+    SAMPLE,
+    csp_violations,
+    foreign_requests,
+    sample_slice,
+    screenshot,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,17 +56,17 @@ def chart(driver):
 
 def test_overview_and_market_pages_load(live_app, driver, tmp_path):
     market = replay(tmp_path, 0, 400)
-    close = price(last_candle(market).close)
+    close = price(last_candle(market).close, price_decimals(market))
 
     driver.get(live_app.url + "/")
     card = driver.find_element(By.CSS_SELECTOR, f'.market-card[data-market="{MARKET}"]')
     assert card.find_element(By.CSS_SELECTOR, '[data-field="last-price"]').text == close
-    assert "persistence" in card.find_element(By.CSS_SELECTOR, '[data-field="model"]').text
+    assert "Persistence" in card.find_element(By.CSS_SELECTOR, '[data-field="model"]').text
     wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
     accuracy = card.find_element(By.CSS_SELECTOR, '[data-field="accuracy"]').text
 
     replay(tmp_path, 400, 60)
-    live_close = price(last_candle(market).close)
+    live_close = price(last_candle(market).close, price_decimals(market))
     field = '[data-field="last-price"]'
     wait_until(driver, lambda d: card.find_element(By.CSS_SELECTOR, field).text == live_close, message="price stale")
     wait_until(driver, lambda d: card.find_element(By.CSS_SELECTOR, '[data-field="accuracy"]').text != accuracy)
@@ -79,7 +88,7 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
     wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
     assert chart(driver).get_attribute("data-last-candle").startswith(before.start.strftime("%Y-%m-%dT%H:%M:%S"))
     predictions_before = int(chart(driver).get_attribute("data-predictions"))
-    accuracy_before = driver.find_element(By.CSS_SELECTOR, "#accuracy caption").text
+    accuracy_before = driver.find_element(By.ID, "accuracy").text
     assert "No active model" in driver.find_element(By.ID, "model-card").text
 
     # A model trained on that history and made active (hot reload) serves the next windows.
@@ -95,10 +104,10 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
     wait_until(driver, lambda d: chart(d).get_attribute("data-last-candle").startswith(expected), message="no candle")
     wait_until(driver, lambda d: int(chart(d).get_attribute("data-predictions")) > predictions_before)
     last_price = driver.find_element(By.CSS_SELECTOR, '.page-head [data-field="last-price"]')
-    assert last_price.text == price(after.close)
+    assert last_price.text == price(after.close, price_decimals(market))
     # The accuracy panel follows the newly scored predictions; the model card follows the promotion.
-    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#accuracy caption").text != accuracy_before)
-    label = f"{model.algorithm} v{model.version}"
+    wait_until(driver, lambda d: d.find_element(By.ID, "accuracy").text != accuracy_before)
+    label = model_label(model)
     wait_until(driver, lambda d: label in d.find_element(By.ID, "model-card").text, message="model card is stale")
     assert driver.find_element(By.CSS_SELECTOR, '#next-title + .facts [data-field="model"]').text == label
     screenshot(driver, "market-live")
@@ -194,3 +203,172 @@ def test_accessibility_labels_contrast_and_keyboard(live_app, driver, tmp_path, 
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(driver, "market-phone")
     driver.set_window_size(1280, 900)
+
+
+def test_api_docs_render_offline_and_no_page_loads_from_another_host(live_app, driver, tmp_path):
+    """Swagger UI comes from the vendored sidecar; no page asks a CDN (or any other host) for anything."""
+    replay(tmp_path, 0, 100)
+    driver.get(live_app.url + "/api/docs/")
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"), message="no Swagger UI")
+    assert "cryptopred API" in driver.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"), message="no endpoints listed")
+    screenshot(driver, "api-docs")
+    pages = ["/api/docs/", "/", "/models/", "/accounts/login/", *(f"/markets/{MARKET}/?range={r}" for r in RANGES)]
+    for path in pages:
+        if path != "/api/docs/":
+            driver.get(live_app.url + path)
+        urls = driver.execute_script(RESOURCE_URLS_JS)
+        assert [u for u in urls if not u.startswith(live_app.url + "/")] == [], path
+        assert foreign_requests(driver, live_app.url) == [], path
+
+
+def test_the_content_security_policy_refuses_an_injected_inline_script(live_app, driver, tmp_path):
+    """What an HTML injection would add to a page does not run, and the check of every test would see it."""
+    replay(tmp_path, 0, 100)
+    driver.get(live_app.url + "/")
+    driver.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = true;';"
+        "document.body.appendChild(s);"
+    )
+    assert driver.execute_script("return window.injected === undefined")
+    refused = csp_violations(driver)
+    assert refused and "script-src 'self'" in refused[0]
+
+
+LAPTOP, PHONE = (1366, 768), (390, 844)
+SIZES = {"laptop": LAPTOP, "phone": PHONE}
+
+
+def full_day(tmp_path) -> Market:
+    """The bundled real day: 6 h replayed and trained on (the model forced past the gate if it rejects it, as
+    make demo does), then the rest replayed with that model serving."""
+    from web import demo
+
+    history, live, _ = demo.split_trades(SAMPLE, tmp_path / "day", 6 * 3600)
+    call_command("replay", str(history), market=MARKET, stdout=None)
+    market = Market.objects.get(exchange="gemini", base="ETH", quote="USD")
+    Market.objects.filter(pk=market.pk).update(enabled=True)
+    model = train_market(market, window_s=6 * 3600)
+    if model.status != ModelArtifact.Status.ACTIVE:
+        registry.promote(model, "browser test: served although the gate rejected it")
+    call_command("replay", str(live), market=MARKET, stdout=None)
+    return market
+
+
+def resize(driver, size: tuple[int, int]) -> None:
+    driver.set_window_size(*size)
+    wait_until(driver, lambda d: d.execute_script("return window.innerWidth") <= size[0], timeout=5)
+
+
+def overflowing(driver, selector: str) -> list[str]:
+    """Elements matching selector whose content is wider than their box (a horizontal scrollbar)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".filter((el) => el.scrollWidth > el.clientWidth + 1)"
+        ".map((el) => `${el.className}: ${el.scrollWidth} > ${el.clientWidth}`);",
+        selector,
+    )
+
+
+def test_every_range_is_drawn_whole_at_laptop_and_phone_width(live_app, driver, tmp_path):
+    market = full_day(tmp_path)
+    candles = Candle.objects.filter(market=market, interval_s=market.interval_s)
+    span_stored = (candles.latest("start").start - candles.earliest("start").start).total_seconds()
+    try:
+        for size_name, size in SIZES.items():
+            resize(driver, size)
+            for name, seconds in RANGES.items():
+                driver.get(f"{live_app.url}/markets/{MARKET}/?range={name}")
+                wait_until(driver, lambda d: int(chart(d).get_attribute("data-candles")) > 0, message="no candles")
+                wait_until(driver, lambda d: chart(d).get_attribute("data-visible-to"), message="no visible range")
+                drawn = int(chart(driver).get_attribute("data-interval"))
+                assert drawn % market.interval_s == 0 and drawn == chart_interval(market, name)
+                label = interval_label(drawn)
+                assert driver.find_element(By.ID, "chart-title").text.startswith(f"{label} candles")
+                assert f"{label} candles" in driver.find_element(By.CSS_SELECTOR, ".legend").text
+
+                def span(d):
+                    return float(chart(d).get_attribute("data-visible-to")) - float(
+                        chart(d).get_attribute("data-visible-from")
+                    )
+
+                expected = min(seconds, span_stored) - 2 * drawn
+                wait_until(driver, lambda d, e=expected: span(d) >= e, timeout=10, message=f"{name}: too short a span")
+                assert span(driver) <= seconds + 3 * drawn
+                if size_name == "laptop":
+                    # The chart fills its card: no blank area under the legend.
+                    gap = driver.execute_script(
+                        "const p = document.querySelector('.chart-panel').getBoundingClientRect();"
+                        "const l = document.querySelector('.legend').getBoundingClientRect();"
+                        "return p.bottom - l.bottom;"
+                    )
+                    assert gap < 60, f"{gap}px blank under the chart"
+                assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+                screenshot(driver, f"market-{name}-{size_name}")
+    finally:
+        resize(driver, (1280, 900))
+
+
+def test_overview_models_and_admin_fit_laptop_and_phone(live_app, driver, tmp_path, django_user_model):
+    market = full_day(tmp_path)
+    model = ModelArtifact.objects.get(market=market, status=ModelArtifact.Status.ACTIVE)
+    forced = model.events.filter(action="gate", to_status=ModelArtifact.Status.REJECTED).exists()
+    django_user_model.objects.create_superuser("boss", "boss@example.com", "s3cret-pass")
+    try:
+        for size_name, size in SIZES.items():
+            resize(driver, size)
+            driver.get(live_app.url + "/")
+            card = driver.find_element(By.CSS_SELECTOR, f'.market-card[data-market="{MARKET}"]')
+            spark = card.find_element(By.CSS_SELECTOR, "svg.sparkline")
+            assert spark.is_displayed() and spark.size["height"] > 40
+            assert len(spark.find_element(By.CSS_SELECTOR, ".spark-line").get_attribute("points").split()) > 50
+            assert spark.find_elements(By.CSS_SELECTOR, ".spark-band")
+            assert model_label(model) in card.find_element(By.CSS_SELECTOR, '[data-field="model"]').text
+            screenshot(driver, f"overview-{size_name}")
+
+            driver.get(f"{live_app.url}/markets/{MARKET}/")
+            notes = driver.find_elements(By.CSS_SELECTOR, '[data-field="model-notes"]')
+            assert bool(notes) == forced or not forced
+            if forced:
+                assert "rejected" in notes[0].text
+
+            widths = [size[0], 2200] if size_name == "laptop" else [size[0]]
+            for width in widths:
+                resize(driver, (width, size[1]))
+                driver.get(live_app.url + "/models/")
+                assert driver.find_elements(By.CSS_SELECTOR, ".models-table .details")
+                assert overflowing(driver, ".table-wrap") == [], width
+                assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+            resize(driver, size)
+            screenshot(driver, f"models-{size_name}")
+
+        # The admin, logged in as staff.
+        resize(driver, LAPTOP)
+        driver.get(live_app.url + "/admin/login/")
+        assert "cryptopred admin" in driver.find_element(By.ID, "site-name").text
+        driver.find_element(By.ID, "id_username").send_keys("boss")
+        driver.find_element(By.ID, "id_password").send_keys("s3cret-pass", Keys.ENTER)
+        wait_until(driver, lambda d: "/admin/login/" not in d.current_url, message="admin login failed")
+        for size_name, size in SIZES.items():
+            resize(driver, size)
+            driver.get(live_app.url + "/admin/modeling/modelartifact/")
+            screenshot(driver, f"admin-models-{size_name}")
+            if size_name == "laptop":
+                assert overflowing(driver, "#changelist .results") == []
+            driver.get(f"{live_app.url}/admin/modeling/modelartifact/{model.pk}/change/")
+            buttons = [
+                b.get_attribute("value") for b in driver.find_elements(By.CSS_SELECTOR, ".model-status-actions input")
+            ]
+            assert buttons == ["Promote to active", "Roll back to the previous model", "Retire"]
+            assert not driver.find_elements(By.NAME, "_save") and not driver.find_elements(
+                By.CSS_SELECTOR, ".deletelink"
+            )
+            screenshot(driver, f"admin-model-{size_name}")
+        resize(driver, LAPTOP)
+        driver.find_element(By.CSS_SELECTOR, 'input[name="_status_retire"]').click()
+        wait_until(driver, lambda d: "done" in d.find_element(By.CSS_SELECTOR, ".messagelist").text)
+        model.refresh_from_db()
+        assert model.status == ModelArtifact.Status.RETIRED
+        assert model.events.filter(action="retire", actor__username="boss").exists()
+    finally:
+        resize(driver, (1280, 900))

@@ -102,4 +102,38 @@ def test_demo_runs_the_system_and_predictions_flow(tmp_path):
         output = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 0, output[-3000:]
     assert "demo: training gemini:ETH-USD" in output
+    assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     assert "promoted anyway" in output or " active: " in output
+
+
+def fake_make_demo(tmp_path: Path, **env: str) -> str:
+    """`make demo` with a stand-in interpreter that prints what manage.py would have been started with."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    python = venv / "bin" / "python"
+    python.write_text('#!/bin/sh\necho "data=$CRYPTOPRED_DATA_DIR db=[$DATABASE_URL] port=$PORT args=$*"\n')
+    python.chmod(0o755)
+    (venv / ".installed").touch()  # newer than requirements.lock: nothing to install
+    base = {k: v for k, v in os.environ.items() if k not in {"CRYPTOPRED_DATA_DIR", "PORT", "MAKEFLAGS"}}
+    result = subprocess.run(
+        ["make", "-s", "demo", f"VENV={venv}"],
+        cwd=settings.BASE_DIR, env={**base, "DATABASE_URL": "postgresql://elsewhere/db", **env},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+def test_make_demo_honours_data_dir_and_port(tmp_path):
+    assert "data=var/demo db=[] port= args=manage.py demo --reset --promote" in fake_make_demo(tmp_path)
+    output = fake_make_demo(tmp_path, CRYPTOPRED_DATA_DIR=str(tmp_path / "mine"), PORT="8123")
+    assert f"data={tmp_path / 'mine'} db=[] port=8123 " in output
+
+
+def test_demo_says_how_to_reset_the_admin_password(settings):
+    from cryptopred.management.commands.up import password_reset_command
+
+    settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
+    command = password_reset_command("admin", embedded_only=True)
+    assert command == "DATABASE_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py changepassword admin"
+    settings.DATA_DIR = settings.BASE_DIR / "var"
+    assert password_reset_command("admin") == ".venv/bin/python manage.py changepassword admin"

@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 import pytest
 
+from core.formatting import price
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.forecast import PERSISTENCE
 from modeling.models import ModelArtifact
-from web.templatetags.web_format import price
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2021, 7, 1, 6, 0, tzinfo=UTC)
@@ -40,7 +40,10 @@ def artifact(market: Market, version: int, status: str, rmse: float) -> ModelArt
     return ModelArtifact.objects.create(
         market=market, interval_s=10, horizon=1, feature_version="v1", algorithm="ridge", train_start=T0,
         train_end=T0 + timedelta(hours=6), artifact=b"-", sha256="0" * 64, status=status, version=version,
-        metrics={"model": {"rmse": rmse, "mae": rmse / 2}, "persistence": {"rmse": 1.5, "mae": 0.75}},
+        metrics={
+            "model": {"rmse": rmse, "mae": rmse / 2, "rmse_bps": rmse, "mae_bps": rmse / 2},
+            "persistence": {"rmse": 1.5, "mae": 0.75, "rmse_bps": 1.5, "mae_bps": 0.75},
+        },
     )  # fmt: skip
 
 
@@ -85,37 +88,53 @@ def test_login_page_and_staff_admin_link(client, django_user_model, anonymous_re
 def test_overview_shows_enabled_markets_with_price_prediction_and_accuracy(client, market, anonymous_read):
     Market.objects.create(exchange="kraken", base="BTC", quote="USD", symbol="BTC/USD", enabled=False)
     Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY, last_trade_at=T0)
+    candle(market, T0 - timedelta(seconds=10), "2104.37")  # the market quotes 2 decimals
     candle(market, T0, "2105.5")
     model = artifact(market, 1, ModelArtifact.Status.ACTIVE, 1.0)
     predict(market, T0 - timedelta(seconds=10), "2100", "2101", model, realized=Decimal("2102"))
-    predict(market, T0 + timedelta(seconds=10), "2105.5", "2104.25", model)
+    predict(market, T0 + timedelta(seconds=10), "2105.5", "2104.254321", model)
 
     page = client.get("/").content.decode()
     assert "gemini:ETH-USD" in page and "kraken:BTC-USD" not in page
-    assert f'data-field="last-price">{price(Decimal("2105.5"))}<' in page
-    assert "2,104.25" in page and "2,102.25 \N{EN DASH} 2,106.25" in page  # prediction and its 80 % interval
+    assert 'data-field="last-price">2,105.50<' in page
+    # The prediction and its 80 % interval at the market's precision.
+    assert ">2,104.25<" in page and "2,102.25 \N{EN DASH} 2,106.25" in page
     assert "dir-down" in page
-    assert "ridge v1" in page
+    assert "Ridge v1" in page
     assert ">Replay<" in page
-    # One scored prediction: |2101 - 2102| for the model, |2100 - 2102| for persistence.
-    assert "1 vs 2" in page
+    # One scored prediction, in basis points of 2100: |2101 - 2102| for the model, |2100 - 2102| for persistence.
+    assert "MAE 4.76 vs 9.52 bp" in page
+    assert "Ridge v1 vs persistence" in page and "last 1 windows since 2021-07-01 05:59:50" in page
+
+
+def test_overview_shows_replayed_markets_labelled_replay(client, market, anonymous_read):
+    replayed = Market.objects.create(exchange="bitstamp", base="BTC", quote="USD", symbol="BTCUSD", enabled=False)
+    Market.objects.create(exchange="kraken", base="BTC", quote="USD", symbol="BTC/USD", enabled=False)
+    candle(replayed, T0, "236.5")
+    page = client.get("/").content.decode()
+    assert "bitstamp:BTC-USD" in page and "kraken:BTC-USD" not in page  # data, or enabled, makes a market show
+    card = page[page.index("bitstamp:BTC-USD") :]
+    assert 'title="fed by replayed files, not streamed">replay<' in card
 
 
 def test_market_page_persistence_and_recent_predictions(client, market, anonymous_read):
-    candle(market, T0, "2000")
+    candle(market, T0, "2000.25")
     predict(market, T0 + timedelta(seconds=10), "2000", "2000", realized=Decimal("2001.5"))
     page = client.get("/markets/gemini:eth-usd/?range=6h").content.decode()
     assert "No active model" in page
-    assert "persistence (no active model)" in page
-    assert 'data-range="6h" aria-pressed="true"' in page
-    assert "2,001.50" in page and "-1.50" in page  # realized and error in the recent table
+    assert "Persistence (no active model)" in page
+    assert 'aria-pressed="true">6h<' in page
+    assert "2,001.50" in page and ">-7.50<" in page  # realized, and the error in bp of 2000, in the recent table
     assert "lightweight-charts.standalone.production.js" in page
-    # Accuracy panel from the inference app's live metrics: realized 2001.5 lies in [1998, 2002].
-    assert ">100.0 %<" in page  # interval coverage
+    # Accuracy per served forecaster: persistence, served here with a band; realized 2001.5 lies in [1998, 2002].
+    assert ">100.0 % <span" in page and "of 1 with a band" in page  # interval coverage
     assert ">50.0 %<" in page  # persistence's directional accuracy by convention
+    assert "last 1 scored window since 2021-07-01 06:00:10" in page
+    # 6h is drawn in 1-minute candles, and the page says so.
+    assert 'data-interval="60"' in page and "1-minute</span> candles" in page
 
     # An unknown range falls back to the default rather than failing.
-    assert 'data-range="1h" aria-pressed="true"' in client.get("/markets/gemini:ETH-USD/?range=9y").content.decode()
+    assert 'aria-pressed="true">1h<' in client.get("/markets/gemini:ETH-USD/?range=9y").content.decode()
 
 
 @pytest.mark.parametrize("name", ["nope", "gemini:DOGE-USD"])
@@ -129,28 +148,106 @@ def test_models_page_history_with_metrics_and_status(client, market, anonymous_r
     active = artifact(market, 2, ModelArtifact.Status.ACTIVE, 1.125)
     predict(market, T0, "2000", "2001", active, realized=Decimal("2003"))  # live: model off by 2, persistence by 3
     page = client.get("/models/").content.decode()
-    assert "2 / 3 <span" in page
-    assert page.index("v2") < page.index("v1")  # newest first
+    assert "10.00 / 15.00 <span" in page  # live RMSE in bp of 2000: off by 2 and by 3
+    assert page.index("Ridge v2") < page.index("Ridge v1")  # newest first
     assert "status-active" in page and "status-retired" in page
-    assert "1.125 / 1.5" in page and "0.5625 / 0.75" in page
+    assert "1.12 / 1.50" in page and "0.56 / 0.75" in page  # validation RMSE and MAE in bp
 
 
 @pytest.mark.parametrize(
-    ("value", "text"),
+    ("value", "decimals", "text"),
     [
-        (Decimal("2105.5"), "2,105.50"),
-        (Decimal("0.000123456789"), "0.000123457"),
-        (None, "\N{EM DASH}"),
-        (Decimal("-1.5"), "-1.50"),
+        (Decimal("2105.5"), 2, "2,105.50"),
+        (Decimal("2105.5"), 1, "2,105.5"),
+        (Decimal("0.000123456789"), 8, "0.00012346"),
+        (None, 2, "\N{EM DASH}"),
+        (Decimal("-1.5"), 2, "-1.50"),
     ],
 )
-def test_price_format(value, text):
-    assert price(value) == text
+def test_price_format(value, decimals, text):
+    assert price(value, decimals) == text
 
 
 def test_model_card_fragment_follows_the_active_model(client, market, anonymous_read):
     assert "No active model" in client.get("/markets/gemini:ETH-USD/model/").content.decode()
     artifact(market, 1, ModelArtifact.Status.ACTIVE, 1.0)
     card = client.get("/markets/gemini:ETH-USD/model/").content.decode()
-    assert "ridge v1" in card and "<html" not in card
+    assert "Ridge v1" in card and "<html" not in card
     assert client.get("/markets/gemini:BTC-USD/model/").status_code == 404
+
+
+def test_zero_width_band_is_no_interval_and_metrics_are_per_forecaster(client, market, anonymous_read):
+    """Persistence before calibration has lower == upper: never an 80 % interval, never in its coverage."""
+    candle(market, T0, "2000.25")
+    flat = predict(market, T0 - timedelta(seconds=20), "2000", "2000", realized=Decimal("2000"))
+    Prediction.objects.filter(pk=flat.pk).update(lower=Decimal("2000"), upper=Decimal("2000"))
+    model = artifact(market, 3, ModelArtifact.Status.ACTIVE, 1.0)
+    ModelArtifact.objects.filter(pk=model.pk).update(algorithm="hist_gradient_boosting")
+    model.refresh_from_db()
+    predict(market, T0 - timedelta(seconds=10), "2000", "2001", model, realized=Decimal("2005"))  # outside its band
+    latest = predict(market, T0, "2000.25", "2000.25", model)
+    Prediction.objects.filter(pk=latest.pk).update(lower=Decimal("2000.25"), upper=Decimal("2000.25"))
+
+    page = client.get("/markets/gemini:ETH-USD/").content.decode()
+    assert 'data-field="pred-interval">no interval yet<' in page
+    assert "2,000.00 \N{EN DASH} 2,000.00" not in page
+    # Two served forecasters, each saying what it covers; the one serving first.
+    assert page.index('Gradient boosting v3</strong> <span class="badge state-live">serving') < page.index(
+        "<strong>Persistence</strong>"
+    )
+    assert "last 1 scored window since 2021-07-01 05:59:50" in page  # the model's
+    assert "last 1 scored window since 2021-07-01 05:59:40" in page  # persistence's
+    assert ">0.0 %<" in page  # the model's coverage: 2005 is outside [1999, 2003]
+    assert page.count("no interval yet") >= 2  # persistence had no band: no coverage either, and the latest
+    assert 'data-metric="coverage">100.0 %' not in page
+    overview = client.get("/").content.decode()
+    assert 'data-field="pred-interval">no interval yet<' in overview
+    assert "Gradient boosting v3" in overview and "hist_gradient_boosting" not in overview
+
+
+def test_no_prediction_shows_dashes_not_flat(client, market, anonymous_read):
+    candle(market, T0, "2000.25")
+    for path in ("/", "/markets/gemini:ETH-USD/"):
+        page = client.get(path).content.decode()
+        assert "flat" not in page, path
+        assert 'data-field="direction">\N{EM DASH}<' in page, path
+        assert 'data-field="pred-interval">\N{EM DASH}<' in page, path
+
+
+def test_market_page_says_when_the_model_on_show_was_forced_past_the_gate_or_loses_live(client, market, anonymous_read):
+    from modeling import registry
+
+    candle(market, T0, "2000.25")
+    model = artifact(market, 2, ModelArtifact.Status.CANDIDATE, 1.6)
+    gate = "ridge: no significant win over persistence: validation RMSE 1.6 vs persistence 1.5 (p 0.4)"
+    registry.set_status(model, ModelArtifact.Status.REJECTED, "gate", gate)
+    ModelArtifact.objects.filter(pk=model.pk).update(artifact=b"-")
+    from modeling.models import ModelEvent
+
+    ModelEvent.objects.create(
+        artifact=model, action="promote", from_status="rejected", to_status="active", reason="demo --promote"
+    )
+    ModelArtifact.objects.filter(pk=model.pk).update(status=ModelArtifact.Status.ACTIVE, reason="demo --promote")
+    page = client.get("/markets/gemini:ETH-USD/").content.decode()
+    assert "Ridge v2 is served although the promotion gate rejected it." in page
+    assert "The gate said: " + gate in page
+    assert "loses to persistence" not in page
+
+    for i in range(30):  # the model off by 3, persistence by 1
+        predict(market, T0 + timedelta(seconds=10 * i), "2000", "2002", model, realized=Decimal("1999"))
+    page = client.get("/markets/gemini:ETH-USD/").content.decode()
+    assert "Live, Ridge v2 loses to persistence: RMSE 15.00 vs 5.00 bp over its last 30 scored windows." in page
+    assert "loses to persistence" in client.get("/models/").content.decode()
+
+
+def test_overview_cards_draw_the_last_hour_with_the_band(client, market, anonymous_read):
+    for i in range(12):
+        candle(market, T0 + timedelta(seconds=10 * i), f"{2000 + i % 4}.25")
+        predict(market, T0 + timedelta(seconds=10 * i), f"{2000 + i % 4}.25", f"{2000 + i % 4}.25")
+    page = client.get("/").content.decode()
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    assert 'class="sparkline' in svg and 'role="img"' in svg
+    assert "from 2,000.25 to 2,003.25" in svg
+    line = svg.split('<polyline class="spark-line" points="')[1].split('"')[0]
+    assert len(line.split()) == 12
+    assert '<polygon class="spark-band" points="' in svg

@@ -2,7 +2,9 @@
 
 import os
 import secrets
+import shlex
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -10,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
+from core.config import embedded_watchers
 from core.supervisor import Program, Supervisor, port_in_use
 from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
@@ -82,10 +85,12 @@ def programs() -> list[Program]:
     ]
 
 
-def ensure_superuser(stdout) -> None:
+def ensure_superuser(stdout) -> str:
+    """The first admin (created when there is none); returns its username."""
     User = get_user_model()
-    if User.objects.filter(is_superuser=True).exists():
-        return
+    existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+    if existing is not None:
+        return existing.get_username()
     username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or "admin"
     email = os.environ.get("DJANGO_SUPERUSER_EMAIL") or "admin@example.com"
     password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
@@ -96,9 +101,29 @@ def ensure_superuser(stdout) -> None:
         stdout.write(f"Created admin user {username!r} with password {password!r} (shown only once).")
     else:
         stdout.write(f"Created admin user {username!r} from DJANGO_SUPERUSER_*.")
+    return username
 
 
-def prepare(stdout, migrate: bool = True) -> None:
+def password_reset_command(username: str, embedded_only: bool = False) -> str:
+    """The shell command that resets the admin password of this data (run from the repository root).
+
+    It names CRYPTOPRED_DATA_DIR when that is not the default, and with embedded_only (make demo, which ignores
+    DATABASE_URL) empties DATABASE_URL so that the command reaches the same embedded PostgreSQL.
+    """
+    words = []
+    if embedded_only:
+        words.append("DATABASE_URL=")
+    data_dir = Path(settings.DATA_DIR).resolve()
+    if data_dir != (Path(settings.BASE_DIR) / "var").resolve():
+        try:
+            shown = str(data_dir.relative_to(Path(settings.BASE_DIR).resolve()))
+        except ValueError:
+            shown = str(data_dir)
+        words.append(f"CRYPTOPRED_DATA_DIR={shlex.quote(shown)}")
+    return " ".join([*words, ".venv/bin/python manage.py changepassword", shlex.quote(username)])
+
+
+def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
     """Checks and set-up before the supervisor starts: free port, reachable database, migrations, an admin."""
     if port_in_use(HOST, settings.PORT):
         raise CommandError(f"port {settings.PORT} on {HOST} is already in use; set PORT to another port")
@@ -109,7 +134,8 @@ def prepare(stdout, migrate: bool = True) -> None:
         raise CommandError(f"DATABASE_URL: cannot connect: {first}") from None
     if migrate:
         call_command("migrate", interactive=False, verbosity=0)
-    ensure_superuser(stdout)
+    username = ensure_superuser(stdout)
+    stdout.write(f"Admin password lost? Set a new one with: {password_reset_command(username, embedded_only)}")
     try:
         created = ensure_default_markets(settings.DEFAULT_MARKETS)
     except MarketError as exc:
@@ -130,6 +156,4 @@ class Command(BaseCommand):
         connection.close()
         url = f"http://{HOST}:{settings.PORT}/"
         self.stdout.write(f"cryptopred on {url} (admin: {url}admin/, health: {url}healthz). Ctrl-C stops.")
-        status = Supervisor(programs()).run()
-        if status:
-            raise CommandError("a process kept failing; see its log above")
+        Supervisor(programs(), watchers=embedded_watchers()).run()

@@ -1,9 +1,10 @@
 """manage.py backtest --market M [--interval 10s] [--horizon 1] [--target mid|close] [--start ISO] [--end ISO]
-[--train-window 6h] [--retrain-every 1h] [--first-retrain DURATION] [--min-rows N] [--json] [--out predictions.csv]"""
+[--train-window 6h] [--retrain-every 1h] [--min-rows N] [--json] [--out predictions.csv]"""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -28,14 +29,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--target", choices=TARGETS, help="price to predict (default: mid where the market has a book, else close)"
         )
-        parser.add_argument("--start", help="ISO-8601 (default: first candle)")
-        parser.add_argument("--end", help="ISO-8601 (default: last candle)")
+        parser.add_argument(
+            "--start",
+            help="ISO-8601, the first predicted window; training data is read from --train-window before it"
+            " (default: the first candle + --train-window)",
+        )
+        parser.add_argument("--end", help="ISO-8601, the last predicted window (default: last candle)")
         parser.add_argument("--train-window", default="6h", help="training data at each retrain (default 6h)")
         parser.add_argument("--retrain-every", default="1h", help="time between retrains (default 1h)")
-        parser.add_argument(
-            "--first-retrain",
-            help="time after --start of the first retrain (default: --train-window); earlier ones train on less",
-        )
         parser.add_argument(
             "--min-rows", type=positive_int, help="fewest training rows to train at a retrain (default TRAIN_MIN_ROWS)"
         )
@@ -51,8 +52,14 @@ class Command(BaseCommand):
         first, last = candles.values_list("start", flat=True).first(), candles.values_list("start", flat=True).last()
         if first is None:
             raise CommandError(f"--market: {market} has no {interval_s}s candles stored")
-        start = time_option(options["start"], "--start") or first
+        train_window_s = duration_option(options["train_window"], "--train-window")
+        start = time_option(options["start"], "--start") or first + timedelta(seconds=train_window_s)
         end = time_option(options["end"], "--end") or last
+        if options["start"] is None and end <= start:
+            raise CommandError(
+                f"--train-window ({options['train_window']}) covers all the stored data"
+                f" ({first:%Y-%m-%dT%H:%M:%SZ} to {last:%Y-%m-%dT%H:%M:%SZ}): nothing left to predict"
+            )
         if end <= start:
             raise CommandError(f"--end ({end.isoformat()}) must be after --start ({start.isoformat()})")
         try:
@@ -62,7 +69,7 @@ class Command(BaseCommand):
         config = BacktestConfig(
             interval_s=interval_s,
             horizon=options["horizon"],
-            train_window_s=duration_option(options["train_window"], "--train-window"),
+            train_window_s=train_window_s,
             retrain_every_s=duration_option(options["retrain_every"], "--retrain-every"),
             margin=settings.PROMOTION_MARGIN,
             significance=settings.PROMOTION_SIGNIFICANCE,
@@ -70,9 +77,6 @@ class Command(BaseCommand):
             validation_fraction=settings.TRAIN_VALIDATION_FRACTION,
             min_rows=options["min_rows"] or settings.TRAIN_MIN_ROWS,
             target=target,
-            first_retrain_s=(
-                duration_option(options["first_retrain"], "--first-retrain") if options["first_retrain"] else None
-            ),
         )
         try:
             result = run_backtest(market, config, start, end)

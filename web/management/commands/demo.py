@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from core.config import embedded_watchers
 from core.durations import parse_duration
 from core.supervisor import Program, Supervisor
 from cryptopred.management.commands.up import HOST, prepare, programs
@@ -48,7 +49,8 @@ class Command(BaseCommand):
         os.environ["API_ANONYMOUS_READ"] = "true"
         settings.API_ANONYMOUS_READ = True
         settings.DEFAULT_MARKETS = []  # offline: no exchange stream to add
-        prepare(self.stdout, migrate=not no_migrate)
+        # make demo empties DATABASE_URL: the password reset it prints must reach the same embedded server.
+        prepare(self.stdout, migrate=not no_migrate, embedded_only=not os.environ.get("DATABASE_URL"))
         market = self.fresh_market(reset)
 
         sample = settings.BASE_DIR / demo.SAMPLE
@@ -66,8 +68,7 @@ class Command(BaseCommand):
         self.stdout.write(f"demo: cryptopred on {url} ({demo.MARKET} replayed at {speed}x). Ctrl-C stops.")
         # Offline, so no live exchange streams: the replay job is the market's only feed.
         system = [program for program in programs() if program.name != "streams"]
-        if Supervisor([*system, live]).run():
-            raise CommandError("a process kept failing; see its log above")
+        Supervisor([*system, live], watchers=embedded_watchers()).run()
 
     def fresh_market(self, reset: bool) -> Market:
         market = get_or_create_market(demo.MARKET)

@@ -47,11 +47,13 @@ INSTALLED_APPS = [
     "features",
     "modeling",
     "inference",
+    "monitoring",
     "pipeline",
     "web",
 ]
 
 MIDDLEWARE = [
+    "monitoring.middleware.RequestMetrics",  # counts every answer Django gives, by view and status
     "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -228,3 +230,15 @@ HEALTH_TIMEOUT_S = env_float("HEALTH_TIMEOUT_S", 0.9)  # /healthz answers within
 DEFAULT_MARKETS = [
     m.strip() for m in env_str("DEFAULT_MARKETS", "kraken:ETH-USD,kraken:BTC-USD").split(",") if m.strip()
 ]  # empty: none
+
+# Operating: /metrics, drift, challengers (monitoring app).
+METRICS_TOKEN = env_str("METRICS_TOKEN")  # set: /metrics also answers "Authorization: Bearer <token>" from anywhere
+DRIFT_EVERY_S = _duration("DRIFT_EVERY", "5m")  # period of the drift check (beat)
+DRIFT_WINDOW = env_int("DRIFT_WINDOW", 1000, minimum=50)  # newest feature rows compared with the training window
+DRIFT_PSI_THRESHOLD = env_float("DRIFT_PSI_THRESHOLD", 0.25)  # a feature whose PSI exceeds this has drifted
+DRIFT_ERROR_WINDOW = env_int("DRIFT_ERROR_WINDOW", 2000, minimum=50)  # newest scored predictions fed to ADWIN
+DRIFT_ADWIN_DELTA = env_float("DRIFT_ADWIN_DELTA", 0.002)  # ADWIN confidence (smaller: fewer detections)
+DRIFT_RETRAIN = env_bool("DRIFT_RETRAIN", False)  # drift queues an early retraining (recorded as a model event)
+DRIFT_RETRAIN_COOLDOWN_S = _duration("DRIFT_RETRAIN_COOLDOWN", "1h")  # at most one early retraining per market
+CHALLENGER_HOURS = env_float("CHALLENGER_HOURS", 6.0)  # a rejected candidate is scored in shadow this long (0: off)
+CHALLENGER_MAX = env_int("CHALLENGER_MAX", 3, minimum=0)  # newest challengers per market scored at once

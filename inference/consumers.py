@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
+from core import metrics
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
 from inference.hub import hub
@@ -52,13 +53,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.writer = asyncio.ensure_future(self.write())
         await self.accept()
+        metrics.WS_CONNECTIONS.inc()
         key = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [""])[0]
         if key:
             await self.authenticate(key)
 
     async def disconnect(self, code: int) -> None:
         self.writer.cancel()
-        for group in self.subscriptions.values():
+        metrics.WS_CONNECTIONS.dec()
+        for (channel, _), group in self.subscriptions.items():
+            metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
             await hub().leave(group, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -110,6 +114,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.error(f"subscription limit reached ({settings.WS_MAX_SUBSCRIPTIONS} per connection)")
                 return
             self.subscriptions[channel, name] = group
+            metrics.WS_SUBSCRIPTIONS.labels(channel).inc()
             await hub().join(group, self)
         await self.reply({"type": "subscribed", "channel": channel, "market": name})
 
@@ -122,6 +127,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if group is None:
             await self.error(f"not subscribed to {channel} of {name}")
             return
+        metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
         await hub().leave(group, self)
         await self.reply({"type": "unsubscribed", "channel": channel, "market": name})
 
@@ -147,6 +153,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
+            metrics.WS_DROPPED.inc()
             log.warning("websocket client %s is not reading: push dropped", self.scope.get("client"))
 
     async def write(self) -> None:

@@ -233,11 +233,12 @@ DEFAULT_MARKETS = [
 
 # Operating: /metrics, drift, challengers (monitoring app).
 METRICS_TOKEN = env_str("METRICS_TOKEN")  # set: /metrics also answers "Authorization: Bearer <token>" from anywhere
-DRIFT_EVERY_S = _duration("DRIFT_EVERY", "5m")  # period of the drift check (beat)
 DRIFT_WINDOW = env_int("DRIFT_WINDOW", 1000, minimum=50)  # newest feature rows compared with the training window
 DRIFT_PSI_THRESHOLD = env_float("DRIFT_PSI_THRESHOLD", 0.25)  # a feature whose PSI exceeds this has drifted
+DRIFT_FEATURE_SHARE = env_float("DRIFT_FEATURE_SHARE", 0.25)  # the market drifted: this share of features did
 DRIFT_ERROR_WINDOW = env_int("DRIFT_ERROR_WINDOW", 2000, minimum=50)  # newest scored predictions fed to ADWIN
 DRIFT_ADWIN_DELTA = env_float("DRIFT_ADWIN_DELTA", 0.002)  # ADWIN confidence (smaller: fewer detections)
+DRIFT_ERROR_RATIO = env_float("DRIFT_ERROR_RATIO", 2.0)  # a detected change must move the MSE this much, either way
 DRIFT_RETRAIN = env_bool("DRIFT_RETRAIN", False)  # drift queues an early retraining (recorded as a model event)
 DRIFT_RETRAIN_COOLDOWN_S = _duration("DRIFT_RETRAIN_COOLDOWN", "1h")  # at most one early retraining per market
 CHALLENGER_HOURS = env_float("CHALLENGER_HOURS", 6.0)  # a rejected candidate is scored in shadow this long (0: off)

@@ -105,6 +105,9 @@ class SystemCollector:
                 pipe.llen(key)
             queues.add(queue, sum(pipe.execute()))
         beat = Family("cryptopred_beat_last_tick_timestamp_seconds", "Last tick of the beat scheduler", [])
+        grace = Family("cryptopred_config_candle_grace_seconds", "CANDLE_GRACE_S: the longest a window waits", [])
+        grace.add(settings.CANDLE_GRACE_S)
+        yield grace.metric
         tick = client.get(BEAT_KEY)
         beat.add(float(tick) if tick else None)
         yield queues.metric
@@ -175,7 +178,7 @@ class SystemCollector:
             "cryptopred_feature_drift_psi", "PSI of a feature: recent window vs training window", ["market", "feature"]
         )
         max_psi = Family("cryptopred_feature_drift_max_psi", "Largest feature PSI", ["market"])
-        feature = Family("cryptopred_feature_drift", "1 when a feature's PSI exceeds DRIFT_PSI_THRESHOLD", ["market"])
+        feature = Family("cryptopred_feature_drift", "1 when DRIFT_FEATURE_SHARE of the features drifted", ["market"])
         error = Family(
             "cryptopred_error_drift", "1 when ADWIN detected a change in the live squared errors", ["market"]
         )

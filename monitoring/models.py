@@ -29,9 +29,13 @@ class DriftReport(models.Model):
     psi = models.JSONField(default=dict, help_text="population stability index per feature")
     max_psi = models.FloatField(null=True, blank=True)
     max_psi_feature = models.CharField(max_length=64, blank=True)
-    feature_drift = models.BooleanField(default=False, help_text="max PSI above DRIFT_PSI_THRESHOLD")
+    feature_drift = models.BooleanField(
+        default=False, help_text="at least DRIFT_FEATURE_SHARE of the features have a PSI above DRIFT_PSI_THRESHOLD"
+    )
     error_rows = models.PositiveIntegerField(default=0, help_text="scored predictions fed to ADWIN")
-    error_drift = models.BooleanField(default=False, help_text="ADWIN detected a change in the squared errors")
+    error_drift = models.BooleanField(
+        default=False, help_text="ADWIN detected a change of the squared errors' level by DRIFT_ERROR_RATIO or more"
+    )
     error_change_at = models.DateTimeField(
         null=True, blank=True, help_text="made_at of the prediction at which the last change was detected"
     )

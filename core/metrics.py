@@ -14,6 +14,7 @@ An increment costs about a microsecond: a label lookup and a write into the map.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import re
@@ -146,6 +147,34 @@ class AllProcesses:
                 mark_process_dead(int(match[1]), str(own))
         files = glob.glob(str(metrics_root() / "*" / "*.db"))
         return MultiProcessCollector.merge(files, accumulate=True)
+
+
+class DeferredCounts:
+    """Increments of an event loop's hottest path, written to the counter a second later in one go.
+
+    A counter increment in multiprocess mode costs a few microseconds (a lock and a
+    write into the map): a few per cent of a latest-prediction request answered
+    from Redis. Here a request costs a dict update; the event loop writes the sums
+    within DELAY_S, so a scrape sees them at most a second late.
+    """
+
+    DELAY_S = 1.0
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self.pending: dict[tuple[str, ...], int] = {}
+        self.scheduled = False
+
+    def inc(self, *labels: str) -> None:
+        self.pending[labels] = self.pending.get(labels, 0) + 1
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(self.DELAY_S, self.flush)
+
+    def flush(self) -> None:
+        pending, self.pending, self.scheduled = self.pending, {}, False
+        for labels, n in pending.items():
+            self.counter.labels(*labels).inc(n)
 
 
 def count(counter: Counter, market: str, n: int) -> None:

@@ -41,6 +41,7 @@ from inference.api.views import known_market_id
 from inference.services import latest_key
 
 HANDLER = "api:latest-prediction"  # its label in cryptopred_http_requests_total, as the Django view's
+REQUESTS = metrics.DeferredCounts(metrics.HTTP_REQUESTS)
 PATH = re.compile(r"^/api/v1/markets/([^/]+)/predictions/latest/$")
 # Headers of Django's answer that belong to that one response, not to the endpoint.
 OWN_HEADERS = {"content-type", "content-length", "date", "server", "set-cookie", "retry-after"}
@@ -116,7 +117,7 @@ class LatestPredictionFastPath:
             await self.app(scope, receive, send)
             return
         status, body, extra = answer
-        metrics.HTTP_REQUESTS.labels(HANDLER, str(status)).inc()
+        REQUESTS.inc(HANDLER, str(status))
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers + _learned + extra})
         await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from django.db.models import Sum
 from django.test import Client
@@ -40,6 +41,16 @@ def server(django_db_setup, django_db_blocker):
     connections["default"].settings_dict["CONN_MAX_AGE"] = 0
     with django_db_blocker.unblock(), Server() as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh_redis_keys():
+    """Throttle windows and cached predictions are keyed by addresses and ids that tests reuse."""
+    from core.redis_client import get_redis
+
+    for pattern in ("inference:latest:*", "inference:throttle:*"):
+        for key in get_redis().scan_iter(pattern):
+            get_redis().delete(key)
 
 
 def test_replay_counts_and_latencies_match_the_database(server):
@@ -90,6 +101,21 @@ def test_replay_counts_and_latencies_match_the_database(server):
     assert value(samples, "cryptopred_scrape_error", part="live") is None
     # The scrape itself was counted by the request middleware; the next one shows it.
     assert value(scrape(server), "cryptopred_http_requests_total", handler="metrics", status="200") >= 1
+
+
+def test_latest_prediction_requests_are_counted_on_both_paths(server, settings):
+    settings.API_ANONYMOUS_READ = True
+    market = get_or_create_market("metricsapi:ETH-USD")
+    (part,) = split_trades(KRAKEN_ETH, [400], Path(settings.DATA_DIR))
+    replay(part, market)
+    url = server.url(f"/api/v1/markets/{market.name}/predictions/latest/")
+    label = {"handler": "api:latest-prediction", "status": "200"}
+    before = value(scrape(server), "cryptopred_http_requests_total", **label) or 0
+    # The first answer comes from Django (which teaches the fast path), the others from Redis before Django.
+    for _ in range(5):
+        assert httpx.get(url, timeout=10).status_code == 200
+    time.sleep(metrics.DeferredCounts.DELAY_S + 0.3)  # the fast path writes its counts a second later
+    assert value(scrape(server), "cryptopred_http_requests_total", **label) == before + 5
 
 
 def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
@@ -157,8 +183,6 @@ def test_who_may_read_it(settings):
 
 
 def test_throttled_requests_are_counted(server, settings):
-    import httpx
-
     settings.API_ANONYMOUS_READ = True
     settings.API_ANON_THROTTLE_RATE = "2/min"
     get_or_create_market("metricsthrottle:ETH-USD")

@@ -69,15 +69,16 @@ def metrics_root() -> Path:
 
 
 def metrics_dir() -> Path:
-    """PROMETHEUS_MULTIPROC_DIR of this process: set to METRICS_DIR/<host> and created when unset.
+    """PROMETHEUS_MULTIPROC_DIR of this process: METRICS_DIR/<host>, exported and created.
 
     One directory per host, so that containers sharing a volume never write the same file
-    (prometheus-client names each process's files by its pid).
+    (prometheus-client names each process's files by its pid). Always derived from
+    METRICS_DIR and the data dir, never inherited: a child started with another
+    CRYPTOPRED_DATA_DIR (a test's `make up`) must not write into its parent's metrics.
     """
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_root() / host)
-    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
+    path = metrics_root() / host
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

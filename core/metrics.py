@@ -103,6 +103,16 @@ WS_SUBSCRIPTIONS = Gauge(
 )
 WS_DROPPED = Counter("cryptopred_ws_pushes_dropped", "Pushes dropped for websocket clients that do not read")
 
+# processes and Celery
+PROCESSES = Gauge(
+    "cryptopred_processes",
+    "Running processes of the system by kind (web, beat, a worker's queue; a prefork worker's pool processes too)",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+BEAT_TICKS = Counter("cryptopred_beat_ticks", "Ticks of the beat scheduler")
+CELERY_TASKS = Counter("cryptopred_celery_tasks", "Celery tasks finished, by task and state", ["task", "state"])
+
 # modeling
 TRAINING_RUNS = Counter(
     "cryptopred_training_runs", "Training runs by outcome (active, rejected, skipped, failed)", ["market", "outcome"]

@@ -23,6 +23,17 @@ from markets.models import Market
 log = logging.getLogger(__name__)
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities 3, 6, 9 in lists name + sep + n
 LIVE_FIELDS = ("rmse", "rmse_bps", "mae", "mae_bps", "directional_accuracy", "coverage_80")
+LIVE_TTL_S = 30.0  # live metrics rank every scored prediction of a market: computed at most this often per process
+_live: dict[int, tuple[float, dict]] = {}  # market id -> (monotonic time, live_metrics)
+
+
+def cached_live_metrics(market) -> dict:
+    from inference.metrics import live_metrics
+
+    hit = _live.get(market.pk)
+    if hit is None or time.monotonic() - hit[0] >= LIVE_TTL_S:
+        hit = _live[market.pk] = (time.monotonic(), live_metrics(market))
+    return hit[1]
 
 
 def ts(value) -> float | None:
@@ -142,8 +153,6 @@ class SystemCollector:
         yield from (f.metric for f in (info, age, last, outcome))
 
     def live(self, markets):
-        from inference.metrics import live_metrics
-
         labels = ["market", "forecaster"]
         families = {
             field: (
@@ -156,7 +165,7 @@ class SystemCollector:
         }
         windows = Family("cryptopred_live_windows", "Scored windows the live metrics cover", labels)
         for market in markets:
-            metrics = live_metrics(market)
+            metrics = cached_live_metrics(market)
             groups = [("all", metrics["served"])]
             groups += [(forecaster_label(g["served_by"]), g) for g in metrics["models"]]
             for forecaster, group in groups:

@@ -11,6 +11,7 @@ import ipaddress
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
+from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from core.metrics import AllProcesses
@@ -33,6 +34,7 @@ def may_scrape(request) -> bool:
     return loopback(request.META.get("REMOTE_ADDR") or "")
 
 
+@require_safe
 def metrics(request):
     if not may_scrape(request):
         hint = "with Authorization: Bearer <METRICS_TOKEN>" if settings.METRICS_TOKEN else "(METRICS_TOKEN is unset)"

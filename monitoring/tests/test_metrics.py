@@ -180,6 +180,7 @@ def test_who_may_read_it(settings):
     assert allowed.status_code == 200
     assert parse(allowed.content.decode())
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200  # loopback still may
+    assert Client(REMOTE_ADDR="127.0.0.1").post("/metrics").status_code == 405
 
 
 def test_throttled_requests_are_counted(server, settings):

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: up test demo install lint lock bench clean
+.PHONY: up test chaos demo install lint lock bench clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest
+
+# Faults against real processes (killed workers, outages): slower, run apart from the suite.
+chaos: install
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m chaos
 
 lint: install
 	$(PY) -m ruff check .

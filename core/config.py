@@ -57,6 +57,18 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
 
 
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER-style "X-Forwarded-Proto,https" -> ("HTTP_X_FORWARDED_PROTO", "https"); unset -> None."""
+    raw = env_str(name)
+    if not raw:
+        return None
+    header, sep, value = (part.strip() for part in raw.partition(","))
+    if not sep or not header or not value or "," in value:
+        raise ConfigError(f"{name}: expected HEADER,VALUE like X-Forwarded-Proto,https, got {raw!r}")
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else f"HTTP_{meta}"), value
+
+
 def data_dir() -> Path:
     path = Path(env_str("CRYPTOPRED_DATA_DIR", "var"))
     return (path if path.is_absolute() else BASE_DIR / path).resolve()
@@ -103,18 +115,22 @@ def database_config(url: str) -> dict:
     scheme = urlsplit(url).scheme
     if scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r} (expected postgresql://)")
+    max_age = env_int("DB_CONN_MAX_AGE", 0, minimum=0)
+    pool_size = env_int("DB_POOL_MAX_SIZE", 16, minimum=0)
     try:
-        # Under ASGI every request runs in a fresh thread, so persistent
-        # connections would pile up one per thread: close them per request
-        # unless DB_CONN_MAX_AGE says otherwise.
-        config = dj_database_url.parse(
-            url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
-        )
+        # Under ASGI every request runs in a fresh thread, so persistent connections
+        # would pile up one per thread. Django's psycopg pool lends each request or
+        # task an open connection and takes it back when it closes: no connection set-up
+        # per request, at most DB_POOL_MAX_SIZE per process. DB_POOL_MAX_SIZE=0 turns
+        # the pool off (connections then live DB_CONN_MAX_AGE seconds, 0 = per request).
+        config = dj_database_url.parse(url, conn_max_age=0 if pool_size else max_age, conn_health_checks=not pool_size)
     except ValueError as exc:
         raise ConfigError(f"DATABASE_URL: {exc}") from None
     if not config.get("NAME"):
         raise ConfigError("DATABASE_URL: no database name in the URL")
     config["ENGINE"] = "django.db.backends.postgresql"
+    if pool_size:
+        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
     return config
 
 

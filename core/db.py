@@ -15,10 +15,9 @@ def create_hypertable(schema_editor, table: str, time_column: str, chunk: str = 
 
     For migrations (RunPython); a no-op on plain PostgreSQL.
     """
+    if not timescaledb_enabled():
+        return
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-        if cursor.fetchone() is None:
-            return
         cursor.execute(
             "SELECT create_hypertable(%s, %s, chunk_time_interval => %s::interval,"
             " migrate_data => true, if_not_exists => true)",

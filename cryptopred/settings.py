@@ -19,6 +19,7 @@ from core.config import (
     env_float,
     env_int,
     env_str,
+    proxy_ssl_header,
     required,
 )
 from core.durations import parse_duration
@@ -29,6 +30,26 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
+# HTTPS. Off by default (local `make up` serves plain HTTP on 127.0.0.1); docker-compose.yml turns them on for a
+# deployment behind TLS. `manage.py check --deploy` lists what is still off.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Health probes and the Prometheus scrape come over plain HTTP from inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# "X-Forwarded-Proto,https": a request carrying that header value is HTTPS (set only behind a proxy that sets it).
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Sent on every response (cryptopred.middleware): the pages load only this site's own static files, with no
+# inline script or style; data: is for the favicon and Swagger UI's icons; 'self' also covers the websocket.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -37,12 +58,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "cryptopred",
+    "apitokens",
     "markets",
     "features",
     "modeling",
@@ -53,9 +74,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "monitoring.middleware.RequestMetrics",  # counts every answer Django gives, by view and status
+    "monitoring.middleware.RequestMetrics",  # counts every answer by view and status; adds no header
     "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
+    "cryptopred.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,7 +156,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "inference.api.authentication.CachedTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "inference.api.authentication.ReadSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["inference.api.permissions.ReadAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.ClientRateThrottle"],
@@ -152,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The schema and the docs are read like the rest of the API (API_ANONYMOUS_READ, tokens, sessions, throttles).
+    "SERVE_PERMISSIONS": ["inference.api.permissions.ReadAccess"],
 }
 
 LOGGING = {
@@ -180,6 +204,7 @@ API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)
 WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backlog pushes only its newest N
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4096, minimum=256)  # larger client frames: close 1009
 PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
 LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
 
@@ -214,6 +239,7 @@ CANDLE_GRACE_MARGIN_S = env_float("CANDLE_GRACE_MARGIN_S", 0.05)
 CANDLE_MAX_FILL_S = env_int("CANDLE_MAX_FILL_S", 6 * 3600, minimum=0)
 BOOK_DEPTH = env_int("BOOK_DEPTH", 10, minimum=1)  # levels per side of a live book subscription
 BOOK_FEATURE_LEVELS = env_int("BOOK_FEATURE_LEVELS", 5, minimum=1)  # levels per side of the depth imbalance
+CANDLE_MAX_LATE_S = env_int("CANDLE_MAX_LATE_S", 24 * 3600, minimum=0)  # older trades are refused (see Aggregator)
 BACKFILL_HOURS = env_float("BACKFILL_HOURS", 6.0)
 TRADE_RETENTION_DAYS = env_int("TRADE_RETENTION_DAYS", 30, minimum=0)
 STREAM_BACKOFF_BASE_S = env_float("STREAM_BACKOFF_BASE_S", 1.0)

@@ -5,38 +5,47 @@ Protocol (JSON text frames):
           {"action": "subscribe" | "unsubscribe", "channel": "predictions" | "candles", "market": "kraken:ETH-USD"}
   server: {"type": "auth" | "pong" | "subscribed" | "unsubscribed", ...}, {"type": "prediction", ...},
           {"type": "candle", ...}, {"type": "error", "error": "..."}
-A malformed message gets an error frame; only an invalid token closes the connection (code 4401).
+A malformed message gets an error frame that quotes at most a short excerpt of it; an invalid, expired or revoked
+token closes the connection (code 4401), and so does a token that stops being valid while the connection is open
+(re-checked every API_TOKEN_CACHE_S, at most once a second, and at its expiry); a frame above WS_MAX_MESSAGE_BYTES
+closes it with 1009, any failure of the consumer itself with 1011 (its subscriptions released).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from core import metrics
+from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
 from inference.hub import hub
 from markets.services import MarketError, get_market
 
 INVALID_TOKEN = 4401
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+MAX_BRACKETS = 16  # every message is one flat object: more brackets than this are refused before parsing
+MAX_NAME = 64  # characters of a market name worth looking up (and quoting back)
 OUTBOX_SIZE = 100  # pushes queued for a client that does not read; more are dropped
+MIN_RECHECK_S = 1.0  # an open connection re-checks its token at most this often
 
 log = logging.getLogger(__name__)
 
 
-@database_sync_to_async
-def token_user(key: str):
-    """The active user owning the token, or None."""
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token and token.user.is_active else None
+async def token_credentials(key: str) -> tuple:
+    """(user, token) as the REST API checks a key (the same per-process cache); TokenRefused otherwise."""
+    return remembered(key, settings.API_TOKEN_CACHE_S) or await database_sync_to_async(check)(key)
 
 
 @database_sync_to_async
@@ -52,23 +61,65 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.subscriptions: dict[tuple[str, str], str] = {}  # (channel, market name) -> group
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.writer = asyncio.ensure_future(self.write())
+        self.watcher: asyncio.Future | None = None  # re-checks the token the connection authenticated with
         await self.accept()
         metrics.WS_CONNECTIONS.inc()
-        key = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [""])[0]
+        self.counted = True  # in cryptopred_ws_connections, until release()
+        key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         if key:
             await self.authenticate(key)
 
     async def disconnect(self, code: int) -> None:
-        self.writer.cancel()
-        metrics.WS_CONNECTIONS.dec()
-        for (channel, _), group in self.subscriptions.items():
+        await self.release()
+
+    async def release(self) -> None:
+        """Stop writing and leave every subscription (idempotent)."""
+        if writer := getattr(self, "writer", None):
+            writer.cancel()
+        if watcher := getattr(self, "watcher", None):
+            watcher.cancel()
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.WS_CONNECTIONS.dec()
+        subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
+        for (channel, _), group in subscriptions.items():
             metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
-            await hub().leave(group, self)
+            with contextlib.suppress(Exception):  # the hub forgets the member before it talks to Redis
+                await hub().leave(group, self)
+
+    async def dispatch(self, message: dict) -> None:
+        """Any failure of a handler closes the connection (1011) and releases it: never a dead subscriber."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception("websocket %s: %s failed; closing (1011)", self.scope.get("client"), message.get("type"))
+            await self.release()
+            if message.get("type") != "websocket.disconnect":
+                with contextlib.suppress(Exception):
+                    await self.close(code=INTERNAL_ERROR)
+            raise StopConsumer from None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Limits first, parsing after: size, then nesting (a bracket count, as cheap as the frame is short).
+        size = (
+            len(bytes_data) if text_data is None else len(text_data) if text_data.isascii() else len(text_data.encode())
+        )
+        if size > settings.WS_MAX_MESSAGE_BYTES:
+            await self.error(f"message too big: {size} bytes, at most {settings.WS_MAX_MESSAGE_BYTES}")
+            await self.close(code=MESSAGE_TOO_BIG)
+            await self.release()
+            return
+        if text_data is None:
+            await self.error("expected a JSON object text frame, got a binary frame")
+            return
+        if text_data.count("{") + text_data.count("[") > MAX_BRACKETS:
+            await self.error(f"expected one flat JSON object: more than {MAX_BRACKETS} brackets")
+            return
         try:
-            message = json.loads(text_data) if text_data is not None else None
-        except ValueError:
+            message = json.loads(text_data)
+        except (ValueError, RecursionError):
             message = None
         if not isinstance(message, dict):
             await self.error("expected a JSON object text frame")
@@ -79,20 +130,53 @@ class StreamConsumer(AsyncWebsocketConsumer):
             "ping": self.on_ping,
             "subscribe": self.on_subscribe,
             "unsubscribe": self.on_unsubscribe,
-        }.get(action)
+        }.get(action if isinstance(action, str) else "")  # a list or an object is no action (nor hashable)
         if handler is None:
-            await self.error(f"unknown action {action!r}: expected auth, ping, subscribe or unsubscribe")
+            await self.error(f"unknown action {excerpt(action)}: expected auth, ping, subscribe or unsubscribe")
             return
         await handler(message)
 
     async def authenticate(self, key: object) -> bool:
-        user = await token_user(key) if isinstance(key, str) and key else None
-        if user is None:
-            await self.error("invalid token")
-            await self.close(code=INVALID_TOKEN)
+        try:
+            if not isinstance(key, str) or not key:
+                raise TokenRefused("invalid")
+            user, token = await token_credentials(key)
+        except TokenRefused as refused:
+            await self.refuse(refused)
             return False
         self.user = user
+        if self.watcher is not None:
+            self.watcher.cancel()
+        self.watcher = asyncio.ensure_future(self.watch(key, token))
         return True
+
+    async def refuse(self, refused: TokenRefused) -> None:
+        await self.error(refused.frame_text)
+        await self.close(code=INVALID_TOKEN)
+
+    async def watch(self, key: str, token) -> None:
+        """Close the connection (4401) once its token is revoked, rotated, deleted or expired, or its user is
+        deactivated: checked every API_TOKEN_CACHE_S (at most once a second) and at the token's expiry."""
+        while True:
+            wait = max(settings.API_TOKEN_CACHE_S, MIN_RECHECK_S)
+            if token.expires is not None:
+                wait = min(wait, max(token.expires.timestamp() - time.time(), 0.0) + 0.01)
+            await asyncio.sleep(wait)
+            try:
+                _, token = await token_credentials(key)
+                continue
+            except TokenRefused as refused:
+                code, frame = INVALID_TOKEN, refused.frame_text
+            except Exception:  # the database is down, say: the token cannot be vouched for any longer
+                log.exception("websocket %s: token re-check failed; closing (1011)", self.scope.get("client"))
+                code, frame = INTERNAL_ERROR, None
+            self.watcher = None  # release() must not cancel this very task
+            with contextlib.suppress(Exception):
+                if frame is not None:
+                    await self.error(frame)
+                await self.close(code=code)
+            await self.release()
+            return
 
     async def on_auth(self, message: dict) -> None:
         if await self.authenticate(message.get("token")):
@@ -135,11 +219,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """(channel, market name, group) of a (un)subscribe message, or None after an error frame."""
         channel = message.get("channel")
         if channel not in CHANNELS:
-            await self.error(f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
+            await self.error(f"unknown channel {excerpt(channel)}: expected one of {', '.join(CHANNELS)}")
             return None
         name = message.get("market")
-        if not isinstance(name, str):
-            await self.error("market: expected a name like kraken:ETH-USD")
+        if not isinstance(name, str) or len(name) > MAX_NAME:
+            await self.error(f"market: expected a name like kraken:ETH-USD, got {excerpt(name)}")
             return None
         try:
             market = await find_market(name)
@@ -165,3 +249,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def error(self, text: str) -> None:
         await self.reply({"type": "error", "error": text})
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """repr() of a client's value for an error frame, cut to limit characters: never the whole input back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -7,8 +7,8 @@ headers Django's middleware put on that view's last answer, and the cached
 prediction. One Redis round trip: a script counts the request in the shared
 throttle window and returns the prediction. Anything else (the browsable API, a
 session cookie, query parameters, an unknown token or market, a cold cache, a
-Redis outage) goes to the DRF view, which gives the same answer the long way
-and teaches this path what it needs. The checks themselves are Django's and
+Redis outage, plain HTTP when SECURE_SSL_REDIRECT is on) goes to the DRF view,
+which gives the same answer the long way and teaches this path what it needs. The checks themselves are Django's and
 DRF's: validate_host, the token keyword and cache of the authentication class,
 the throttle's buckets, script and its Throttled message.
 """
@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import math
 import re
-import time
 from functools import cache, lru_cache
 from typing import NamedTuple
 
@@ -72,6 +71,8 @@ class Config(NamedTuple):
     token_cache_s: float
     anonymous_read: bool
     rates: tuple[tuple[int, int], tuple[int, int]]  # (anonymous, authenticated): (requests, period s)
+    ssl_redirect: bool  # plain HTTP goes to Django, whose SecurityMiddleware redirects it
+    proxy_ssl_header: tuple[bytes, bytes] | None  # (ASGI header name, value that means HTTPS)
 
 
 @cache
@@ -83,7 +84,27 @@ def _config() -> Config:
         settings.API_TOKEN_CACHE_S,
         settings.API_ANONYMOUS_READ,
         (rate_for(False), rate_for(True)),
+        settings.SECURE_SSL_REDIRECT,
+        _asgi_header(settings.SECURE_PROXY_SSL_HEADER),
     )
+
+
+def _asgi_header(meta_header: tuple[str, str] | None) -> tuple[bytes, bytes] | None:
+    """("HTTP_X_FORWARDED_PROTO", "https") -> (b"x-forwarded-proto", b"https")."""
+    if not meta_header:
+        return None
+    name, value = meta_header
+    return name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")
+
+
+def _secure(scope, headers: dict, proxy_ssl_header: tuple[bytes, bytes] | None) -> bool:
+    """Django's HttpRequest.is_secure() on an ASGI scope: the proxy's header when present, else the scheme."""
+    if proxy_ssl_header is not None:
+        name, value = proxy_ssl_header
+        forwarded = headers.get(name)
+        if forwarded is not None:
+            return forwarded.split(b",", 1)[0].strip() == value
+    return scope.get("scheme") == "https"
 
 
 @receiver(setting_changed, dispatch_uid="inference.fastpath.config")
@@ -131,6 +152,8 @@ class LatestPredictionFastPath:
         headers = dict(scope["headers"])
         if not _host_allowed(headers.get(b"host", b""), config.allowed_hosts):
             return None
+        if config.ssl_redirect and not _secure(scope, headers, config.proxy_ssl_header):
+            return None
         if b"text/html" in headers.get(b"accept", b"") or config.session_cookie in headers.get(b"cookie", b""):
             return None
         market_id = known_market_id(match[1])
@@ -141,17 +164,18 @@ class LatestPredictionFastPath:
             if len(authorization) != 2 or authorization[0] != TokenAuthentication.keyword:
                 return None
             key = authorization[1]
-            if remembered(key, 2 * config.token_cache_s) is None:
+            credentials = remembered(key, 2 * config.token_cache_s)
+            if credentials is None:
                 return None
             if remembered(key, config.token_cache_s) is None:
                 self.recheck(key)  # meanwhile served: a burst of re-checks in Django would stall every client
-            ident, authenticated = token_ident(key), True
+            ident, authenticated = token_ident(credentials[1].pk), True
         elif config.anonymous_read:
             ident, authenticated = address_ident(scope["client"][0] if scope.get("client") else ""), False
         else:
             return None
         limit, period = config.rates[authenticated]
-        counter, retry_after = bucket(ident, period, time.time())
+        counter, retry_after = bucket(ident, period)
         client, sha = self.redis()
         keys_args = (counter, latest_key(market_id), period + 1)
         try:

@@ -14,12 +14,27 @@ class MarketAdmin(admin.ModelAdmin):
         "stream_detail",
         "last_trade_at",
         "late_trades",
+        "book_depth",
         "book_updated_at",
         "book_checksum_failures",
+        "book_resyncs",
     ]
     list_filter = ["exchange", "enabled", "stream_state"]
     list_editable = ["enabled"]
     search_fields = ["exchange", "base", "quote", "symbol"]
+    fieldsets = [
+        (None, {"fields": ["exchange", "base", "quote", "symbol", "enabled", "interval_s"]}),
+        ("Stream", {"fields": ["stream_state", "stream_detail", "stream_updated_at", "last_trade_at"]}),
+        ("History", {"fields": ["backfill_cursor"]}),
+        (
+            "Order book",
+            {
+                "fields": ["book_depth", "book_updated_at", "book_checksum_failures", "book_resyncs"],
+                "description": "As recorded by the live stream: levels per side held, time of the last book"
+                " message of the last stored window, checksum mismatches and fresh snapshots requested.",
+            },
+        ),
+    ]
     readonly_fields = [
         "stream_state",
         "stream_detail",

@@ -113,6 +113,29 @@ class OrderBook:
                 changed += 1
         return changed
 
+    def load(self, bids: Levels, asks: Levels) -> None:
+        """Replace the whole book by these levels at once (a feed's snapshot), then truncate.
+
+        qty 0 is skipped, a negative qty raises ValueError (the book is then
+        empty). Sorting each side once costs far less than inserting the levels
+        one by one into a book of thousands (a Coinbase snapshot).
+        """
+        sides = []
+        for side, new_levels in (("bid", bids), ("ask", asks)):
+            levels: dict[Decimal, Decimal] = {}
+            for price, qty in new_levels:
+                if qty < 0:
+                    self.clear()
+                    raise ValueError(f"negative qty {qty} at {side} {price}")
+                if qty:
+                    levels[price] = qty
+                else:
+                    levels.pop(price, None)
+            sides.append(levels)
+        self.bids, self.asks = sides
+        self._bid_prices, self._ask_prices = sorted(self.bids), sorted(self.asks)
+        self.truncate()
+
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
@@ -388,6 +411,15 @@ class BookWindows:
         if self.start is None or until <= self.start:
             return []
         return self._close_before(until)
+
+    def abandon(self) -> None:
+        """Drop the open window without finalizing it: its end state is unknown (the book was lost).
+
+        The series ends; the next event starts a new one. The caller keeps later
+        events out of the abandoned window (observe() does not know it).
+        """
+        self.start, self.top = None, None
+        self._reset(None)
 
     def close_all(self) -> list[BookBar]:
         """End of input: finalize the open window (the series ends)."""

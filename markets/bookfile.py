@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from markets.tradefile import HEADER as TRADES_HEADER
-from markets.tradefile import open_text, parse_ts, read_csv
+from markets.tradefile import excerpt, open_text, parse_ts, read_csv
 
 TOP_HEADER = ["ts", "bid_price", "bid_qty", "ask_price", "ask_qty"]
 L2_HEADER = ["ts", "side", "level", "price", "qty"]
@@ -57,7 +57,8 @@ def file_kind(path: Path) -> str:
         if header == expected:
             return kind
     known = "; ".join(",".join(h) for h in KINDS.values())
-    raise BookFileError(f"{path}:1: unknown header {header and ','.join(header)!r} (expected one of: {known})")
+    got = excerpt(",".join(header)) if header else "nothing"
+    raise BookFileError(f"{path}:1: unknown header {got} (expected one of: {known})")
 
 
 def read_book(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[BookSnapshot]:

@@ -5,12 +5,14 @@ Pure Python, no database: windows are integer epoch seconds [start, start + inte
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 VWAP_PLACES = Decimal("1e-12")
+MAX_AHEAD_S = 3600  # a trade dated further after this machine's clock is refused (when lateness is bounded)
 
 
 @dataclass(slots=True)
@@ -31,6 +33,12 @@ def window_start(ts: datetime, interval_s: int) -> int:
 
 def epoch_to_datetime(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def iso(ts: datetime) -> str:
+    """2021-07-01T00:00:21.647Z: UTC, milliseconds only when there are any."""
+    text = ts.astimezone(UTC).isoformat(timespec="milliseconds" if ts.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
 
 
 class Bar:
@@ -103,11 +111,16 @@ def bars_from_ticks(ticks: Iterable[Tick], interval_s: int) -> dict[int, Bar]:
     return bars
 
 
-def fill_gaps(bars: Iterable[Bar], interval_s: int, previous_close: Decimal | None = None) -> list[Bar]:
-    """Bars in window order with every missing window between them as an empty bar."""
+def fill_gaps(
+    bars: Iterable[Bar], interval_s: int, previous_close: Decimal | None = None, max_fill_s: int | None = None
+) -> list[Bar]:
+    """Bars in window order with every missing window between them as an empty bar.
+
+    With max_fill_s, a longer gap is left as it is (a new series, as the Aggregator makes it).
+    """
     out: list[Bar] = []
     for bar in sorted(bars, key=lambda b: b.start):
-        if out:
+        if out and (max_fill_s is None or bar.start - out[-1].start - interval_s <= max_fill_s):
             out.extend(Bar.empty(s, out[-1].close) for s in range(out[-1].start + interval_s, bar.start, interval_s))
         out.append(bar)
     return out
@@ -134,21 +147,40 @@ class Aggregator:
     The caller chooses the clock: wall time minus a grace period for live
     streams, the latest trade's time for backfill and replay. Windows at or
     before the last finalized one are late: the caller amends those candles.
+
+    With max_late_s set, time may only go back so far: a trade whose window
+    starts more than max_late_s before the newest window seen (the last final
+    one to begin with), or more than MAX_AHEAD_S after the wall clock, is
+    refused: skipped and listed in refused as (tick, reason) for the caller.
+    Whatever the timestamps, the open windows and the late ones of any batch
+    then span at most max_late_s. Windows are checked only when a trade leaves
+    the previous trade's window, so the common case costs nothing more.
     """
 
     def __init__(
-        self, interval_s: int, last_final: int | None = None, last_close: Decimal | None = None, max_fill_s: int = 0
+        self,
+        interval_s: int,
+        last_final: int | None = None,
+        last_close: Decimal | None = None,
+        max_fill_s: int = 0,
+        max_late_s: int | None = None,
     ):
         self.interval_s = interval_s
         self.last_final = last_final
         self.last_close = last_close
         self.max_fill_s = max_fill_s
+        self.max_late_s = max_late_s
+        self.newest = last_final  # newest window seen (accepted)
         self.open: dict[int, Bar] = {}
+        self.refused: list[tuple[Tick, str]] = []
 
     def add(self, ticks: Iterable[Tick]) -> dict[int, int]:
-        """Aggregate ticks; returns late windows (start -> trade count)."""
+        """Aggregate ticks; returns late windows (start -> trade count). Refused ticks go to self.refused."""
         late: dict[int, int] = {}
-        interval, last_final, bars = self.interval_s, self.last_final, self.open
+        interval, last_final, bars, max_late = self.interval_s, self.last_final, self.open, self.max_late_s
+        newest = self.newest
+        floor = newest - max_late if max_late is not None and newest is not None else None
+        ahead = time.time() + MAX_AHEAD_S  # the wall clock, read once per batch
         bar, begin, end = None, None, None  # the window of the previous tick, as datetimes
         for tick in ticks:
             # Most ticks fall into the previous tick's window: two comparisons decide it.
@@ -156,6 +188,21 @@ class Aggregator:
                 bar.add(tick)
                 continue
             start = int(tick.ts.timestamp()) // interval * interval
+            if max_late is not None:
+                if newest is None or start > newest:
+                    if start > ahead:
+                        self._refuse(tick, f"is in the future (this machine's clock says {iso(datetime.now(UTC))})")
+                        bar = None
+                        continue
+                    newest, floor = start, start - max_late
+                elif start < floor:
+                    self._refuse(
+                        tick,
+                        f"is older than {iso(epoch_to_datetime(floor))} (CANDLE_MAX_LATE_S={max_late}s before"
+                        f" the newest window so far, {iso(epoch_to_datetime(newest))})",
+                    )
+                    bar = None
+                    continue
             if last_final is not None and start <= last_final:
                 late[start] = late.get(start, 0) + 1
                 bar = None
@@ -165,7 +212,11 @@ class Aggregator:
                 bar = bars[start] = Bar(start)
             begin, end = epoch_to_datetime(start), epoch_to_datetime(start + interval)
             bar.add(tick)
+        self.newest = newest
         return late
+
+    def _refuse(self, tick: Tick, why: str) -> None:
+        self.refused.append((tick, f"trade at {iso(tick.ts)} {why}"))
 
     def close_until(self, now: float) -> list[Bar]:
         """Finalize every window that ended at or before now, empty ones included."""
@@ -178,6 +229,8 @@ class Aggregator:
             out.append(bar)
             self.last_final, self.last_close = start, bar.close
         out.extend(self._empties(last_closable + interval))
+        if self.last_final is not None and (self.newest is None or self.last_final > self.newest):
+            self.newest = self.last_final  # the clock moved on (a quiet live market): late trades are bounded from it
         return out
 
     def close_all(self) -> list[Bar]:

@@ -42,3 +42,21 @@ def interval_option(raw: str, market: Market) -> int:
             f" got {raw!r}"
         )
     return seconds
+
+
+def add_range_arguments(parser) -> None:
+    """--market, --interval, --start, --end of the export commands."""
+    parser.add_argument("--market", required=True, help="EXCHANGE:BASE-QUOTE")
+    parser.add_argument("--interval", default="10s", help="a multiple of the market's interval (default 10s)")
+    parser.add_argument("--start", help="ISO-8601 UTC, first window start (inclusive)")
+    parser.add_argument("--end", help="ISO-8601 UTC, end (exclusive)")
+
+
+def range_options(options: dict) -> tuple[Market, int, datetime | None, datetime | None]:
+    """(market, interval_s, start, end) from the options add_range_arguments added."""
+    market = market_option(options["market"])
+    interval_s = interval_option(options["interval"], market)
+    start, end = time_option(options["start"], "--start"), time_option(options["end"], "--end")
+    if start is not None and end is not None and end <= start:
+        raise CommandError(f"--end: expected a time after --start {options['start']}, got {options['end']!r}")
+    return market, interval_s, start, end

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
+from django.conf import settings
+
 from markets.candles import Bar, epoch_to_datetime, fill_gaps, merge
 from markets.ingest import bar_from_candle
 from markets.models import Candle, Market, Trade
@@ -15,7 +17,10 @@ TRADE_HEADER = ["ts", "price", "qty", "side", "trade_id"]
 
 
 def candle_bars(market: Market, interval_s: int, start: datetime | None, end: datetime | None) -> list[Bar]:
-    """Every window from the first traded one to the last traded one in [start, end), empty ones included."""
+    """Every window from the first traded one to the last traded one in [start, end), empty ones included.
+
+    Gaps longer than CANDLE_MAX_FILL_S stay gaps: the aggregator started a new series there.
+    """
     qs = Candle.objects.filter(market=market, interval_s=market.interval_s)
     if start is not None:
         qs = qs.filter(start__gte=start)
@@ -26,13 +31,16 @@ def candle_bars(market: Market, interval_s: int, start: datetime | None, end: da
     if first is None:
         return []
     candles = qs.filter(start__gte=first, start__lte=last).order_by("start")
-    bars = fill_gaps((bar_from_candle(c) for c in candles.iterator(chunk_size=5000)), market.interval_s)
+    max_fill = settings.CANDLE_MAX_FILL_S  # a longer gap is a new series: not filled here either
+    bars = fill_gaps(
+        (bar_from_candle(c) for c in candles.iterator(chunk_size=5000)), market.interval_s, max_fill_s=max_fill
+    )
     if interval_s == market.interval_s:
         return bars
     groups: dict[int, list[Bar]] = {}
     for bar in bars:
         groups.setdefault(bar.start // interval_s * interval_s, []).append(bar)
-    return fill_gaps((merge(group, start) for start, group in groups.items()), interval_s)
+    return fill_gaps((merge(group, start) for start, group in groups.items()), interval_s, max_fill_s=max_fill)
 
 
 def candle_rows(bars: list[Bar]) -> Iterator[list[str]]:

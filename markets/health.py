@@ -2,12 +2,27 @@
 
 from core.health import register
 from markets.lease import held, stream_key
+from markets.models import Market
 from markets.sources import streamed_markets
+
+
+def book_state(market: Market) -> dict:
+    """The market's live book as last recorded by its stream (see markets.bookingest)."""
+    return {
+        "depth": market.book_depth,
+        "updated_at": market.book_updated_at.isoformat() if market.book_updated_at else None,
+        "checksum_failures": market.book_checksum_failures,
+        "resyncs": market.book_resyncs,
+    }
 
 
 @register("streams")
 def check_streams() -> dict:
-    """A stream retrying without network is running (state reconnecting); only a missing task fails."""
+    """A stream retrying without network is running (state reconnecting); only a missing task fails.
+
+    The book's state is reported, never judged: an exchange without a book for
+    the pair, or a book that is being fetched again, leaves the trades healthy.
+    """
     markets = {}
     for market in streamed_markets():
         running = held(stream_key(market.name))
@@ -16,5 +31,6 @@ def check_streams() -> dict:
             "state": market.stream_state if running else "no stream task",
             "detail": market.stream_detail,
             "last_trade_at": market.last_trade_at.isoformat() if market.last_trade_at else None,
+            "book": book_state(market),
         }
     return {"ok": all(m["running"] for m in markets.values()), "markets": markets}

@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -16,8 +19,11 @@ from psycopg.errors import UniqueViolation
 
 from core import metrics
 from core.bulk import insert_missing, upsert
-from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime
+from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 from markets.models import Candle, Market, Trade
+
+if TYPE_CHECKING:
+    from markets.bookingest import BookIngestor
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,46 @@ class IngestStats:
     duplicates: int = 0
     candles: int = 0
     amended: int = 0
+    refused: int = 0
+
+
+class TradeRefused(ValueError):
+    """Trades the database cannot take as they are: too far out of time order (see Aggregator, strict Ingestor
+    only), or a candle's volume out of numeric(30,12) range. The batch is rolled back.
+
+    matches(tick), called on the trades of the input in order, is true for the first one the refusal is
+    about (to name a file's line).
+    """
+
+    def __init__(self, reason: str, matches: Callable[[Tick], bool]):
+        super().__init__(reason)
+        self.matches = matches
+
+    @classmethod
+    def of(cls, tick: Tick, reason: str) -> TradeRefused:
+        return cls(reason, lambda t: t.trade_id == tick.trade_id and t.ts == tick.ts)
+
+
+MAX_VOLUME = Decimal("1e18")  # candle volumes are numeric(30,12)
+
+
+def check_volume(bars: list[Bar], interval_s: int) -> None:
+    """TradeRefused if a candle's volume is too large to store (per candle, not per trade)."""
+    for bar in bars:
+        if bar.volume >= MAX_VOLUME:
+            total = Decimal(0)
+
+            def crosses(tick: Tick, start: int = bar.start) -> bool:
+                nonlocal total
+                if window_start(tick.ts, interval_s) == start:
+                    total += tick.qty
+                return total >= MAX_VOLUME
+
+            raise TradeRefused(
+                f"the volume of the {iso(epoch_to_datetime(bar.start))} candle reaches {bar.volume:.3E}:"
+                " out of range (the database stores numeric(30,12), below 1e18)",
+                crosses,
+            )
 
 
 TRADE_COLUMNS = ("trade_id", "ts", "price", "qty", "side", "market_id")
@@ -150,16 +196,6 @@ def bar_from_candle(candle: Candle) -> Bar:
     return bar
 
 
-def stored_ticks(market: Market, start, end) -> list[Tick]:
-    """Stored trades with start <= ts < end, in exchange order."""
-    rows = (
-        Trade.objects.filter(market=market, ts__gte=start, ts__lt=end)
-        .order_by("trade_id")
-        .values_list("trade_id", "ts", "price", "qty", "side")
-    )
-    return [Tick(*row) for row in rows]
-
-
 class Ingestor:
     """Writes one market's trades and candles; one instance per running source.
 
@@ -167,19 +203,30 @@ class Ingestor:
     transaction that finalized or amended candles, on_commit is called: the
     caller's cue to run the pipeline step (features, predictions, scoring),
     which finds its work in the database, so nothing is lost if it fails.
+    A trade the aggregator refuses (older than CANDLE_MAX_LATE_S before the
+    newest, or from the future) raises TradeRefused when strict (replay: the
+    batch is rolled back), else it is deleted again and logged (live sources).
     """
 
-    def __init__(self, market: Market, stats: IngestStats | None = None, on_commit: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        market: Market,
+        stats: IngestStats | None = None,
+        on_commit: Callable[[], None] | None = None,
+        strict: bool = False,
+    ):
         self.market = market
         self.on_commit = on_commit
         self.interval_s = market.interval_s
         self.stats = stats or IngestStats()
+        self.strict = strict
         last = Candle.objects.filter(market=market, interval_s=self.interval_s, final=True).order_by("-start").first()
         self.aggregator = Aggregator(
             self.interval_s,
             last_final=int(last.start.timestamp()) if last else None,
             last_close=last.close if last else None,
             max_fill_s=settings.CANDLE_MAX_FILL_S,
+            max_late_s=settings.CANDLE_MAX_LATE_S,
         )
         # Trades stored after the last final window (a crash mid-window) go back into the open windows.
         resume_from = last.start + timedelta(seconds=self.interval_s) if last else None
@@ -187,6 +234,9 @@ class Ingestor:
         if resume_from is not None:
             qs = qs.filter(ts__gte=resume_from)
         self.aggregator.add(Tick(*row) for row in qs.order_by("trade_id").values_list(*Tick.__slots__))
+        for tick, reason in self.aggregator.refused:  # stored before the rule existed: left as they are
+            log.warning("%s: stored trade %d left out of the open windows: %s", market, tick.trade_id, reason)
+        self.aggregator.refused.clear()
 
     def ingest(self, ticks: list[Tick], close_until: float | None = None) -> list[Candle]:
         """Store ticks, aggregate the new ones, finalize windows ended by close_until (epoch seconds)."""
@@ -216,8 +266,13 @@ class Ingestor:
         self.stats.read += len(ticks)
         self.stats.stored += len(new)
         self.stats.duplicates += len(ticks) - len(new)
-        transaction.on_commit(partial(metrics.ingested, self.market.name, len(new), len(ticks) - len(new)))
+        duplicates = len(ticks) - len(new)
         late = self.aggregator.add(new)
+        if self.aggregator.refused:
+            new = self._refuse(new)
+            if close_until is not None:  # the clock of the batch's last trade: not one refused from the future
+                close_until = min(close_until, max(t.ts for t in new).timestamp()) if new else None
+        transaction.on_commit(partial(metrics.ingested, self.market.name, len(new), duplicates))
         amended = self._amend(late) if late else []
         candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
         if new:
@@ -230,11 +285,29 @@ class Ingestor:
             return self.aggregator.last_final + 2 * self.interval_s
         return (time.time() // self.interval_s + 1) * self.interval_s
 
-    def finalize_due(self, now: float) -> list[Candle]:
-        """Finalize the windows that ended by now on the clock (quiet markets still get their candles)."""
+    def _refuse(self, new: list[Tick]) -> list[Tick]:
+        """Raise TradeRefused (strict), or delete the refused trades again; returns new without them."""
+        refused, self.aggregator.refused = self.aggregator.refused, []
+        if self.strict:
+            raise TradeRefused.of(*refused[0])
+        ids = {tick.trade_id for tick, _ in refused}
+        Trade.objects.filter(market=self.market, trade_id__in=ids).delete()
+        self.stats.stored -= len(ids)
+        self.stats.refused += len(ids)
+        for tick, reason in refused[:3]:
+            log.warning("%s: trade %d refused: %s", self.market, tick.trade_id, reason)
+        return [t for t in new if t.trade_id not in ids]
+
+    def finalize_due(self, now: float, book: BookIngestor | None = None) -> list[Candle]:
+        """Finalize the windows that ended by now on the clock (quiet markets still get their candles).
+
+        With the market's live book, its book windows of the same clock are
+        stored in the same transaction, and on_commit follows both.
+        """
         with transaction.atomic():
             candles = self._finalize(self.aggregator.close_until(now))
-        self._committed(candles)
+            windows = book.finalize_due(now) if book is not None else 0
+        self._committed(candles, woke=windows > 0)
         return candles
 
     def flush(self) -> list[Candle]:
@@ -247,6 +320,7 @@ class Ingestor:
     def _finalize(self, bars: list[Bar]) -> list[Candle]:
         if not bars:
             return []
+        check_volume(bars, self.interval_s)
         candles = [candle_from_bar(self.market, bar) for bar in bars]
         upsert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
         self.stats.candles += len(candles)
@@ -260,8 +334,13 @@ class Ingestor:
         empty ones after it, which carry its new close.
         """
         interval = self.interval_s
-        ticks = stored_ticks(self.market, epoch_to_datetime(min(late)), epoch_to_datetime(max(late) + self.interval_s))
-        bars = bars_from_ticks(ticks, interval)
+        # Late windows may lie up to CANDLE_MAX_LATE_S apart: read the trades between them as a stream, keep theirs.
+        rows = Trade.objects.filter(
+            market=self.market, ts__gte=epoch_to_datetime(min(late)), ts__lt=epoch_to_datetime(max(late) + interval)
+        ).values_list(*Tick.__slots__)
+        ticks = (Tick(*row) for row in rows.iterator(chunk_size=10_000))
+        bars = bars_from_ticks((t for t in ticks if window_start(t.ts, interval) in late), interval)
+        check_volume(list(bars.values()), interval)
         changed: dict = {}
         for start, count in sorted(late.items()):
             candle = candle_from_bar(self.market, bars[start])
@@ -295,6 +374,27 @@ class Ingestor:
         empties.update(open=c, high=c, low=c, close=c, amend_pending=True)
         return list(empties.order_by("start"))
 
-    def _committed(self, candles: list[Candle], amended: list[Candle] | None = None) -> None:
-        if (candles or amended) and self.on_commit is not None:
+    def _committed(self, candles: list[Candle], amended: list[Candle] | None = None, woke: bool = False) -> None:
+        if (candles or amended or woke) and self.on_commit is not None:
             self.on_commit()
+
+
+def series(candles: list[Candle], interval_s: int) -> Iterator[list[Candle]]:
+    """Runs of consecutive windows of finalized candles (window order).
+
+    Candles that cross a gap longer than CANDLE_MAX_FILL_S (a new series) are
+    processed one run at a time, so that no feature computation spans the gap.
+    """
+    if not candles:
+        return
+    step = timedelta(seconds=interval_s)
+    if candles[-1].start - candles[0].start == step * (len(candles) - 1):  # the common case: one run
+        yield candles
+        return
+    run = [candles[0]]
+    for previous, candle in pairwise(candles):
+        if candle.start - previous.start != step:
+            yield run
+            run = []
+        run.append(candle)
+    yield run

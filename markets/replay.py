@@ -10,10 +10,10 @@ from itertools import islice
 from pathlib import Path
 
 from markets.candles import Tick
-from markets.ingest import Ingestor, IngestStats
+from markets.ingest import Ingestor, IngestStats, TradeRefused
 from markets.lease import held, stream_key
 from markets.models import Market
-from markets.tradefile import read_trade_rows, read_trades
+from markets.tradefile import TradeFileError, line_of, read_trade_rows, read_trades
 
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
 BATCH = 150_000  # trades per transaction (and per on_commit call) at max speed
@@ -31,9 +31,11 @@ def replay(
 
     Windows close by event time, so the candles equal those of a live run
     over the same trades; the last window is flushed at the end. on_commit
-    is called after each batch that finalized candles (see Ingestor).
+    is called after each batch that finalized candles (see Ingestor). A trade
+    the aggregator refuses (see Aggregator) stops the replay like a malformed
+    row: TradeFileError naming its line, its batch rolled back.
     """
-    ingestor = Ingestor(market, on_commit=on_commit)
+    ingestor = Ingestor(market, on_commit=on_commit, strict=True)
     # A market that is streaming keeps its stream's state; a replay into it only adds trades.
     shown = not held(stream_key(market.name))
     if shown:
@@ -50,6 +52,9 @@ def replay(
                     clock = _paced(ingestor, batch, speed, clock)
                     gc.collect(1)
         ingestor.flush()
+    except TradeRefused as exc:
+        line = line_of(path, exc.matches)
+        raise TradeFileError(f"{path}:{line}: {exc}" if line else f"{path}: {exc}") from None
     finally:
         if shown:
             Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)

@@ -16,12 +16,15 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from core import metrics
+from markets.bookingest import BookIngestor
 from markets.grace import Grace
 from markets.ingest import Ingestor, IngestStats
 from markets.models import Market, Trade
 from markets.sources import source_for
 from markets.sources.base import (
+    BookMessage,
     HistoryError,
+    MalformedBook,
     MalformedFrame,
     Source,
     SubscriptionRejected,
@@ -64,10 +67,17 @@ def history_start(market: Market) -> datetime:
 
 
 class StreamRunner:
-    """Keeps one market's trades flowing into the database until stopped.
+    """Keeps one market's trades, and its order book when the source has one, flowing into the database.
 
     keep_going is called about every half second; returning False stops the
     runner (used for --for, worker shutdown and Redis lease renewal).
+
+    Each frame is parsed by the source and dispatched by what it holds: trades
+    to the Ingestor (one transaction per frame), a BookMessage to the
+    BookIngestor (in memory: book, checksum, windows). On the clock, the
+    Ingestor finalizes candles and, in the same transaction, the book's
+    windows; then it wakes the step. A book that must be fetched again
+    (BookIngestor.resync_at) gets the source's resync frames.
     """
 
     def __init__(
@@ -85,9 +95,12 @@ class StreamRunner:
         self.malformed = 0
         self.connects = 0
         self.stats = IngestStats()  # over all connections
+        self.book: BookIngestor | None = None  # the live book, over all connections (created by run())
 
     def run(self) -> None:
         """Until stopped; SubscriptionRejected propagates (retrying cannot fix it)."""
+        if self.book is None and self.source.book_depth:
+            self.book = BookIngestor(self.market, self.source.book_depth, self.source.book_checksum)
         attempt = 0
         try:
             while True:
@@ -114,7 +127,15 @@ class StreamRunner:
             set_state(self.market, State.STOPPED)
 
     def _session(self, ws: ClientConnection) -> None:
-        for frame in self.source.subscribe_frames():
+        try:
+            self._read(ws)
+        finally:
+            if self.book is not None:
+                self.book.disconnected()
+
+    def _read(self, ws: ClientConnection) -> None:
+        source, book = self.source, self.book
+        for frame in source.subscribe_frames():
             ws.send(json.dumps(frame))
         ingestor = Ingestor(self.market, self.stats, self.on_commit)
         grace = Grace(market=self.market.name)
@@ -131,35 +152,63 @@ class StreamRunner:
             if raw is not None:
                 last_frame, pinged = now, False
                 try:
-                    result = self.source.parse(load_frame(raw))
+                    result = source.parse(load_frame(raw))
                 except MalformedFrame as exc:
-                    self.malformed += 1
-                    log.warning("%s: malformed frame #%d ignored: %s", self.market, self.malformed, exc)
-                    continue
-                if result is True and not live:
+                    result = self._malformed(exc, now)
+                if source.book_lost is not None:  # e.g. a sequence gap: before this frame's own book message
+                    if book is not None:
+                        book.lost(source.book_lost, now)
+                    source.book_lost = None
+                if type(result) is list:
+                    if result:
+                        if live:
+                            grace.observe(result)
+                        ingestor.ingest(result)
+                elif type(result) is BookMessage:
+                    if book is not None:
+                        try:
+                            book.apply(result, now)
+                        except MalformedFrame as exc:
+                            self._malformed(exc, now)
+                elif result is True and not live:
                     # Subscribed: the socket buffers live trades while history fills the gap before them.
                     self._fill_gap(ingestor)
                     live = True
-                    set_state(self.market, State.LIVE, f"{self.source.url} (connect #{self.connects})")
-                elif isinstance(result, list) and result:
-                    if live:
-                        grace.observe(result)
-                    ingestor.ingest(result)
+                    set_state(self.market, State.LIVE, f"{source.url} (connect #{self.connects})")
+                    if book is not None:
+                        book.live(time.monotonic())
+                if source.outbox:
+                    for frame in source.outbox:
+                        ws.send(json.dumps(frame))
+                    source.outbox.clear()
             elif now - last_frame > settings.STREAM_SILENCE_S:
                 raise TimeoutError(f"no frame for {settings.STREAM_SILENCE_S:.0f}s")
             elif now - last_frame > settings.STREAM_SILENCE_S / 2 and not pinged:
-                if ping := self.source.ping_frame():
+                if ping := source.ping_frame():
                     ws.send(json.dumps(ping))
                 pinged = True
+            if book is not None and book.resync_at is not None and now >= book.resync_at:
+                for frame in source.book_resync_frames():
+                    ws.send(json.dumps(frame))
+                book.resync_sent(now)
             if live:
-                # Windows close on the clock, so quiet markets still get their candles.
-                ingestor.finalize_due(time.time() - grace.seconds())
+                # Windows close on the clock, so quiet markets still get their candles (and book windows).
+                ingestor.finalize_due(time.time() - grace.seconds(), book)
 
     @staticmethod
     def _wait(ingestor: Ingestor, grace: Grace) -> float:
         """How long to wait for a frame: until the next window is due to close, at most RECV_TIMEOUT_S."""
         due = ingestor.next_close() + grace.seconds() - time.time()
         return min(RECV_TIMEOUT_S, max(0.001, due))
+
+    def _malformed(self, exc: MalformedFrame, now: float) -> None:
+        """Log and count a frame that cannot be used; a bad book frame means the book must be fetched again."""
+        self.malformed += 1
+        if isinstance(exc, MalformedBook) and self.book is not None:
+            log.warning("%s: malformed frame #%d ignored, book fetched again: %s", self.market, self.malformed, exc)
+            self.book.lost(str(exc), now, quiet=True)
+        else:
+            log.warning("%s: malformed frame #%d ignored: %s", self.market, self.malformed, exc)
 
     def _fill_gap(self, ingestor: Ingestor) -> None:
         since = history_start(self.market)

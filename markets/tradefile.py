@@ -22,6 +22,10 @@ from markets.candles import Tick
 HEADER = ["ts", "price", "qty", "side", "trade_id"]
 SIDES = {"buy", "sell"}
 SAME_TS_LIMIT = 1000
+# What the database stores: prices and quantities are numeric(30,12) (a candle's VWAP, kept to 12 decimals in
+# Python's 28 digits, needs a price below 1e16), trade ids bigint.
+MIN_VALUE, MAX_PRICE, MAX_QTY = Decimal("1e-12"), Decimal("1e16"), Decimal("1e18")
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1
 
 
 class TradeFileError(ValueError):
@@ -59,26 +63,41 @@ def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Ti
     try:
         ts = parse_ts(raw_ts)
     except ValueError as exc:
-        raise ValueError(f"bad ts {raw_ts!r}: {exc}") from None
+        raise ValueError(f"bad ts {excerpt(raw_ts)}: {exc}") from None
     try:
         price, qty = Decimal(raw_price), Decimal(raw_qty)
+        # Also the positivity check: infinities fall outside, NaN raises InvalidOperation.
+        in_range = MIN_VALUE <= price < MAX_PRICE and MIN_VALUE <= qty < MAX_QTY
     except InvalidOperation:
-        raise ValueError(f"bad price/qty {raw_price!r}/{raw_qty!r}: not decimal numbers") from None
-    if not (price.is_finite() and qty.is_finite() and price > 0 and qty > 0):
-        raise ValueError(f"price and qty must be positive, got {raw_price!r}/{raw_qty!r}")
+        raise ValueError(f"bad price/qty {excerpt(raw_price)}/{excerpt(raw_qty)}: not decimal numbers") from None
+    if not in_range:
+        if not (price > 0 and qty > 0):
+            raise ValueError(f"price and qty must be positive, got {excerpt(raw_price)}/{excerpt(raw_qty)}")
+        raise ValueError(
+            f"price/qty {excerpt(raw_price)}/{excerpt(raw_qty)} out of range: the database stores numeric(30,12);"
+            " a price must be at least 1e-12 and below 1e16, a quantity at least 1e-12 and below 1e18"
+        )
     if side not in SIDES:
-        raise ValueError(f"bad side {side!r}: expected buy or sell (taker side)")
+        raise ValueError(f"bad side {excerpt(side)}: expected buy or sell (taker side)")
     rank = previous[1] + 1 if previous is not None and previous[0] == ts else 0
     if raw_id:
         try:
             trade_id = int(raw_id)
         except ValueError:
-            raise ValueError(f"bad trade_id {raw_id!r}: expected an integer or empty") from None
+            raise ValueError(f"bad trade_id {excerpt(raw_id)}: expected an integer or empty") from None
     else:
         if rank >= SAME_TS_LIMIT:
             raise ValueError(f"more than {SAME_TS_LIMIT} rows share ts {raw_ts} and have no trade_id")
         trade_id = derived_id(ts, rank)
+    if not MIN_ID <= trade_id <= MAX_ID:
+        what = f"trade_id {excerpt(raw_id)}" if raw_id else f"the trade_id derived from ts {raw_ts}"
+        raise ValueError(f"{what} out of range: the database stores a 64-bit integer (bigint)")
     return Tick(trade_id, ts, price, qty, side), rank
+
+
+def excerpt(raw: str, limit: int = 40) -> str:
+    """repr() of a field for an error message, cut short: a hostile file can hold megabyte fields."""
+    return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}… ({len(raw)} characters)"
 
 
 def read_csv(
@@ -103,7 +122,7 @@ def read_csv(
         try:
             got = next(reader, None)
             if got != header:
-                raise error(f"{path}:1: expected header {','.join(header)}, got {got and ','.join(got)}")
+                raise error(f"{path}:1: expected header {','.join(header)}, got {got and excerpt(','.join(got))}")
             for count, row in enumerate(reader, 1):
                 yield reader.line_num, row
                 if progress and count % progress_every == 0:
@@ -145,6 +164,20 @@ def read_trade_rows(
             ticks, rows = [], []
     if ticks:
         yield ticks, rows
+
+
+def line_of(path: Path, matches: Callable[[Tick], bool]) -> int | None:
+    """Line of the first row of path whose trade matches (fed every row in order): for error messages only."""
+    previous = None
+    for line, row in read_csv(path, HEADER, TradeFileError):
+        try:
+            found, rank = parse_row(row, previous)
+        except ValueError:
+            return None
+        if matches(found):
+            return line
+        previous = (found.ts, rank)
+    return None
 
 
 def format_ts(ts: datetime, micro: bool = False) -> str:

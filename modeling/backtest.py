@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -102,15 +102,19 @@ def iso(epoch: int) -> str:
 
 
 def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: datetime) -> Backtest:
+    """Predict every window from start to end as production would have, training on data before each retrain.
+
+    start is the first predicted window (the convention of backtesting tools: the
+    time range is what is evaluated); the first model trains on the train window before it.
+    """
     iv, h = config.interval_s, config.horizon
-    full = build_dataset(compute_features(market, iv, start, end), h)
-    first_retrain = int(start.timestamp()) + config.train_window_s
-    if not len(full) or full.starts[-1] < first_retrain:
-        have = (full.starts[-1] - full.starts[0] + iv) if len(full) else 0
+    data_start = start - timedelta(seconds=config.train_window_s)
+    full = build_dataset(compute_features(market, iv, data_start, end), h)
+    first_retrain = int(start.timestamp())
+    if not len(full) or full.starts[-1] < first_retrain or full.starts[0] >= first_retrain:
         raise TrainingError(
-            f"{market}: {have}s of usable {iv}s windows between {start:%Y-%m-%dT%H:%M:%SZ} and "
-            f"{end:%Y-%m-%dT%H:%M:%SZ}; a backtest needs more than --train-window ({config.train_window_s}s) "
-            f"of data, then windows to predict"
+            f"{market}: a backtest from {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ} needs usable"
+            f" {iv}s windows in the --train-window ({config.train_window_s}s) before --start and after it"
         )
     served: Forecaster | None = None
     version = 0

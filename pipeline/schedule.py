@@ -39,8 +39,11 @@ def _ensure(name: str, task: str, every_s: int, kwargs: dict | None = None) -> b
 
 
 def sync() -> int:
-    """Create the missing schedule entries; returns how many were created."""
+    """Create missing entries, drop the training tasks of deleted markets; returns how many were created."""
     created = sum(_ensure(name, task, every) for name, task, every in FIXED)
+    names = []
     for market in Market.objects.all():
-        created += _ensure(training_task_name(market), TRAIN_TASK, settings.TRAIN_EVERY_S, {"market": market.name})
+        names.append(training_task_name(market))
+        created += _ensure(names[-1], TRAIN_TASK, settings.TRAIN_EVERY_S, {"market": market.name})
+    PeriodicTask.objects.filter(task=TRAIN_TASK).exclude(name__in=names).delete()
     return created

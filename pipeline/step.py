@@ -30,6 +30,7 @@ from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import services
 from inference.models import Prediction
+from markets.ingest import series
 from markets.models import Candle, Market
 from monitoring import challengers
 from pipeline.models import StepStatus
@@ -105,7 +106,9 @@ class MarketStep:
         candles = Candle.objects.filter(market=market, interval_s=market.interval_s, final=True)
         if self.features_until is not None:
             candles = candles.filter(start__gt=self.features_until)
-        candles = list(candles.order_by("start")[:MAX_WINDOWS])
+        fetched = list(candles.order_by("start")[:MAX_WINDOWS])
+        # One run of consecutive windows at a time: no computation spans a gap between two series.
+        candles = next(series(fetched, market.interval_s), [])
         rows: list[FeatureRow] = []
         if candles:
             first, last = candles[0].start, candles[-1].start
@@ -122,7 +125,7 @@ class MarketStep:
         self._predict(rows, stats)
         if candles:
             stats.scored += services.score_candles(market, candles)
-        return len(candles) == MAX_WINDOWS
+        return len(candles) < len(fetched) or len(fetched) == MAX_WINDOWS
 
     def _predict(self, rows: list[FeatureRow], stats: StepStats) -> None:
         """Predict every feature row after the prediction watermark (rows: the ones just computed)."""

@@ -1,6 +1,7 @@
-"""Read access: token (or session) users, and anyone when API_ANONYMOUS_READ is on."""
+"""Read access: token (or session) users, and anyone when API_ANONYMOUS_READ is on. The API is read-only."""
 
 from django.conf import settings
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 
@@ -10,5 +11,9 @@ def may_read(user) -> bool:
 
 
 class ReadAccess(BasePermission):
+    """GET, HEAD and OPTIONS for readers; any other method is 405 (with Allow), whoever asks."""
+
     def has_permission(self, request, view) -> bool:
-        return request.method in SAFE_METHODS and may_read(request.user)
+        if request.method not in SAFE_METHODS:
+            raise MethodNotAllowed(request.method)
+        return may_read(request.user)

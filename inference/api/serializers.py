@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from core.durations import parse_duration
 from inference.models import Prediction
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 from modeling.models import ModelArtifact
 
 
@@ -46,6 +46,42 @@ class MarketSerializer(serializers.ModelSerializer):
             "stream_updated_at",
             "last_trade_at",
         ]
+
+
+class BookTopSerializer(serializers.ModelSerializer):
+    """Top of book as of a book window's end: the newest one stored is the market's latest known book."""
+
+    bid = ExactDecimalField(source="bid_price")
+    ask = ExactDecimalField(source="ask_price")
+    spread = serializers.SerializerMethodField()
+    mid = ExactDecimalField()
+    updated = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BookWindow
+        fields = ["bid", "ask", "spread", "mid", "updated"]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_spread(self, window: BookWindow) -> str:
+        return decimal_str(window.ask_price - window.bid_price)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_updated(self, window: BookWindow) -> str:
+        return serializers.DateTimeField().to_representation(window.start + timedelta(seconds=window.interval_s))
+
+
+class MarketDetailSerializer(MarketSerializer):
+    """One market; `book` is its latest stored top of book (null without book windows)."""
+
+    book = serializers.SerializerMethodField()
+
+    class Meta(MarketSerializer.Meta):
+        fields = [*MarketSerializer.Meta.fields, "book"]
+
+    @extend_schema_field(BookTopSerializer(allow_null=True))
+    def get_book(self, market: Market) -> dict | None:
+        window = BookWindow.objects.filter(market=market, interval_s=market.interval_s).order_by("-start").first()
+        return BookTopSerializer(window).data if window is not None else None
 
 
 class CandleSerializer(serializers.ModelSerializer):

@@ -14,10 +14,10 @@ from functools import cache
 
 from django.conf import settings
 from redis import RedisError
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from apitokens.models import ApiToken
 from core import metrics
 from core.redis_client import get_redis
 
@@ -45,14 +45,22 @@ def rate_for(authenticated: bool) -> tuple[int, int]:
     return parse_rate(settings.API_THROTTLE_RATE if authenticated else settings.API_ANON_THROTTLE_RATE)
 
 
-def bucket(ident: str, period: int, now: float) -> tuple[str, float]:
-    """Redis key of the client's current window and the seconds left in it."""
+def clock() -> float:
+    """Seconds since the epoch: the one clock of the throttle windows (tests hold it still)."""
+    return time.time()
+
+
+def bucket(ident: str, period: int, now: float | None = None) -> tuple[str, float]:
+    """Redis key of the client's current window (at now, default clock()) and the seconds left in it."""
+    if now is None:
+        now = clock()
     window = int(now // period)
     return f"inference:throttle:{ident}:{period}:{window}", (window + 1) * period - now
 
 
-def token_ident(key: str) -> str:
-    return f"token:{key}"
+def token_ident(token_id: int) -> str:
+    """A token's bucket is named by its id: no key, nor anything derived from one, is written to Redis."""
+    return f"token:{token_id}"
 
 
 def address_ident(address: str) -> str:
@@ -73,14 +81,14 @@ def _count_script():
 class ClientRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         authenticated = bool(request.user and request.user.is_authenticated)
-        if isinstance(request.auth, Token):
-            ident = token_ident(request.auth.key)
+        if isinstance(request.auth, ApiToken):
+            ident = token_ident(request.auth.pk)
         elif authenticated:
             ident = f"user:{request.user.pk}"
         else:
             ident = address_ident(request.META.get("REMOTE_ADDR", ""))
         limit, period = rate_for(authenticated)
-        key, self.retry_after = bucket(ident, period, time.time())
+        key, self.retry_after = bucket(ident, period)
         try:
             count = _count_script()(keys=[key], args=[period + 1])[0]
         except RedisError as exc:  # no counters while Redis is down: serve rather than fail

@@ -24,6 +24,7 @@ from inference.api.serializers import (
     CandleQuerySerializer,
     CandleSerializer,
     HistoryQuerySerializer,
+    MarketDetailSerializer,
     MarketSerializer,
     ModelArtifactDetailSerializer,
     ModelArtifactSerializer,
@@ -149,9 +150,9 @@ class MarketList(generics.ListAPIView):
 
 @extend_schema(parameters=[MARKET_PARAM])
 class MarketDetail(generics.RetrieveAPIView):
-    """One market with its stream state."""
+    """One market with its stream state and latest top of book."""
 
-    serializer_class = MarketSerializer
+    serializer_class = MarketDetailSerializer
 
     def get_object(self) -> Market:
         return market_or_404(self.kwargs["market"])
@@ -218,20 +219,20 @@ class CandleList(HistoryView):
         last = int(end.timestamp()) // interval_s * interval_s if end is not None else None  # bars wholly before end
         if last is not None:
             stop = min(stop, last)
-        rows = list(
-            stored.filter(start__gte=epoch_to_datetime(begin), start__lt=epoch_to_datetime(max(stop, begin))).order_by(
-                "start"
-            )
-        )
+        try:  # a long interval (or a start near the year 9999) puts the page's bars past what a datetime holds
+            first_bar, stop_at = epoch_to_datetime(begin), epoch_to_datetime(max(stop, begin))
+        except (ValueError, OverflowError, OSError):
+            raise ValidationError({"interval": ["this page of bars would end after the year 9999"]}) from None
+        rows = list(stored.filter(start__gte=first_bar, start__lt=stop_at).order_by("start"))
         groups: dict[int, list[Candle]] = {}
         for candle in rows:
             groups.setdefault(int(candle.start.timestamp()) // interval_s * interval_s, []).append(candle)
         results = [aggregate_candle(market, interval_s, bar_start, group) for bar_start, group in groups.items()]
-        more = (last is None or stop < last) and stored.filter(start__gte=epoch_to_datetime(stop)).exists()
+        more = (last is None or stop < last) and stored.filter(start__gte=stop_at).exists()
         next_url = None
         if more:
             params = request.query_params.copy()
-            params["start"] = epoch_to_datetime(stop).isoformat().replace("+00:00", "Z")
+            params["start"] = stop_at.isoformat().replace("+00:00", "Z")
             next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
         return Response({"next": next_url, "previous": None, "results": CandleSerializer(results, many=True).data})
 

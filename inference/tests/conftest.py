@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Min
-from rest_framework.authtoken.models import Token
 
+from apitokens.models import ApiToken
 from core.redis_client import get_redis
 from features.definitions import VERSION
 from features.models import FeatureRow
@@ -41,6 +41,25 @@ def clean_redis():
     wipe()
     yield
     wipe()
+
+
+class StillClock:
+    """The throttle windows' clock, held still at `now` (seconds) unless a test moves it."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def throttle_clock(monkeypatch) -> StillClock:
+    """Throttle windows are clock-aligned (one per hour for N/hour): a test on the real clock that straddles a
+    boundary sees its count reset. Held at the start of an hour, every request of a test falls in one window."""
+    clock = StillClock(1_800_000_000.0)  # 2027-01-15T08:00:00Z, a whole hour (and minute, and day)
+    monkeypatch.setattr("inference.api.throttling.clock", clock)
+    return clock
 
 
 def split_trades(path: Path, sizes: list[int], directory: Path) -> list[Path]:
@@ -91,8 +110,9 @@ def train_model(market: Market) -> ModelArtifact:
 
 
 def api_user(username: str = "bot") -> tuple:
+    """A user and a new token of theirs; the key is token.key (the database holds only its digest)."""
     user = get_user_model().objects.create_user(username)
-    return user, Token.objects.create(user=user)
+    return user, ApiToken.objects.issue(user, "test")
 
 
 class Server:

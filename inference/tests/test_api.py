@@ -72,8 +72,31 @@ def test_invalid_or_inactive_token_is_refused(replayed):
     assert client.get("/api/v1/markets/").status_code == 401
 
 
-def test_writes_are_not_allowed(client, replayed):
-    assert client.post("/api/v1/markets/", {"exchange": "x"}).status_code == 403
+WRITES = ["post", "put", "patch", "delete"]
+
+
+def test_writes_are_405_with_allow_for_every_client(client, django_user_model):
+    session = APIClient(enforce_csrf_checks=True)  # a browser: its session cookie, no CSRF token
+    session.force_login(django_user_model.objects.create_user("trader"))
+    anonymous = APIClient()
+    paths = ["/api/v1/markets/", f"{BASE}/predictions/latest/", f"{BASE}/candles/", "/api/schema/", "/api/docs/"]
+    for who in (client, session, anonymous):
+        for path in paths:
+            for method in WRITES:
+                response = getattr(who, method)(path, {"exchange": "x"}, format="json")
+                assert response.status_code == 405, (method, path, response.content)
+                assert response["Allow"] == "GET, HEAD, OPTIONS", path
+    assert client.options("/api/v1/markets/").status_code == 200
+
+
+def test_schema_and_docs_follow_anonymous_read(client):
+    anonymous = APIClient()
+    for path in ["/api/schema/", "/api/docs/", "/api/docs/?script="]:
+        refused = anonymous.get(path)
+        assert refused.status_code == 401 and refused["WWW-Authenticate"] == "Token", path
+        assert client.get(path).status_code == 200, path
+        with override_settings(API_ANONYMOUS_READ=True):
+            assert anonymous.get(path).status_code == 200, path
 
 
 def test_markets_list_and_detail_with_stream_state(client, replayed):
@@ -82,6 +105,7 @@ def test_markets_list_and_detail_with_stream_state(client, replayed):
     detail = client.get(f"{BASE}/").json()
     assert detail["stream_state"] == "stopped" and detail["interval_s"] == 10
     assert detail["last_trade_at"].endswith("Z")
+    assert detail["book"] is None  # trades only: no book windows
 
 
 @pytest.mark.parametrize("name", ["kraken:BTC-USD", "kraken", "nope:", "kraken:ETH-USD-X"])
@@ -149,6 +173,10 @@ def test_candles_at_a_coarser_interval_merge_the_stored_ones_like_export(client,
     for bad in ("15s", "7", "0s"):
         response = client.get(f"{BASE}/candles/?interval={bad}")
         assert response.status_code == 400 and "interval" in response.json(), bad
+    # Bars past the year 9999 (found by inference/tests/test_fuzz.py): a 400, not a 500.
+    for query in ("interval=10000000d", "interval=1d&start=9999-12-01T00:00:00Z"):
+        response = client.get(f"{BASE}/candles/?{query}")
+        assert response.status_code == 400 and "after the year 9999" in response.json()["interval"][0], query
 
 
 @pytest.mark.parametrize(
@@ -221,7 +249,7 @@ def test_models_list_filter_and_detail(client, replayed):
 
 
 @override_settings(API_THROTTLE_RATE="3/hour", API_ANON_THROTTLE_RATE="2/hour", API_ANONYMOUS_READ=True)
-def test_throttling_is_per_token(replayed):
+def test_throttling_is_per_token(replayed, throttle_clock):
     clients = []
     for name in ["bot-a", "bot-b"]:
         _, token = api_user(name)
@@ -230,14 +258,18 @@ def test_throttling_is_per_token(replayed):
         clients.append(c)
     a, b = clients
     assert [a.get("/api/v1/markets/").status_code for _ in range(4)] == [200, 200, 200, 429]
-    assert "Retry-After" in a.get("/api/v1/markets/").headers
+    throttle_clock.now += 600
+    assert a.get("/api/v1/markets/").headers["Retry-After"] == "3000"  # the rest of the hour
     assert b.get("/api/v1/markets/").status_code == 200
     anonymous = APIClient()
     assert [anonymous.get("/api/v1/markets/").status_code for _ in range(3)] == [200, 200, 429]
+    throttle_clock.now += 3000  # the next hour: a new budget
+    assert a.get("/api/v1/markets/").status_code == anonymous.get("/api/v1/markets/").status_code == 200
 
 
 def test_openapi_schema_and_docs(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert "/api/v1/markets/{market}/predictions/latest/" in schema["paths"]
     assert "/api/v1/markets/{market}/candles/" in schema["paths"]
+    assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
     assert client.get("/api/docs/").status_code == 200

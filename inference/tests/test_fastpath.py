@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apitokens.models import ApiToken, digest
 from core.redis_client import get_redis
 from inference.api import authentication
 from inference.fastpath import LatestPredictionFastPath
@@ -74,6 +78,7 @@ def test_answers_like_the_view_without_django(served):
     assert json.loads(body) == expected
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"content-security-policy"] == settings.CONTENT_SECURITY_POLICY.encode()
     assert int(headers[b"content-length"]) == len(body)
 
 
@@ -129,25 +134,25 @@ def test_anonymous_read_follows_the_setting(served):
     assert django.calls == 1
 
 
-def test_throttle_budget_is_shared_with_the_view(served):
+def test_throttle_budget_is_shared_with_the_view(served, throttle_clock):
     token, _, client = served
     app = LatestPredictionFastPath(Django())
-    with override_settings(API_THROTTLE_RATE="3/hour"):  # hourly windows: none starts mid-test in practice
+    with override_settings(API_THROTTLE_RATE="3/hour"):  # one hourly window: the clock stands still
         assert client.get(URL).status_code == 200  # 1 (the fixture's request counted in a per-minute window)
         assert call(app, token)[0] == 200  # 2
         assert call(app, token)[0] == 200  # 3
         status, headers, body = call(app, token)
-        assert status == 429 and int(headers[b"retry-after"]) >= 1
+        assert status == 429 and headers[b"retry-after"] == b"3600"  # the whole hour: it has just begun
         assert "throttled" in json.loads(body)["detail"]
         assert client.get(URL).status_code == 429
 
 
 def test_a_token_past_its_cache_time_is_served_while_rechecked(served, thread_connections_close):
     token, _, _ = served
-    credentials, _ = authentication._valid[token]
+    credentials, _, expires = authentication._valid[digest(token)]
     ttl = 5.0
     with override_settings(API_TOKEN_CACHE_S=ttl):
-        authentication._valid[token] = (credentials, time.monotonic() - 1.5 * ttl)
+        authentication._valid[digest(token)] = (credentials, time.monotonic() - 1.5 * ttl, expires)
         app = LatestPredictionFastPath(Django())
 
         async def request_then_wait() -> int:
@@ -158,13 +163,45 @@ def test_a_token_past_its_cache_time_is_served_while_rechecked(served, thread_co
         assert asyncio.run(request_then_wait()) == 200
         assert authentication.remembered(token, ttl) is not None  # re-checked and remembered again
 
-        authentication._valid[token] = (credentials, time.monotonic() - 2.5 * ttl)
+        authentication._valid[digest(token)] = (credentials, time.monotonic() - 2.5 * ttl, expires)
         assert call(app, token)[0] == 299  # too old to serve on trust: Django checks it
 
 
-def test_a_deleted_token_is_forgotten_at_once(served):
+@pytest.mark.parametrize("change", ["revoke", "rotate", "delete"])
+def test_a_token_changed_in_this_process_is_forgotten_at_once(served, change):
     token, _, _ = served
-    from rest_framework.authtoken.models import Token
-
-    Token.objects.get(key=token).delete()
+    getattr(ApiToken.objects.find(token), change)()
     assert call(LatestPredictionFastPath(Django()), token)[0] == 299
+
+
+def test_an_expired_token_is_refused_at_its_expiry_whatever_the_cache(served):
+    token, _, _ = served
+    ApiToken.objects.filter(digest=digest(token)).update(expires=timezone.now() + timedelta(seconds=0.5))
+    authentication.check(token)  # as the DRF view would have remembered it, with its expiry
+    app = LatestPredictionFastPath(Django())
+    assert call(app, token)[0] == 200
+    time.sleep(0.6)
+    assert call(app, token)[0] == 299  # Django answers 401
+
+
+def test_throttle_buckets_in_redis_are_named_by_token_id_not_key(served, throttle_clock):
+    token, _, _ = served
+    call(LatestPredictionFastPath(Django()), token)
+    buckets = [k.decode() for k in get_redis().scan_iter("inference:throttle:*")]
+    token_id = ApiToken.objects.find(token).pk
+    assert buckets and all(token not in b and digest(token) not in b for b in buckets)
+    assert any(b.startswith(f"inference:throttle:token:{token_id}:") for b in buckets)
+
+
+def test_plain_http_goes_to_django_when_https_is_required(served):
+    """SecurityMiddleware redirects plain HTTP: the fast path answers only what Django would not redirect."""
+    token, _, _ = served
+    django = Django()
+    app = LatestPredictionFastPath(django)
+    proxy = ("HTTP_X_FORWARDED_PROTO", "https")
+    with override_settings(SECURE_SSL_REDIRECT=True, SECURE_PROXY_SSL_HEADER=proxy):
+        assert call(app, token, scheme="http")[0] == 299
+        assert call(app, token, scheme="https")[0] == 200
+        assert call(app, token, scheme="http", headers=[(b"x-forwarded-proto", b"https")])[0] == 200
+        assert call(app, token, scheme="https", headers=[(b"x-forwarded-proto", b"http")])[0] == 299
+    assert django.calls == 2

@@ -7,10 +7,15 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import override_settings
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from inference.broadcast import group_name
+from inference.consumers import StreamConsumer
+from inference.hub import _hubs
 from inference.models import Prediction
 from pipeline.services import replay
 
@@ -37,6 +42,9 @@ def test_malformed_messages_get_error_frames_and_the_connection_stays(server, ma
             assert "JSON object" in (await ask(ws, "[1, 2]"))["error"]
             assert "unknown action 'dance'" in (await ask(ws, {"action": "dance"}))["error"]
             assert "unknown action None" in (await ask(ws, {"channel": "predictions"}))["error"]
+            # Wrong types (found by test_fuzz.py: a list was looked up as a dict key, and the connection closed 1011).
+            assert "unknown action []" in (await ask(ws, {"action": []}))["error"]
+            assert "unknown action {'a': 1}" in (await ask(ws, {"action": {"a": 1}}))["error"]
             assert (await ask(ws, b"\x00\x01"))["type"] == "error"
             assert await ask(ws, {"action": "ping"}) == {"type": "pong"}
 
@@ -166,3 +174,109 @@ def test_many_concurrent_subscribers_receive_every_push_in_order(server, market)
 
     for received in asyncio.run(scenario()):
         assert [m["n"] for m in received] == [0, 1, 2]
+
+
+def subscribers(market, channel: str = "predictions") -> int:
+    """Connections of the server process subscribed to channel of market (read from every event loop's hub)."""
+    return sum(len(h.members.get(group_name(channel, market), ())) for h in list(_hubs.values()))
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_a_failing_consumer_closes_1011_and_releases_its_subscriptions(server, market, monkeypatch):
+    async def broken(self, message):
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(StreamConsumer, "on_ping", broken)
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            assert subscribers(market) == 1
+            await ws.send(json.dumps({"action": "ping"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1011
+        assert subscribers(market) == 0  # no dead connection left subscribed
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_deeply_nested_messages_are_refused_before_parsing(server, market):
+    nested = "[" * 100_000 + "]" * 100_000
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            # 200 kB: above WS_MAX_MESSAGE_BYTES, an error frame and close 1009 (see the next test).
+            assert "message too big: 200000 bytes" in (await ask(ws, nested))["error"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1009
+        assert subscribers(market) == 0
+        with override_settings(WS_MAX_MESSAGE_BYTES=1_000_000):  # let it through to the nesting check
+            async with connect(server.ws_url()) as ws:
+                for deep in (nested, '{"action": "ping", "x": ' + "[" * 20 + "]" * 20 + "}"):
+                    error = await ask(ws, deep)
+                    assert error == {"type": "error", "error": "expected one flat JSON object: more than 16 brackets"}
+                assert await ask(ws, {"action": "ping"}) == {"type": "pong"}  # the connection stays
+
+    asyncio.run(scenario())
+
+
+def test_error_frames_quote_a_short_excerpt_and_big_frames_close_1009(server, market):
+    long = "x" * 3_000
+
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            with override_settings(API_ANONYMOUS_READ=True):
+                for message in ({"action": long}, {**SUBSCRIBE, "channel": long}, {**SUBSCRIBE, "market": long}):
+                    error = (await ask(ws, message))["error"]
+                    assert "x" * 50 in error and "x" * 60 not in error and len(error) < 200
+            assert await ask(ws, {"action": "ping", "pad": "y" * 4_000}) == {"type": "pong"}  # 4,035 bytes: fits
+            frame = json.dumps({"action": "ping", "pad": "é" * 2_100}, ensure_ascii=False)
+            assert len(frame) < 4096 < len(frame.encode())  # bytes are counted, not characters
+            error = await ask(ws, frame)
+            assert error == {"type": "error", "error": f"message too big: {len(frame.encode())} bytes, at most 4096"}
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd.code == 1009
+
+    asyncio.run(scenario())
+
+
+def test_a_session_counts_only_from_a_page_of_allowed_hosts(server, market):
+    """Cross-site websocket hijacking: another site's page gets no session; tokens work from anywhere."""
+    trader = get_user_model().objects.create_user("trader", password="not-used")
+    browser = Client()
+    browser.force_login(trader)
+    cookie = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"}
+    _, token = api_user()
+    own, evil = f"http://127.0.0.1:{server.port}", "http://evil.com"
+
+    async def scenario():
+        for origin in (own, None):  # the site's own page, or not a browser at all (no Origin header)
+            async with connect(server.ws_url(), origin=origin, additional_headers=cookie) as ws:
+                assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+        async with connect(server.ws_url(), origin=evil, additional_headers=cookie) as ws:
+            refused = await ask(ws, SUBSCRIBE)
+            assert refused["type"] == "error" and "authentication required" in refused["error"]
+        async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}"), origin=evil) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+        async with connect(server.ws_url(), origin=evil, additional_headers=cookie) as ws:
+            assert (await ask(ws, {"action": "auth", "token": token.key}))["ok"]
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+def test_a_handshake_to_an_unknown_path_is_404(server):
+    async def scenario():
+        for path in ("/ws/v1/nope/", "/", "/ws/v1/stream/extra"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(server.ws_url(path)):
+                    pass
+            assert refused.value.response.status_code == 404
+            assert refused.value.response.headers["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+
+    asyncio.run(scenario())

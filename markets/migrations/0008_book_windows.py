@@ -8,14 +8,13 @@ On TimescaleDB the book windows become a hypertable like the candles (migration
 import django.db.models.deletion
 from django.db import migrations, models
 
-from core.db import create_hypertable
+from core.db import create_hypertable, timescaledb_enabled
 
 
 def to_hypertable(apps, schema_editor):
+    if not timescaledb_enabled():
+        return
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-        if cursor.fetchone() is None:
-            return
         cursor.execute(
             "ALTER TABLE markets_bookwindow DROP CONSTRAINT markets_bookwindow_pkey, ADD PRIMARY KEY (id, start)"
         )

@@ -6,15 +6,21 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
+from markets.book import OrderBook
 from markets.candles import Tick
 from markets.models import Market
 
 
 class MalformedFrame(ValueError):
     """A frame the source cannot use; logged and counted, the stream goes on."""
+
+
+class MalformedBook(MalformedFrame):
+    """A book frame that cannot be applied: the book misses its levels, so it is fetched again."""
 
 
 class HistoryError(Exception):
@@ -25,11 +31,60 @@ class SubscriptionRejected(Exception):
     """The exchange refused the subscription; the message names the symbol."""
 
 
+Level = tuple[Decimal, Decimal]  # (price, qty)
+
+
+@dataclass(slots=True)
+class BookMessage:
+    """One order-book message of the source's market, in the exchange's order.
+
+    A snapshot replaces the book; an update sets its levels (qty is the new
+    absolute size, 0 deletes the level). checksum is the exchange's checksum of
+    the book after this message, when it sends one (see Source.book_checksum).
+    """
+
+    snapshot: bool
+    bids: list[Level]
+    asks: list[Level]
+    ts: datetime  # the exchange's time of the book state
+    checksum: int | None = None
+    frame: str = ""  # names the frame in logs, e.g. "book update of BTC/USD at 2026-…Z"
+
+
+def book_level(price, qty, frame: str) -> Level:
+    """A (price, qty) of a book frame as exact decimals: price > 0, qty >= 0; else MalformedBook naming the frame."""
+    try:
+        if isinstance(price, bool) or isinstance(qty, bool):
+            raise TypeError("a boolean")
+        level = Decimal(price), Decimal(qty)
+    except (TypeError, ValueError, InvalidOperation) as exc:
+        raise MalformedBook(f"{frame}: bad level price {price!r} qty {qty!r} ({type(exc).__name__})") from None
+    if not (level[0].is_finite() and level[1].is_finite()):
+        raise MalformedBook(f"{frame}: bad level price {price!r} qty {qty!r} (not finite)")
+    if level[0] <= 0:
+        raise MalformedBook(f"{frame}: price {price!r} is not positive")
+    if level[1] < 0:
+        raise MalformedBook(f"{frame}: negative qty {qty!r} at price {price!r}")
+    return level
+
+
 class Source(ABC):
-    """A websocket trade feed of one market, plus an optional REST history for gaps."""
+    """A websocket trade feed of one market, plus an optional REST history for gaps and an optional order book.
+
+    A source with a book channel sets book_depth (levels per side the client
+    keeps) and returns BookMessage from parse(). Two attributes carry what a
+    frame asks of the runner besides its content: outbox (frames to send now,
+    e.g. the book subscription once the pair's precision is known) and
+    book_lost (why the book lost continuity, e.g. a sequence gap: the runner
+    stops using it and fetches it again).
+    """
+
+    book_depth = 0  # levels per side of the source's book kept by the client; 0: no book channel
 
     def __init__(self, market: Market):
         self.market = market
+        self.outbox: list[dict] = []
+        self.book_lost: str | None = None
 
     @property
     @abstractmethod
@@ -37,14 +92,22 @@ class Source(ABC):
 
     @abstractmethod
     def subscribe_frames(self) -> list[dict]:
-        """Frames to send right after connecting."""
+        """Frames to send right after connecting (a new connection: per-connection state starts afresh)."""
 
     @abstractmethod
-    def parse(self, message: dict) -> list[Tick] | bool | None:
-        """Trades of a frame; True for the subscription ack; None for control frames.
+    def parse(self, message: dict) -> list[Tick] | BookMessage | bool | None:
+        """Trades of a frame, or its book message; True for the trade subscription ack; None for control frames.
 
-        Raises MalformedFrame or SubscriptionRejected.
+        Raises MalformedFrame (MalformedBook for a book frame) or SubscriptionRejected.
         """
+
+    def book_resync_frames(self) -> list[dict]:
+        """Frames that drop the book subscription and request it again with a snapshot."""
+        return []
+
+    def book_checksum(self, book: OrderBook) -> int:
+        """The exchange's checksum of book, for sources whose BookMessage carries one."""
+        raise NotImplementedError(f"{type(self).__name__} sends no book checksum")
 
     def ping_frame(self) -> dict | None:
         """Application-level keepalive, when the protocol has one."""

@@ -1,4 +1,4 @@
-"""Kraken Spot: WebSocket v2 `trade` channel, and REST `GET /0/public/Trades` for history."""
+"""Kraken Spot: WebSocket v2 `trade`, `instrument` and `book` channels, and REST `GET /0/public/Trades` for history."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ from decimal import ROUND_DOWN, Decimal
 import httpx
 from django.conf import settings
 
+from markets.book import OrderBook, kraken_checksum
 from markets.candles import Tick
-from markets.sources.base import HistoryError, MalformedFrame, Source, SubscriptionRejected, backoff_delay, load_frame
+from markets.sources.base import (
+    BookMessage,
+    HistoryError,
+    MalformedBook,
+    MalformedFrame,
+    Source,
+    SubscriptionRejected,
+    backoff_delay,
+    book_level,
+    load_frame,
+)
 from markets.tradefile import derived_id, parse_ts
 
 log = logging.getLogger(__name__)
@@ -111,45 +122,155 @@ class KrakenRest:
             cursor = last
 
 
+def book_message(kind: str, entry: dict) -> BookMessage:
+    """One `data` entry of a v2 book frame; MalformedBook names the frame and the problem."""
+    frame = f"book {kind} of {entry.get('symbol')} at {entry.get('timestamp')}"
+    try:
+        ts = parse_ts(entry["timestamp"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
+    checksum = entry.get("checksum")
+    if isinstance(checksum, bool) or not isinstance(checksum, int) or not 0 <= checksum < 2**32:
+        raise MalformedBook(f"{frame}: bad checksum {checksum!r}")
+    sides = []
+    for name in ("bids", "asks"):
+        levels = entry.get(name, [])
+        if not isinstance(levels, list):
+            raise MalformedBook(f"{frame}: {name} is not a list")
+        try:
+            sides.append([book_level(level["price"], level["qty"], frame) for level in levels])
+        except (KeyError, TypeError):
+            raise MalformedBook(f"{frame}: bad level in {name}: {str(levels)[:200]}") from None
+    return BookMessage(kind == "snapshot", sides[0], sides[1], ts, checksum, frame)
+
+
 class KrakenSource(Source):
-    """WebSocket v2: status, subscribe ack/error, trade snapshot and updates, heartbeat, pong."""
+    """WebSocket v2: status, subscribe ack/error, trade snapshot and updates, heartbeat, pong; the order book.
+
+    Per connection: `trade` and `instrument` are subscribed at once; the
+    instrument snapshot gives the pair's price and qty precision, which the
+    book checksum needs (never assumed per pair), and only then is `book`
+    subscribed (depth BOOK_DEPTH, with a snapshot). A later instrument update
+    for the pair changes the precision used from then on.
+    """
 
     def __init__(self, market):
         super().__init__(market)
         self.req_id = 0
+        self.channels: dict[int, str] = {}  # req_id -> channel of this connection's requests
+        self.precision: tuple[int, int] | None = None  # (price, qty) decimals from the instrument channel
+        self.book_subscribed = False
 
     @property
     def url(self) -> str:
         return settings.KRAKEN_WS_URL
 
-    def subscribe_frames(self) -> list[dict]:
+    @property
+    def book_depth(self) -> int:
+        return settings.BOOK_DEPTH
+
+    def _request(self, method: str, channel: str, **params) -> dict:
         self.req_id += 1
-        params = {"channel": "trade", "symbol": [self.market.symbol], "snapshot": True}
-        return [{"method": "subscribe", "params": params, "req_id": self.req_id}]
+        self.channels[self.req_id] = channel
+        return {"method": method, "params": {"channel": channel, **params}, "req_id": self.req_id}
+
+    def _book(self, method: str) -> dict:
+        params = {"symbol": [self.market.symbol], "depth": self.book_depth}
+        return self._request(method, "book", **params, **({"snapshot": True} if method == "subscribe" else {}))
+
+    def subscribe_frames(self) -> list[dict]:
+        self.channels.clear()
+        self.outbox.clear()
+        self.precision, self.book_subscribed = None, False
+        return [
+            self._request("subscribe", "trade", symbol=[self.market.symbol], snapshot=True),
+            self._request("subscribe", "instrument", snapshot=True),
+        ]
+
+    def book_resync_frames(self) -> list[dict]:
+        if self.precision is None:  # the book waits for the precision: ask for the instrument data again
+            log.warning("kraken %s: no instrument data for the pair yet; requesting it again", self.market.symbol)
+            return [self._request("unsubscribe", "instrument"), self._request("subscribe", "instrument", snapshot=True)]
+        frames = [self._book("unsubscribe")] if self.book_subscribed else []
+        self.book_subscribed = True
+        return [*frames, self._book("subscribe")]
+
+    def book_checksum(self, book: OrderBook) -> int:
+        return kraken_checksum(book, *self.precision)
 
     def ping_frame(self) -> dict:
         self.req_id += 1
         return {"method": "ping", "req_id": self.req_id}
 
-    def parse(self, message: dict) -> list[Tick] | bool | None:
+    def parse(self, message: dict) -> list[Tick] | BookMessage | bool | None:
         channel, method = message.get("channel"), message.get("method")
         if channel == "trade":
             data = message.get("data")
             if message.get("type") not in {"snapshot", "update"} or not isinstance(data, list):
                 raise MalformedFrame(f"unexpected trade frame {str(message)[:200]}")
             return [ws_tick(item) for item in data if item.get("symbol") == self.market.symbol]
-        if method == "subscribe":
-            if message.get("success"):
-                return True
-            symbol = message.get("symbol") or self.market.symbol
-            raise SubscriptionRejected(f"Kraken rejected the trade subscription for {symbol}: {message.get('error')}")
-        if channel in {"heartbeat", "status"} or method in {"pong", "unsubscribe"}:
+        if channel == "book":
+            return self._parse_book(message)
+        if method in {"subscribe", "unsubscribe"}:
+            return self._parse_ack(method, message)
+        if channel == "instrument":
+            self._parse_instrument(message)
+            return None
+        if channel in {"heartbeat", "status"} or method == "pong":
             if channel == "status":
                 log.info("kraken status: %s", message.get("data"))
             return None
         if "error" in message:
             raise MalformedFrame(f"error frame: {message.get('error')}")
         raise MalformedFrame(f"unexpected frame {str(message)[:200]}")
+
+    def _parse_book(self, message: dict) -> BookMessage | None:
+        kind, data = message.get("type"), message.get("data")
+        if kind not in {"snapshot", "update"} or not isinstance(data, list):
+            raise MalformedBook(f"unexpected book frame {str(message)[:200]}")
+        entries = [entry for entry in data if isinstance(entry, dict) and entry.get("symbol") == self.market.symbol]
+        if not entries:
+            return None
+        if len(entries) > 1:
+            raise MalformedBook(f"book {kind} with {len(entries)} entries for {self.market.symbol}")
+        return book_message(kind, entries[0])
+
+    def _parse_ack(self, method: str, message: dict) -> bool | None:
+        """True for the trade subscription; a rejected book or instrument request leaves trades alone."""
+        result = message.get("result") if isinstance(message.get("result"), dict) else {}
+        channel = result.get("channel") or self.channels.get(message.get("req_id"), "trade")
+        if message.get("success"):
+            return True if method == "subscribe" and channel == "trade" else None
+        symbol = message.get("symbol") or self.market.symbol
+        error = f"Kraken rejected the {channel} {method} for {symbol}: {message.get('error')}"
+        if method == "unsubscribe":
+            log.info("%s", error)
+            return None
+        if channel in {"book", "instrument"}:  # trades go on; the book is requested again (with backoff)
+            self.book_lost = error
+            return None
+        raise SubscriptionRejected(error)
+
+    def _parse_instrument(self, message: dict) -> None:
+        """The pair's precision from an instrument snapshot or update; subscribes the book the first time."""
+        data = message.get("data")
+        pairs = data.get("pairs") if isinstance(data, dict) else None
+        if message.get("type") not in {"snapshot", "update"} or not isinstance(pairs, list):
+            raise MalformedFrame(f"unexpected instrument frame {str(message)[:200]}")
+        for pair in pairs:
+            if not isinstance(pair, dict) or pair.get("symbol") != self.market.symbol:
+                continue
+            precision = pair.get("price_precision"), pair.get("qty_precision")
+            if not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 18 for p in precision):
+                raise MalformedFrame(f"instrument {self.market.symbol}: bad precision {precision!r}")
+            if precision != self.precision:
+                log.info("kraken %s: price precision %d, qty precision %d", self.market.symbol, *precision)
+            self.precision = precision
+        if self.precision is None and message.get("type") == "snapshot":
+            log.warning("kraken %s: not in the instrument snapshot; no order book", self.market.symbol)
+        elif self.precision is not None and not self.book_subscribed:
+            self.book_subscribed = True
+            self.outbox.append(self._book("subscribe"))
 
     def history(self, since_ns: int) -> Iterator[tuple[list[Tick], int]]:
         return KrakenRest(rest_pair(self.market)).pages(since_ns)

@@ -34,8 +34,9 @@ class FakeKraken:
         published: int = 0,
         end_at: datetime | None = None,
     ):
-        """rows: real trades; their times are shifted so the last one is at end_at (default: 1 min ago)."""
-        shift = (end_at or datetime.now(UTC) - timedelta(minutes=1)) - datetime.fromisoformat(rows[-1]["ts"])
+        """rows: real trades (or none); their times are shifted so the last one is at end_at (default: 1 min ago)."""
+        end = end_at or datetime.now(UTC) - timedelta(minutes=1)
+        shift = end - datetime.fromisoformat(rows[-1]["ts"]) if rows else timedelta(0)
         self.rows = [{**r, "ts": datetime.fromisoformat(r["ts"]) + shift} for r in rows]
         self.symbol, self.pair = symbol, pair
         self.published = published

@@ -2,11 +2,17 @@ import csv
 import gc
 import gzip
 import io
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django_celery_beat.models import PeriodicTask
 
 import markets.replay
 from markets.models import Candle, Market, Trade
@@ -15,6 +21,8 @@ from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_c
 from markets.tradefile import parse_ts
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args) -> str:
@@ -104,6 +112,58 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(CommandError, match=rf"{path}:3: bad price/qty"):
         call_command("replay", str(path), "--market", "kraken:BTC-USDT")
     assert Trade.objects.count() == 0
+    path.write_text("x" * 100_000 + "\n")  # not even the header: quoted short all the same
+    with pytest.raises(CommandError, match=rf"{path}:1: unknown header .*… \(100000 characters\)") as error:
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    assert len(str(error.value)) < 400
+
+
+NEAR_LIMIT = "999999999999999.9"  # a price just below 1e16, a quantity just below 1e18 with 900000000000000000
+VALUES_THE_DATABASE_CANNOT_STORE = [
+    # (the row put at line 32, the line named, the problem)
+    ("2023-11-17T00:10:00Z,1e400,0.1,buy,", 32, "price/qty '1e400'/'0.1' out of range: the database stores numeric"),
+    ("2023-11-17T00:10:00Z,Infinity,0.1,buy,", 32, "price/qty 'Infinity'/'0.1' out of range"),
+    ("2023-11-17T00:10:00Z,NaN,0.1,buy,", 32, "bad price/qty 'NaN'/'0.1': not decimal numbers"),
+    ("2023-11-17T00:10:00Z,36160.9,1234567890123456789012345.5,buy,", 32, "out of range"),
+    ("2023-11-17T00:10:00Z,36160.9,0.0000000000001,buy,", 32, "out of range"),  # would be stored as 0
+    ("2023-11-17T00:10:00Z,36160.9," + "9" * 500 + ",buy,", 32, "'" + "9" * 40 + "'… (500 characters)"),
+    ("2023-11-17T00:10:00Z,36160.9,0.1,buy,9223372036854775808", 32, "trade_id '9223372036854775808' out of range"),
+    ("2300-01-01T00:00:00Z,36160.9,0.1,buy,", 32, "the trade_id derived from ts 2300-01-01T00:00:00Z out of range"),
+    # Each value fits, their sum does not: the line where the candle's volume reaches 1e18.
+    (f"2023-11-17T00:10:00Z,{NEAR_LIMIT},900000000000000000,buy,\n" * 3, 33, "the volume of the 2023-11-17T00:10:00Z"),
+]
+
+
+@pytest.mark.parametrize(("bad", "line", "problem"), VALUES_THE_DATABASE_CANNOT_STORE)
+def test_values_the_database_cannot_store_stop_with_file_and_line(tmp_path, bad, line, problem):
+    """One line, nothing of the batch stored, no market left behind by the command that created it."""
+    rows = [",".join(r.values()) for r in read_rows(KRAKEN_BTCUSDT)[:60]]  # 00:00 to 00:12
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "ts,price,qty,side,trade_id\n"
+        + "\n".join(rows[:30])
+        + "\n"
+        + bad.rstrip("\n")
+        + "\n"
+        + "\n".join(rows[30:])
+        + "\n"
+    )
+    with pytest.raises(CommandError) as error:
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    message = str(error.value)
+    assert message.startswith(f"{path}:{line}: ") and problem in message and "\n" not in message
+    assert len(message) < 400
+    assert not Trade.objects.exists() and not Candle.objects.exists() and not Market.objects.exists()
+    assert not PeriodicTask.objects.filter(name="train kraken:BTC-USDT").exists()  # its training task went with it
+
+
+def test_a_failed_replay_keeps_a_market_it_did_not_create(tmp_path):
+    existing = Market.objects.create(exchange="kraken", base="BTC", quote="USDT", symbol="BTC/USDT")
+    path = tmp_path / "bad.csv"
+    path.write_text("ts,price,qty,side,trade_id\n2023-11-17T00:00:06Z,1e400,1,buy,1\n")
+    with pytest.raises(CommandError, match=f"{path}:2: "):
+        call_command("replay", str(path), "--market", "kraken:BTC-USDT")
+    assert list(Market.objects.all()) == [existing]
 
 
 @pytest.mark.parametrize(
@@ -194,3 +254,83 @@ def test_any_iso_timestamp_is_stored_as_python_reads_it(tmp_path):
     stored = Trade.objects.order_by("trade_id")
     assert [t.ts for t in stored] == [parse_ts(ts) for ts in stamps]
     assert {t.price for t in stored} == {Decimal("1000.5")}
+
+
+MEMORY_LIMIT = 1536 << 20  # bytes of address space for the subprocess: a day of windows fits, decades do not
+
+
+def manage_limited(*args: str) -> subprocess.CompletedProcess:
+    """manage.py in its own process, against the test database, with its address space limited."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+    code = (
+        "import resource, runpy, sys;"
+        f" resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}));"
+        " sys.argv[0] = 'manage.py'; runpy.run_path('manage.py', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": test_db},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def gemini_with(tmp_path, inserted: dict[int, str]) -> tuple[Path, list[str]]:
+    """The real Gemini day as a plain file with rows inserted before the given data row numbers (0: the first)."""
+    with gzip.open(GEMINI, "rt") as f:
+        header, *rows = f.read().splitlines()
+    for index in sorted(inserted, reverse=True):
+        rows.insert(index, inserted[index])
+    path = tmp_path / "gemini.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path, rows
+
+
+def test_out_of_order_rows_keep_memory_bounded(tmp_path):
+    """One row decades away from the others neither fills the gap nor spans it: see README, Guarantees."""
+    market = "gemini:ETH-USD"
+    middle = 12_000
+    # A row from 1999 in the middle of the day: refused, naming its line; nothing stored, no market left behind.
+    path, _ = gemini_with(tmp_path, {middle: "1999-01-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1, done.stderr
+    error = done.stderr.strip().splitlines()
+    assert len(error) == 1
+    assert error[0].startswith(f"CommandError: {path}:{middle + 2}: trade at 1999-01-01T00:00:00Z is older than ")
+    assert not Trade.objects.exists() and not Market.objects.exists()
+
+    # A row from 2099 (in the future): refused as such.
+    path, _ = gemini_with(tmp_path, {middle: "2099-01-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1
+    assert f"{path}:{middle + 2}: trade at 2099-01-01T00:00:00Z is in the future" in done.stderr
+    assert not Market.objects.exists()
+
+    # A row two years ahead in the middle: accepted (a new series), then the next row is too old.
+    path, rows = gemini_with(tmp_path, {middle: "2023-07-01T00:00:00Z,2000,1,buy,"})
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 1
+    next_ts = parse_ts(rows[middle + 1].split(",")[0]).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert f"{path}:{middle + 3}: trade at {next_ts} is older than 2023-06-30T00:00:00Z" in done.stderr
+
+    # Far rows first and last: each starts a new series, no window between them exists or is exported.
+    path, rows = gemini_with(
+        tmp_path, {0: "1999-01-01T00:00:00Z,2000,1,buy,", 25_222: "2023-07-01T00:00:00Z,2001,1,sell,"}
+    )
+    done = manage_limited("replay", str(path), "--market", market)
+    assert done.returncode == 0, done.stderr
+    assert "read 25224, stored 25224" in done.stdout
+    day = reference_candles(read_rows(GEMINI), 10)
+    starts = [
+        c.strftime("%Y-%m-%dT%H:%M:%SZ") for c in Candle.objects.order_by("start").values_list("start", flat=True)
+    ]
+    assert starts == ["1999-01-01T00:00:00Z", *(row[0] for row in day), "2023-07-01T00:00:00Z"]
+    exported = manage_limited("export_candles", "--market", market)
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert lines[1] == "1999-01-01T00:00:00Z,2000,2000,2000,2000,1,1"
+    assert [line.split(",") for line in lines[2:-1]] == day
+    assert lines[-1] == "2023-07-01T00:00:00Z,2001,2001,2001,2001,1,1"

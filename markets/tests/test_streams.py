@@ -1,9 +1,11 @@
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from markets.candles import Tick
 from markets.health import check_streams
@@ -11,6 +13,7 @@ from markets.ingest import Ingestor
 from markets.lease import Lease, held, stream_key
 from markets.models import Market, Trade
 from markets.services import ensure_default_markets, get_or_create_market
+from markets.sources.kraken import KrakenSource
 from markets.tasks import purge_trades
 from markets.tests.fake_kraken import FakeKraken
 from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
@@ -38,7 +41,7 @@ def test_lease_has_one_holder():
     second.release()
 
 
-def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, settings):
+def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, settings, monkeypatch):
     rows = read_rows(KRAKEN_BTCUSDT)[:600]
     with FakeKraken(rows, published=500) as fake:
         settings.KRAKEN_WS_URL, settings.KRAKEN_REST_URL = fake.ws_url, fake.rest_url
@@ -58,6 +61,35 @@ def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, setting
         assert run_stream(market.pk) == "already streaming"
         health = check_streams()
         assert health["ok"] and health["markets"]["kraken:BTC-USDT"]["state"] == Market.StreamState.LIVE
+
+        # Kill the stream task: it dies on its next frame and, like a killed worker, leaves its lease to expire.
+        killed, kept = threading.Event(), []
+        parse, release = KrakenSource.parse, Lease.release
+
+        def die_once(source, message):
+            if not killed.is_set():
+                killed.set()
+                raise RuntimeError("stream task killed by the test")
+            return parse(source, message)
+
+        def release_unless_killed(lease):
+            if killed.is_set() and not kept:
+                kept.append(lease)  # the dead task's lease: left to expire
+                return
+            release(lease)
+
+        monkeypatch.setattr(KrakenSource, "parse", die_once)
+        monkeypatch.setattr(Lease, "release", release_unless_killed)
+        connections, killed_at = fake.connections, timezone.now()
+        wait_for(lambda: kept)
+        wait_for(lambda: not held(stream_key(market.name)))  # expired within STREAM_LEASE_S
+        health = check_streams()
+        assert not health["ok"] and health["markets"]["kraken:BTC-USDT"]["state"] == "no stream task"
+        # The beat task revives it: a new task, a new connection, live again, nothing lost or stored twice.
+        assert ensure_streams() == ["kraken:BTC-USDT"]
+        wait_for(lambda: fake.connections == connections + 1 and held(stream_key(market.name)))
+        wait_for(lambda: Market.objects.filter(pk=market.pk, stream_updated_at__gt=killed_at, stream_state="live"))
+        assert check_streams()["ok"] and Trade.objects.count() == len(rows)
 
         # Disabling stops the stream within a lease period; the lease goes with it.
         Market.objects.filter(pk=market.pk).update(enabled=False)
@@ -116,3 +148,28 @@ def test_purge_keeps_recent_trades_and_candles(settings):
     assert purge_trades() == len(old)
     assert list(Trade.objects.values_list("trade_id", flat=True)) == [1]
     assert market.candles.count() == candles > 0
+
+
+def test_live_sources_drop_trades_too_far_out_of_time_order(caplog):
+    """What a replay refuses (see test_replay) a stream drops, logs and deletes again; it goes on."""
+    market = get_or_create_market("kraken:BTC-USDT")
+    ticks = [parse_row(list(r.values()), None)[0] for r in read_rows(KRAKEN_BTCUSDT)[:400]]
+    far_past = Tick(1, datetime(1999, 1, 1, tzinfo=UTC), Decimal(1), Decimal(1), "buy")
+    future = Tick(2, datetime(2099, 1, 1, tzinfo=UTC), Decimal(1), Decimal(1), "sell")
+    ingestor = Ingestor(market)
+    # The future trade comes last, as a backfill page's clock: windows must not close on it.
+    ingestor.ingest([*ticks[:150], far_past, *ticks[150:300], future], close_until=future.ts.timestamp())
+    ingestor.ingest(ticks[300:], close_until=ticks[-1].ts.timestamp())  # the stream was not poisoned
+    ingestor.flush()
+    assert (ingestor.stats.stored, ingestor.stats.refused) == (400, 2)
+    assert sorted(Trade.objects.values_list("trade_id", flat=True)) == sorted(t.trade_id for t in ticks)
+    starts = market.candles.order_by("start").values_list("start", flat=True)
+    assert starts[0] == window(ticks[0]) and starts.last() == window(ticks[-1])
+    assert market.candles.count() == (window(ticks[-1]) - window(ticks[0])).total_seconds() // 10 + 1
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "trade at 1999-01-01T00:00:00Z is older than" in refused[0]
+    assert "trade at 2099-01-01T00:00:00Z is in the future" in refused[1]
+
+
+def window(tick: Tick) -> datetime:
+    return datetime.fromtimestamp(int(tick.ts.timestamp()) // 10 * 10, UTC)

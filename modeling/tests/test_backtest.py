@@ -49,8 +49,19 @@ def test_no_look_ahead(eth, tmp_path):
     assert full[: len(short)] == short
 
 
+def test_start_is_the_first_predicted_window(eth, tmp_path):
+    """--start is what is evaluated; the first model trains on the --train-window before it."""
+    out = tmp_path / "from_18h.csv"
+    result = backtest("--start", "2024-08-08T18:00:00Z", "--out", str(out))
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["made_at"] == "2024-08-08T18:01:00Z"  # the window that starts at --start, predicted at its end
+    assert result["retrains"][0]["at"] == "2024-08-08T18:00:00Z" and result["retrains"][0]["rows"] > 600
+
+
 BAD = [
-    (["--train-window", "3d"], "a backtest needs more than --train-window"),
+    (["--train-window", "3d"], r"--train-window \(3d\) covers all the stored data .*: nothing left to predict"),
+    (["--start", "2024-08-08T00:00:00Z"], "needs usable 60s windows in the --train-window .* before --start"),
     (["--start", "2024-08-09T00:00:00Z", "--end", "2024-08-08T00:00:00Z"], "--end .* must be after --start"),
     (["--start", "yesterday"], "--start: expected an ISO-8601 time"),
     (["--retrain-every", "0h"], "--retrain-every: invalid duration"),

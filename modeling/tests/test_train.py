@@ -12,10 +12,10 @@ from django.core.management import CommandError
 from django.db.models import Max, Min
 
 from features.engine import compute_features
-from features.tests.helpers import BINANCE_ETH_1M, run
+from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Candle
 from modeling.models import ModelArtifact, ModelEvent
-from modeling.tests.conftest import ETH
+from modeling.tests.conftest import ETH, REVERSAL, rebuilt_eth
 from modeling.training import ALGORITHMS, Dataset, build_dataset, dm_pvalue, fold_bounds, gate, train, walk_forward
 
 KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
@@ -25,10 +25,10 @@ def train_json(*extra) -> dict:
     return json.loads(run("train", "--market", ETH, "--json", *extra))
 
 
-def test_train_json_reports_model_next_to_persistence(eth):
+def test_train_json_reports_model_next_to_persistence(edge):
     result = train_json()
     assert set(result) == {"model_id", "status", "reason", "metrics"}
-    assert result["status"] in {"active", "rejected"}
+    assert result["status"] == "active" and "beats persistence" in result["reason"]  # the planted edge
     assert KEYS <= set(result["metrics"]["model"]) and KEYS <= set(result["metrics"]["persistence"])
     persistence = result["metrics"]["persistence"]
     assert persistence["directional_accuracy"] == 0.5  # "no move" is a coin flip on windows that moved
@@ -44,23 +44,34 @@ def test_train_json_reports_model_next_to_persistence(eth):
     assert f"vs persistence {persistence['rmse']:.6g}" in result["reason"]
 
 
-def test_second_training_must_also_beat_the_active_model(eth, settings):
+def test_second_training_must_also_beat_the_active_model(edge, settings):
     settings.PROMOTION_MARGIN = 0.0
     first = train_json("--train-window", "12h")
-    if first["status"] != "active":  # make one active to compete against
-        from modeling import registry
-
-        registry.promote(ModelArtifact.objects.get(pk=first["model_id"]), "test")
-    second = train_json()
+    assert first["status"] == "active"  # the planted edge is plain in 12 hours already
+    second = train_json()  # the same edge over 24 hours: no better than the model that has it
+    assert second["status"] == "rejected" and "does not beat the active model" in second["reason"]
     assert second["metrics"]["active"] is not None and KEYS <= set(second["metrics"]["active"])
     assert "and active" in second["reason"] and "(p " in second["reason"]
-    assert ModelArtifact.objects.filter(status="active").count() <= 1
-    first_model = ModelArtifact.objects.get(pk=first["model_id"])
-    if second["metrics"]["active"]["rmse"] >= second["metrics"]["persistence"]["rmse"]:
-        # The active model lost to persistence on the newest data: it is retired, persistence is served.
-        assert first_model.status == "retired" and "no longer beats persistence" in first_model.reason
-    else:
-        assert first_model.status in {"active", "retired"}
+    assert second["metrics"]["active"]["rmse"] < second["metrics"]["persistence"]["rmse"]
+    assert list(ModelArtifact.objects.filter(status="active").values_list("pk", flat=True)) == [first["model_id"]]
+
+
+def test_an_active_model_that_loses_to_persistence_is_retired(transactional_db, tmp_path, settings):
+    """A day with the edge planted, then a day without any (its returns shuffled)."""
+    settings.PROMOTION_MARGIN = 0.0
+    run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
+    last = rebuilt_eth(tmp_path / "edge.csv", slice(0, 1440), REVERSAL)
+    rebuilt_eth(tmp_path / "noise.csv", slice(1440, None), None, open_price=last)
+    run("import_candles", str(tmp_path / "edge.csv"), "--market", ETH, "--interval", "1m")
+    first = train_json()
+    assert first["status"] == "active"
+    run("import_candles", str(tmp_path / "noise.csv"), "--market", ETH, "--interval", "1m")
+    second = train_json()  # the last 24 hours: the day without an edge
+    assert second["status"] == "rejected" and "does not beat persistence" in second["reason"]
+    assert second["metrics"]["active"]["rmse"] > second["metrics"]["persistence"]["rmse"]
+    retired = ModelArtifact.objects.get(pk=first["model_id"])
+    assert retired.status == "retired" and retired.reason.startswith("no longer beats persistence")
+    assert not ModelArtifact.objects.filter(status="active").exists()  # persistence is served
 
 
 def test_margin_rejects_with_the_numbers(eth, settings):

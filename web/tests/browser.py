@@ -86,8 +86,9 @@ def chrome(profile: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    # The network events of every page (see foreign_requests): nothing may come from another host.
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    # The network events of every page (see foreign_requests): nothing may come from another host; and the
+    # console, where Chromium reports what the Content-Security-Policy blocked (see csp_violations).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"]:
         options.add_argument(flag)
     # An explicit driver path: selenium-manager is never asked to download anything.
@@ -120,6 +121,11 @@ def foreign_requests(driver, origin: str) -> list[str]:
         if parts.netloc != host:
             foreign.append(url)
     return foreign
+
+
+def csp_violations(driver) -> list[str]:
+    """Console messages since the last call that report something the Content-Security-Policy refused."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 RESOURCE_URLS_JS = "return performance.getEntriesByType('resource').map((e) => e.name).concat([location.href]);"

@@ -1,7 +1,7 @@
 import pytest
 from django.db import connections
 
-from web.tests.browser import AsgiServer, chrome, foreign_requests
+from web.tests.browser import AsgiServer, chrome, csp_violations, foreign_requests
 
 
 @pytest.fixture
@@ -27,12 +27,15 @@ def driver(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def offline_pages(request):
-    """Every browser test fails when a page asked any host but the test server for anything (CDNs included)."""
+    """Every browser test fails when a page asked any host but the test server for anything (CDNs included),
+    or did anything the Content-Security-Policy refused (an inline script or style, another host)."""
     if "driver" not in request.fixturenames or "live_app" not in request.fixturenames:
         yield
         return
     driver, app = request.getfixturevalue("driver"), request.getfixturevalue("live_app")
     driver.get("about:blank")  # the previous test's page (another port) stops here
     driver.get_log("performance")
+    driver.get_log("browser")
     yield
     assert foreign_requests(driver, app.url) == [], "a page loaded something from another host"
+    assert csp_violations(driver) == [], "a page did something its Content-Security-Policy refused"

@@ -13,7 +13,15 @@ from modeling import registry
 from modeling.models import ModelArtifact
 from modeling.services import train_market
 from web.services import RANGES, chart_interval, interval_label, price_decimals
-from web.tests.browser import RESOURCE_URLS_JS, SAMPLE, foreign_requests, sample_slice, screenshot, wait_until
+from web.tests.browser import (
+    RESOURCE_URLS_JS,
+    SAMPLE,
+    csp_violations,
+    foreign_requests,
+    sample_slice,
+    screenshot,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -212,6 +220,19 @@ def test_api_docs_render_offline_and_no_page_loads_from_another_host(live_app, d
         urls = driver.execute_script(RESOURCE_URLS_JS)
         assert [u for u in urls if not u.startswith(live_app.url + "/")] == [], path
         assert foreign_requests(driver, live_app.url) == [], path
+
+
+def test_the_content_security_policy_refuses_an_injected_inline_script(live_app, driver, tmp_path):
+    """What an HTML injection would add to a page does not run, and the check of every test would see it."""
+    replay(tmp_path, 0, 100)
+    driver.get(live_app.url + "/")
+    driver.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = true;';"
+        "document.body.appendChild(s);"
+    )
+    assert driver.execute_script("return window.injected === undefined")
+    refused = csp_violations(driver)
+    assert refused and "script-src 'self'" in refused[0]
 
 
 LAPTOP, PHONE = (1366, 768), (390, 844)

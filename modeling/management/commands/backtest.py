@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -24,8 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--market", required=True, help="EXCHANGE:BASE-QUOTE")
         parser.add_argument("--interval", help="candle interval, e.g. 10s, 1m (default: the market's)")
         parser.add_argument("--horizon", type=positive_int, default=1, help="windows ahead (default 1)")
-        parser.add_argument("--start", help="ISO-8601 (default: first candle)")
-        parser.add_argument("--end", help="ISO-8601 (default: last candle)")
+        parser.add_argument(
+            "--start",
+            help="ISO-8601, the first predicted window; training data is read from --train-window before it"
+            " (default: the first candle + --train-window)",
+        )
+        parser.add_argument("--end", help="ISO-8601, the last predicted window (default: last candle)")
         parser.add_argument("--train-window", default="6h", help="training data at each retrain (default 6h)")
         parser.add_argument("--retrain-every", default="1h", help="time between retrains (default 1h)")
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -40,14 +45,20 @@ class Command(BaseCommand):
         first, last = candles.values_list("start", flat=True).first(), candles.values_list("start", flat=True).last()
         if first is None:
             raise CommandError(f"--market: {market} has no {interval_s}s candles stored")
-        start = time_option(options["start"], "--start") or first
+        train_window_s = duration_option(options["train_window"], "--train-window")
+        start = time_option(options["start"], "--start") or first + timedelta(seconds=train_window_s)
         end = time_option(options["end"], "--end") or last
+        if options["start"] is None and end <= start:
+            raise CommandError(
+                f"--train-window ({options['train_window']}) covers all the stored data"
+                f" ({first:%Y-%m-%dT%H:%M:%SZ} to {last:%Y-%m-%dT%H:%M:%SZ}): nothing left to predict"
+            )
         if end <= start:
             raise CommandError(f"--end ({end.isoformat()}) must be after --start ({start.isoformat()})")
         config = BacktestConfig(
             interval_s=interval_s,
             horizon=options["horizon"],
-            train_window_s=duration_option(options["train_window"], "--train-window"),
+            train_window_s=train_window_s,
             retrain_every_s=duration_option(options["retrain_every"], "--retrain-every"),
             margin=settings.PROMOTION_MARGIN,
             significance=settings.PROMOTION_SIGNIFICANCE,

@@ -4,8 +4,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.bookfile import BookFileError, file_kind
+from markets.models import Market, Trade
 from markets.progress import Progress
-from markets.services import MarketError, get_or_create_market
+from markets.services import MarketError, get_or_create_market, parse_market_name
 from markets.tradefile import TradeFileError
 from pipeline.services import replay, replay_book, step_failing
 
@@ -42,6 +43,8 @@ class Command(BaseCommand):
         except BookFileError as exc:
             raise CommandError(str(exc)) from None
         try:
+            exchange, base, quote = parse_market_name(market)
+            created = not Market.objects.filter(exchange=exchange, base=base, quote=quote).exists()
             target = get_or_create_market(market)
         except MarketError as exc:
             raise CommandError(str(exc)) from None
@@ -50,12 +53,15 @@ class Command(BaseCommand):
             return
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)
         started = time.monotonic()
+        stats = None
         try:
             stats = replay(file, target, factor, progress=bar.update)
         except TradeFileError as exc:
-            bar.done()
             raise CommandError(f"{exc} (nothing from this row on was stored; re-running skips stored trades)") from None
-        bar.done()
+        finally:
+            bar.done()
+            if stats is None and created and not Trade.objects.filter(market=target).exists():
+                target.delete()  # a failed replay leaves no empty market behind
         elapsed = max(time.monotonic() - started, 1e-9)
         self.stdout.write(
             f"{target.name}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"

@@ -33,8 +33,15 @@ class Command(BaseCommand):
             set_state(target, Market.StreamState.STOPPED)
         finally:
             step.stop()
+        book = runner.book.stats if runner.book is not None else None
         self.stdout.write(
             f"{target}: {runner.connects} connection(s), stored {runner.stats.stored},"
             f" duplicates {runner.stats.duplicates}, candles {runner.stats.candles},"
             f" malformed frames {runner.malformed}"
+            + (
+                f", book messages {book.messages}, book windows {book.windows},"
+                f" checksum failures {book.checksum_failures}, resyncs {book.resyncs}"
+                if book is not None
+                else ""
+            )
         )

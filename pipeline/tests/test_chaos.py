@@ -1,0 +1,103 @@
+"""Faults against real processes (make chaos): a streams worker killed -9 mid-stream, and restarted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from features.models import FeatureRow
+from markets.lease import held, stream_key
+from markets.models import Candle, Market, Trade
+from markets.services import get_or_create_market
+from markets.tests.fake_kraken import FakeKraken
+from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows, reference_candles
+from pipeline.tasks import ensure_streams
+
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_S = 3.0
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def streams_worker(fake: FakeKraken, name: str) -> subprocess.Popen:
+    """A real streams worker process on the suite's database and Redis, fed by the stand-in Kraken."""
+    database = urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": settings.REDIS_URL,
+        "KRAKEN_WS_URL": fake.ws_url,
+        "KRAKEN_REST_URL": fake.rest_url,
+        "STREAM_LEASE_S": str(LEASE_S),
+        "BACKFILL_HOURS": "96",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "cryptopred", "worker", "-Q", settings.STREAMS_QUEUE]
+    argv += [
+        "--pool",
+        "threads",
+        "-c",
+        "2",
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "WARNING",
+    ]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+
+
+def test_a_streams_worker_killed_mid_stream_loses_and_doubles_nothing():
+    rows = read_rows(KRAKEN_BTCUSDT)[:500]
+    with FakeKraken(rows, published=200) as fake:
+        fake.chunk = 1  # one trade every 20 ms: the kill lands mid-stream
+        market = get_or_create_market("kraken:BTC-USDT")
+        Market.objects.filter(pk=market.pk).update(enabled=True)
+        first = streams_worker(fake, "chaos1")
+        second = None
+        try:
+            assert ensure_streams() == ["kraken:BTC-USDT"]
+            wait_for(lambda: Trade.objects.filter(market=market).count() > 250)
+            os.killpg(first.pid, signal.SIGKILL)  # no shutdown, no lease release, a step maybe half done
+            first.wait(10)
+            stored_at_kill = Trade.objects.filter(market=market).count()
+            assert stored_at_kill < len(rows)
+            second = streams_worker(fake, "chaos2")
+            wait_for(lambda: not held(stream_key(market.name)), timeout=LEASE_S * 3)  # the dead worker's lease
+            assert ensure_streams() == ["kraken:BTC-USDT"]
+            wait_for(lambda: Trade.objects.filter(market=market).count() == len(rows))
+            last = Candle.objects.filter(market=market, final=True).order_by("-start").values_list("start", flat=True)
+            wait_for(lambda: FeatureRow.objects.filter(market=market, start=last.first()).exists())
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+
+    # Every trade exactly once, candles exact, every final window has its feature row.
+    stored = list(Trade.objects.filter(market=market).order_by("trade_id").values_list("trade_id", flat=True))
+    assert stored == [int(r["trade_id"]) for r in rows]
+    out = io.StringIO()
+    call_command("export_candles", "--market", market.name, stdout=out)
+    shifted = [{**r, "ts": r["ts"].isoformat()} for r in fake.rows]
+    assert list(csv.reader(io.StringIO(out.getvalue())))[1:] == reference_candles(shifted, 10)
+    finals = set(Candle.objects.filter(market=market, final=True).values_list("start", flat=True))
+    assert finals <= set(FeatureRow.objects.filter(market=market).values_list("start", flat=True))

@@ -183,6 +183,16 @@ def test_who_may_read_it(settings):
     assert Client(REMOTE_ADDR="127.0.0.1").post("/metrics").status_code == 405
 
 
+def test_plain_http_scrape_is_not_redirected_to_https(settings):
+    """docker-compose.yml turns the HTTPS redirect on; Prometheus scrapes web:8000 over plain HTTP inside it."""
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.METRICS_TOKEN = "s3cret-token"
+    client = Client(REMOTE_ADDR="172.18.0.5")  # another container
+    assert client.get("/api/v1/markets/").status_code == 301
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
 def test_throttled_requests_are_counted(server, settings):
     settings.API_ANONYMOUS_READ = True
     settings.API_ANON_THROTTLE_RATE = "2/min"

@@ -21,7 +21,19 @@ import re
 
 from core.config import metrics_dir, metrics_root
 
-metrics_dir()  # before any metric value exists: prometheus-client opens its files there
+
+def forget_stale_live_gauges() -> None:
+    """Remove live-gauge files named with this process's pid: an earlier process's that had the same pid.
+
+    prometheus-client reads a file it opens, so a restarted container (pids start over) would carry
+    its predecessor's websocket connections and process count on. Call it before this process sets a
+    live gauge: at import here, and in each new Celery pool process.
+    """
+    for path in glob.glob(str(metrics_dir() / f"gauge_live*_{os.getpid()}.db")):
+        os.remove(path)
+
+
+forget_stale_live_gauges()  # before any metric value exists: prometheus-client opens its files in metrics_dir()
 
 from prometheus_client import Counter, Gauge, Histogram, values  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402

@@ -38,6 +38,7 @@ def _worker_started(sender=None, **kwargs) -> None:
 def _pool_process_started(**kwargs) -> None:
     from core import metrics
 
+    metrics.forget_stale_live_gauges()
     metrics.PROCESSES.labels(_kind).inc()
 
 

@@ -165,6 +165,31 @@ def test_one_scrape_shows_every_process(server):
     assert value(samples, "cryptopred_ws_connections") == 0.0
 
 
+STALE = """
+import os
+from core.config import prepare_environment, metrics_dir
+prepare_environment()
+from prometheus_client.values import MultiProcessValue
+# A live gauge left by an earlier process with this pid (a restarted container: pids start over).
+stale = MultiProcessValue()("gauge", "cryptopred_ws_connections", "cryptopred_ws_connections", (), (),
+                            "Open websocket connections", multiprocess_mode="livesum")
+stale.set(5)
+assert os.path.exists(metrics_dir() / f"gauge_livesum_{os.getpid()}.db")
+from core import metrics
+metrics.WS_CONNECTIONS.inc()
+print(metrics.WS_CONNECTIONS._value.get())
+"""
+
+
+def test_a_new_process_does_not_inherit_live_gauges_of_its_pid():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", STALE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "1.0"
+
+
 def test_who_may_read_it(settings):
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200
     assert Client(REMOTE_ADDR="::1").get("/metrics").status_code == 200

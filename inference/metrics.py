@@ -30,7 +30,8 @@ from markets.models import Market
 from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
 
-COLUMNS = ("price", "lower", "upper", "base_close", "realized", "p_up", "p_up_base")
+PRICE_COLUMNS = ("price", "lower", "upper", "base_close", "realized")
+COLUMNS = (*PRICE_COLUMNS, "p_up", "p_up_base")
 
 
 def _iso(value) -> str | None:

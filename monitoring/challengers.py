@@ -31,7 +31,7 @@ from threadpoolctl import ThreadpoolController
 
 from core import metrics
 from core.bulk import upsert
-from inference.metrics import COLUMNS, error_metrics
+from inference.metrics import PRICE_COLUMNS, error_metrics
 from inference.models import Prediction
 from markets.models import Candle, Market
 from modeling.evaluation import evaluate
@@ -184,8 +184,9 @@ def score(market: Market, interval_s: int, artifact_ids: list[int]) -> int:
 def live_metrics(artifact: ModelArtifact) -> dict:
     """The challenger's newest LIVE_METRICS_WINDOW scored shadow predictions, next to persistence (as served ones)."""
     scored = ShadowPrediction.objects.filter(artifact=artifact, realized__isnull=False).order_by("-made_at")
-    rows = list(scored.values_list("made_at", *COLUMNS)[: settings.LIVE_METRICS_WINDOW])
-    return error_metrics([row[1:] for row in rows], [row[0] for row in rows])
+    rows = list(scored.values_list("made_at", *PRICE_COLUMNS)[: settings.LIVE_METRICS_WINDOW])
+    # Shadow predictions carry no direction forecast: its columns are empty.
+    return error_metrics([(*row[1:], None, None) for row in rows], [row[0] for row in rows])
 
 
 def compare(artifact: ModelArtifact) -> dict:

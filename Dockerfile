@@ -11,7 +11,8 @@ COPY requirements.lock .
 RUN pip install -r requirements.lock
 
 COPY . .
-RUN useradd --system --home /app cryptopred && mkdir -p /app/var && chown cryptopred /app/var
+# /metrics: the compose file's shared volume of Prometheus metric files (a new volume copies this owner).
+RUN useradd --system --home /app cryptopred && mkdir -p /app/var /metrics && chown cryptopred /app/var /metrics
 USER cryptopred
 
 EXPOSE 8000

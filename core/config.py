@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -73,6 +74,40 @@ def data_dir() -> Path:
     return (path if path.is_absolute() else BASE_DIR / path).resolve()
 
 
+def metrics_root() -> Path:
+    """METRICS_DIR (default <data dir>/metrics): Prometheus metric files, one subdirectory per host."""
+    raw = env_str("METRICS_DIR")
+    return Path(raw).resolve() if raw else data_dir() / "metrics"
+
+
+def metrics_dir() -> Path:
+    """PROMETHEUS_MULTIPROC_DIR of this process: METRICS_DIR/<host>, exported and created.
+
+    One directory per host, so that containers sharing a volume never write the same file
+    (prometheus-client names each process's files by its pid). Always derived from
+    METRICS_DIR and the data dir, never inherited: a child started with another
+    CRYPTOPRED_DATA_DIR (a test's `make up`) must not write into its parent's metrics.
+    """
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
+    path = metrics_root() / host
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def wipe_metrics() -> None:
+    """Start the counters from zero (`make up` at start, the test session): every host's metric files go.
+
+    Except this process's own, which it may already have open (prometheus-client opens a file
+    at a metric's first value and keeps it).
+    """
+    own = f"_{os.getpid()}.db"
+    for path in metrics_root().glob("*/*.db"):
+        if not path.name.endswith(own):
+            path.unlink(missing_ok=True)
+    metrics_dir()
+
+
 def database_config(url: str) -> dict:
     """Django DATABASES entry for a postgres:// URL."""
     import dj_database_url
@@ -130,7 +165,8 @@ def prepare_environment() -> None:
     DATABASE_URL / REDIS_URL and exports their URLs (child processes
     then attach to the same servers; servers started here stop when this
     process exits), and keeps a generated secret key under the data dir when
-    DJANGO_SECRET_KEY is unset. Idempotent: a second call finds it all done.
+    DJANGO_SECRET_KEY is unset, and sets PROMETHEUS_MULTIPROC_DIR (see
+    metrics_dir) for this process and its children. Idempotent: a second call finds it all done.
     """
     from dotenv import load_dotenv
 
@@ -141,6 +177,7 @@ def prepare_environment() -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / "static").mkdir(exist_ok=True)  # whitenoise expects STATIC_ROOT to exist
+        metrics_dir()  # every process of the system writes its Prometheus metrics there (core.metrics)
         if not env_str("DATABASE_URL"):
             db_url, started = embedded.ensure_postgres(root)
             db_url = db_url.rsplit("/postgres?", 1)[0] + "/cryptopred?" + db_url.rsplit("?", 1)[1]

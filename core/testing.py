@@ -10,3 +10,7 @@ from core.config import prepare_environment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
 prepare_environment()
+
+from core.config import wipe_metrics  # noqa: E402
+
+wipe_metrics()  # the test database starts empty each session: so do the Prometheus counters (ids and names recur)

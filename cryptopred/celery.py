@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 from core.config import prepare_environment
 
@@ -19,3 +19,38 @@ def _prepare(**kwargs) -> None:
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# /metrics: which processes run, and the tasks they finish (core.metrics is imported once the app is
+# configured, so that its files go under the data dir prepare_environment settled).
+_kind = "worker"
+
+
+@signals.worker_init.connect
+def _worker_started(sender=None, **kwargs) -> None:
+    global _kind
+    _kind = str(getattr(sender, "hostname", "") or "worker").split("@", 1)[0]  # default@host -> default
+    from core import metrics
+
+    metrics.PROCESSES.labels(_kind).inc()
+
+
+@signals.worker_process_init.connect
+def _pool_process_started(**kwargs) -> None:
+    from core import metrics
+
+    metrics.forget_stale_live_gauges()
+    metrics.PROCESSES.labels(_kind).inc()
+
+
+@signals.beat_init.connect
+def _beat_started(**kwargs) -> None:
+    from core import metrics
+
+    metrics.PROCESSES.labels("beat").inc()
+
+
+@signals.task_postrun.connect
+def _task_finished(sender=None, state=None, **kwargs) -> None:
+    from core import metrics
+
+    metrics.CELERY_TASKS.labels(getattr(sender, "name", "?"), state or "?").inc()

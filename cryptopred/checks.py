@@ -18,6 +18,11 @@ RANGES = [
     ("CANDLE_GRACE_QUANTILE", lambda v: 0.5 <= v <= 1.0, "in [0.5, 1]"),
     ("CANDLE_GRACE_MARGIN_S", lambda v: 0.0 <= v <= settings.CANDLE_GRACE_S, "in [0, CANDLE_GRACE_S]"),
     ("BOOK_DEPTH", lambda v: v in {10, 25, 100, 500, 1000}, "one of Kraken's depths 10, 25, 100, 500, 1000"),
+    ("DRIFT_PSI_THRESHOLD", lambda v: v > 0, "positive"),
+    ("DRIFT_FEATURE_SHARE", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("DRIFT_ADWIN_DELTA", lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    ("DRIFT_ERROR_RATIO", lambda v: v >= 1.0, "at least 1"),
+    ("CHALLENGER_HOURS", lambda v: v >= 0, "0 (no challengers) or more"),
 ]
 
 

@@ -33,7 +33,8 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split
 # HTTPS. Off by default (local `make up` serves plain HTTP on 127.0.0.1); docker-compose.yml turns them on for a
 # deployment behind TLS. `manage.py check --deploy` lists what is still off.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # health probes come over plain HTTP from inside the deployment
+# Health probes and the Prometheus scrape come over plain HTTP from inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -67,11 +68,13 @@ INSTALLED_APPS = [
     "features",
     "modeling",
     "inference",
+    "monitoring",
     "pipeline",
     "web",
 ]
 
 MIDDLEWARE = [
+    "monitoring.middleware.RequestMetrics",  # counts every answer by view and status; adds no header
     "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
     "cryptopred.middleware.ContentSecurityPolicy",
@@ -253,3 +256,16 @@ HEALTH_TIMEOUT_S = env_float("HEALTH_TIMEOUT_S", 0.9)  # /healthz answers within
 DEFAULT_MARKETS = [
     m.strip() for m in env_str("DEFAULT_MARKETS", "kraken:ETH-USD,kraken:BTC-USD").split(",") if m.strip()
 ]  # empty: none
+
+# Operating: /metrics, drift, challengers (monitoring app).
+METRICS_TOKEN = env_str("METRICS_TOKEN")  # set: /metrics also answers "Authorization: Bearer <token>" from anywhere
+DRIFT_WINDOW = env_int("DRIFT_WINDOW", 1000, minimum=50)  # newest feature rows compared with the training window
+DRIFT_PSI_THRESHOLD = env_float("DRIFT_PSI_THRESHOLD", 0.25)  # a feature whose PSI exceeds this has drifted
+DRIFT_FEATURE_SHARE = env_float("DRIFT_FEATURE_SHARE", 0.25)  # the market drifted: this share of features did
+DRIFT_ERROR_WINDOW = env_int("DRIFT_ERROR_WINDOW", 2000, minimum=50)  # newest scored predictions fed to ADWIN
+DRIFT_ADWIN_DELTA = env_float("DRIFT_ADWIN_DELTA", 0.002)  # ADWIN confidence (smaller: fewer detections)
+DRIFT_ERROR_RATIO = env_float("DRIFT_ERROR_RATIO", 2.0)  # a detected change must move the MSE this much, either way
+DRIFT_RETRAIN = env_bool("DRIFT_RETRAIN", False)  # drift queues an early retraining (recorded as a model event)
+DRIFT_RETRAIN_COOLDOWN_S = _duration("DRIFT_RETRAIN_COOLDOWN", "1h")  # at most one early retraining per market
+CHALLENGER_HOURS = env_float("CHALLENGER_HOURS", 6.0)  # a rejected candidate is scored in shadow this long (0: off)
+CHALLENGER_MAX = env_int("CHALLENGER_MAX", 3, minimum=0)  # newest challengers per market scored at once

@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import threading
+import time
 from functools import cache
 
 from channels.layers import get_channel_layer
 
+from core import metrics
 from markets.models import Market
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ def publish(channel: str, market: Market, payloads: list[dict]) -> None:
     try:
         sending = asyncio.run_coroutine_threadsafe(_send(layer, group_name(channel, market), texts), _loop(os.getpid()))
         sending.result(SEND_TIMEOUT_S)
+        metrics.published(channel, payloads, time.time())
     except Exception:
         log.exception("publishing %s of %s failed", channel, market)
 

@@ -25,6 +25,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core import metrics
 from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
@@ -62,6 +63,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.writer = asyncio.ensure_future(self.write())
         self.watcher: asyncio.Future | None = None  # re-checks the token the connection authenticated with
         await self.accept()
+        metrics.WS_CONNECTIONS.inc()
+        self.counted = True  # in cryptopred_ws_connections, until release()
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         if key:
             await self.authenticate(key)
@@ -75,8 +78,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
             writer.cancel()
         if watcher := getattr(self, "watcher", None):
             watcher.cancel()
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.WS_CONNECTIONS.dec()
         subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
-        for group in subscriptions.values():
+        for (channel, _), group in subscriptions.items():
+            metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
             with contextlib.suppress(Exception):  # the hub forgets the member before it talks to Redis
                 await hub().leave(group, self)
 
@@ -191,6 +198,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.error(f"subscription limit reached ({settings.WS_MAX_SUBSCRIPTIONS} per connection)")
                 return
             self.subscriptions[channel, name] = group
+            metrics.WS_SUBSCRIPTIONS.labels(channel).inc()
             await hub().join(group, self)
         await self.reply({"type": "subscribed", "channel": channel, "market": name})
 
@@ -203,6 +211,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if group is None:
             await self.error(f"not subscribed to {channel} of {name}")
             return
+        metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
         await hub().leave(group, self)
         await self.reply({"type": "unsubscribed", "channel": channel, "market": name})
 
@@ -228,6 +237,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
+            metrics.WS_DROPPED.inc()
             log.warning("websocket client %s is not reading: push dropped", self.scope.get("client"))
 
     async def write(self) -> None:

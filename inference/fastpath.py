@@ -33,11 +33,14 @@ from redis.exceptions import NoScriptError, RedisError
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from core import metrics
 from inference.api.authentication import check, remembered
 from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
 from inference.api.views import known_market_id
 from inference.services import latest_key
 
+HANDLER = "api:latest-prediction"  # its label in cryptopred_http_requests_total, as the Django view's
+REQUESTS = metrics.DeferredCounts(metrics.HTTP_REQUESTS)
 PATH = re.compile(r"^/api/v1/markets/([^/]+)/predictions/latest/$")
 # Headers of Django's answer that belong to that one response, not to the endpoint.
 OWN_HEADERS = {"content-type", "content-length", "date", "server", "set-cookie", "retry-after"}
@@ -135,6 +138,7 @@ class LatestPredictionFastPath:
             await self.app(scope, receive, send)
             return
         status, body, extra = answer
+        REQUESTS.inc(HANDLER, str(status))
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers + _learned + extra})
         await send({"type": "http.response.body", "body": body})
@@ -179,6 +183,7 @@ class LatestPredictionFastPath:
         except NoScriptError:  # a restarted or flushed Redis forgot the script
             count, cached = await client.eval(COUNT_SCRIPT, 2, *keys_args)
         if count > limit:
+            metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
             return 429, throttled_body(retry_after), [(b"retry-after", str(math.ceil(retry_after)).encode())]
         if cached is None:
             await client.decr(counter)  # Django's view counts this request

@@ -20,6 +20,7 @@ from django.utils import timezone
 from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
+from core import metrics
 from core.bulk import upsert
 from core.redis_client import get_redis
 from features.engine import version_target
@@ -214,6 +215,7 @@ def score(
                 FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, close) WHERE p.id = u.id""",
             [timezone.now(), list(ids), list(realized)],
         )
+        metrics.count(metrics.RESCORED if again else metrics.SCORED, market.name, cursor.rowcount)
         return cursor.rowcount
 
 

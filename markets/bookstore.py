@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
+from core import metrics
 from core.bulk import upsert
 from markets.book import BookBar, BookWindows
 from markets.candles import epoch_to_datetime
@@ -61,6 +62,8 @@ def store_windows(market: Market, interval_s: int, bars: Sequence[BookBar]) -> i
     ]
     with transaction.atomic():
         upsert(BookWindow, objs, conflict=["market", "interval_s", "start"], update=FEATURES)
+    metrics.count(metrics.BOOK_WINDOWS, market.name, len(objs))
+    metrics.count(metrics.BOOK_UPDATES, market.name, sum(bar.updates for bar in bars))
     return len(objs)
 
 
@@ -84,6 +87,8 @@ def record_book_status(
         changes["book_resyncs"] = F("book_resyncs") + resyncs
     if changes:
         Market.objects.filter(pk=market.pk).update(**changes)
+    metrics.count(metrics.BOOK_CHECKSUM_FAILURES, market.name, checksum_failures)
+    metrics.count(metrics.BOOK_RESYNCS, market.name, resyncs)
 
 
 def stored_bars(market: Market, interval_s: int, start: datetime | None, end: datetime | None) -> Iterator[BookBar]:

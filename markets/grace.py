@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from core import metrics
 from markets.candles import Tick
 
 SAMPLES = 2000  # the most recent lags kept
@@ -24,7 +25,7 @@ HISTORY_FACTOR = 10  # a trade older than this many max graces is history (snaps
 
 
 class Grace:
-    def __init__(self, maximum: float | None = None, adaptive: bool | None = None):
+    def __init__(self, maximum: float | None = None, adaptive: bool | None = None, market: str = ""):
         self.maximum = settings.CANDLE_GRACE_S if maximum is None else maximum
         self.adaptive = settings.CANDLE_GRACE_MODE == "adaptive" if adaptive is None else adaptive
         self.quantile = settings.CANDLE_GRACE_QUANTILE
@@ -32,6 +33,7 @@ class Grace:
         self.lags: deque[float] = deque(maxlen=SAMPLES)
         self.value = self.maximum
         self.computed_at = 0.0
+        self.histogram = metrics.FEED_LAG.labels(market) if market else None  # /metrics
 
     def observe(self, ticks: Iterable[Tick], received: float | None = None) -> None:
         """Record the lag of trades just received from the live feed."""
@@ -41,6 +43,8 @@ class Grace:
             lag = received - tick.ts.timestamp()
             if lag <= horizon:
                 self.lags.append(max(0.0, lag))
+                if self.histogram is not None:
+                    self.histogram.observe(max(0.0, lag))
 
     def seconds(self) -> float:
         """The grace to apply now."""

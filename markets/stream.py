@@ -15,6 +15,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+from core import metrics
 from markets.bookingest import BookIngestor
 from markets.grace import Grace
 from markets.ingest import Ingestor, IngestStats
@@ -108,6 +109,7 @@ class StreamRunner:
                 try:
                     with connect(self.source.url, open_timeout=10, close_timeout=2, max_size=2**23) as ws:
                         self.connects += 1
+                        metrics.STREAM_CONNECTS.labels(self.market.name).inc()
                         self._session(ws)
                     attempt = 0
                 except SubscriptionRejected as exc:
@@ -115,6 +117,7 @@ class StreamRunner:
                     raise
                 except CONNECTION_ERRORS as exc:
                     attempt += 1
+                    metrics.STREAM_RECONNECTS.labels(self.market.name).inc()
                     delay = backoff_delay(attempt, settings.STREAM_BACKOFF_BASE_S, settings.STREAM_BACKOFF_MAX_S)
                     reason = f"{type(exc).__name__}: {exc}".strip()
                     set_state(self.market, State.RECONNECTING, f"{reason}; retry {attempt} in {delay:.1f}s")
@@ -135,7 +138,7 @@ class StreamRunner:
         for frame in source.subscribe_frames():
             ws.send(json.dumps(frame))
         ingestor = Ingestor(self.market, self.stats, self.on_commit)
-        grace = Grace()
+        grace = Grace(market=self.market.name)
         live = False
         last_frame = time.monotonic()
         pinged = False

@@ -202,7 +202,7 @@ def walk_component(
 
 def verdict(walk: ComponentWalk, horizon: int, significance: float) -> dict:
     """The gate of one component on its walk-forward: scores next to the base rate's, and what to serve."""
-    from modeling.training import dm_pvalue  # modeling.training imports this module
+    from modeling.evaluation import dm_pvalue
 
     p, ref, y = walk.probability, walk.base, walk.outcome
     if not len(y):
@@ -251,7 +251,7 @@ def train_direction(ds, validation_fraction: float, significance: float) -> Dire
 
 
 def _train_direction(ds, validation_fraction: float, significance: float) -> DirectionOutcome:
-    from modeling.training import fold_bounds
+    from modeling.evaluation import fold_bounds
 
     names = direction_features(ds.names)
     X = ds.X[:, [ds.names.index(n) for n in names]]

@@ -1,6 +1,9 @@
-"""Forecast evaluation: the one computation behind validation, backtest and live metrics (NumPy only)."""
+"""Forecast evaluation (NumPy only): the metrics behind validation, backtest and live figures, the walk-forward
+folds and the gate's significance test."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -57,3 +60,30 @@ def direction_metrics(
         out[f"brier{suffix}"] = float(np.mean((q - y) ** 2))
         out[f"log_loss{suffix}"] = float(-np.mean(np.where(y, np.log(clipped), np.log(1 - clipped))))
     return out
+
+
+def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
+    start = int(n * (1 - validation_fraction))
+    return np.linspace(start, n, folds + 1).astype(int)
+
+
+def dm_pvalue(loss: np.ndarray, reference: np.ndarray, horizon: int) -> float:
+    """One-sided Diebold-Mariano test: p-value of "loss is on average not lower than reference".
+
+    The variance of the mean loss difference is Newey-West (Bartlett weights)
+    with at least n^(1/3) lags: squared errors cluster with volatility, so
+    the windows are not independent and a plain t-test would be overconfident.
+    """
+    d = loss - reference
+    n = len(d)
+    if n < 2:
+        return 1.0
+    centered = d - d.mean()
+    lags = max(horizon - 1, int(n ** (1 / 3)))
+    var = float(centered @ centered) / n
+    for k in range(1, min(lags, n - 1) + 1):
+        var += 2 * (1 - k / (lags + 1)) * float(centered[k:] @ centered[:-k]) / n
+    if var <= 0:  # the same difference on every window: certain; none at all (shrunk to persistence) is no win
+        return 0.0 if d.mean() < 0 else 1.0
+    t = float(d.mean()) / math.sqrt(var / n)
+    return 0.5 * math.erfc(-t / math.sqrt(2))  # standard normal P(Z <= t): small when the loss is lower

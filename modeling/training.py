@@ -6,7 +6,6 @@ scheduled task, the backtest and bench/train.py.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -19,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from features.engine import TARGETS, FeatureBatch
 from modeling.direction import DirectionOutcome, train_direction
-from modeling.evaluation import evaluate
+from modeling.evaluation import dm_pvalue, evaluate, fold_bounds
 from modeling.forecast import PERSISTENCE, VOLATILITY_BY_TARGET, Forecaster, volatility_scale
 
 COVERAGE = 0.8
@@ -165,11 +164,6 @@ def shrinkage(predicted: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(np.dot(predicted, y) / power, 0.0, 1.0))
 
 
-def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
-    start = int(n * (1 - validation_fraction))
-    return np.linspace(start, n, folds + 1).astype(int)
-
-
 def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) -> WalkForward:
     """Train on everything whose target was known before each fold, predict the fold; time order only.
 
@@ -273,28 +267,6 @@ def train(
             f"no longer beats persistence: validation RMSE {active_metrics['rmse']:.6g} vs {persistence_rmse:.6g}"
         )
     return outcome
-
-
-def dm_pvalue(loss: np.ndarray, reference: np.ndarray, horizon: int) -> float:
-    """One-sided Diebold-Mariano test: p-value of "loss is on average not lower than reference".
-
-    The variance of the mean loss difference is Newey-West (Bartlett weights)
-    with at least n^(1/3) lags: squared errors cluster with volatility, so
-    the windows are not independent and a plain t-test would be overconfident.
-    """
-    d = loss - reference
-    n = len(d)
-    if n < 2:
-        return 1.0
-    centered = d - d.mean()
-    lags = max(horizon - 1, int(n ** (1 / 3)))
-    var = float(centered @ centered) / n
-    for k in range(1, min(lags, n - 1) + 1):
-        var += 2 * (1 - k / (lags + 1)) * float(centered[k:] @ centered[:-k]) / n
-    if var <= 0:  # the same difference on every window: certain; none at all (shrunk to persistence) is no win
-        return 0.0 if d.mean() < 0 else 1.0
-    t = float(d.mean()) / math.sqrt(var / n)
-    return 0.5 * math.erfc(-t / math.sqrt(2))  # standard normal P(Z <= t): small when the loss is lower
 
 
 def gate(model: dict, persistence: dict, active: dict | None, margin: float, significance: float) -> tuple[bool, str]:

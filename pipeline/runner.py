@@ -18,6 +18,7 @@ from django.db import connection, connections
 from django.db.models import F
 from django.utils import timezone
 
+from core import metrics
 from markets.models import Market
 from markets.sources.base import backoff_delay
 from pipeline.models import StepStatus
@@ -67,15 +68,19 @@ class Guard:
         return None if self.retry_at is None else max(0.0, self.retry_at - time.monotonic())
 
     def run(self, step: MarketStep) -> StepStats | None:
+        started = time.perf_counter()
         try:
             with market_lock(self.market) as held:
                 if not held:
                     self.retry_at = time.monotonic() + BUSY_RETRY_S
+                    metrics.STEP_RUNS.labels(self.market.name, "busy").inc()
                     return None
                 stats = step.run()
         except Exception as exc:
+            metrics.STEP_RUNS.labels(self.market.name, "failed").inc()
             self._failed(exc)
             return None
+        metrics.step_done(self.market.name, vars(stats), time.perf_counter() - started)
         self.failures, self.retry_at = 0, None
         self._record(
             last_success_at=timezone.now(),

@@ -18,6 +18,7 @@ from markets.models import Market
 FIXED = [
     ("markets: revive streams", "pipeline.tasks.ensure_streams", 10),
     ("markets: purge old trades", "markets.tasks.purge_trades", 3600),
+    ("monitoring: drift check", "monitoring.check_drift", 300),
 ]
 TRAIN_TASK = "modeling.train_market"
 

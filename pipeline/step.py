@@ -33,12 +33,14 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from core import metrics
 from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import services
 from inference.models import Prediction
 from markets.ingest import series
 from markets.models import BookWindow, Candle, Market
+from monitoring import challengers
 from pipeline.models import StepStatus
 
 MAX_WINDOWS = 5_000  # windows per pass: memory stays bounded after a long outage
@@ -194,6 +196,8 @@ class MarketStep:
             raise StepError(
                 f"{self.market}: predictions of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
             ) from exc
+        metrics.predicted(self.market.name, made, self.clock() if self.skip_stale else None)
+        challengers.shadow(self.market, fresh)  # never raises; never served
         self.predicted_until = pending[-1].start
         stats.predictions += len(made)
         stats.skipped += len(pending) - len(fresh)

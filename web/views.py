@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from markets.models import Market
 from markets.services import MarketError, get_market
+from monitoring.models import DriftReport
 from web import services
 from web.access import read_access
 
@@ -41,6 +42,7 @@ def market_detail(request, name: str):
     ranges = range_context(market)
     context = {
         "summary": services.summarize(market),
+        "book": services.latest_book(market),
         "recent": services.recent_predictions(market),
         "ranges": ranges,
         "chart_range": chart_range,
@@ -68,4 +70,7 @@ def market_accuracy(request, name: str):
 
 @read_access
 def models(request):
-    return render(request, "web/models.html", {"history": services.model_history(), "nav": "models"})
+    history = services.model_history()
+    for market in history:
+        market.drift = DriftReport.objects.filter(market=market).first()  # the latest check (monitoring.drift)
+    return render(request, "web/models.html", {"history": history, "nav": "models"})

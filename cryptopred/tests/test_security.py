@@ -37,7 +37,7 @@ def compose_environment(**given: str) -> dict[str, str]:
 
 
 def test_check_deploy_with_the_compose_environment_warns_of_nothing_unexplained(tmp_path):
-    env = compose_environment(DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
+    env = compose_environment(DJANGO_SECRET_KEY=secrets.token_urlsafe(50), METRICS_TOKEN=secrets.token_urlsafe(32))
     assert env["SECURE_SSL_REDIRECT"] == "true" and env["SESSION_COOKIE_SECURE"] == "true"
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_", "DATABASE", "REDIS"))}
     result = subprocess.run(

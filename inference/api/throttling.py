@@ -18,6 +18,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
 from apitokens.models import ApiToken
+from core import metrics
 from core.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class ClientRateThrottle(BaseThrottle):
         except RedisError as exc:  # no counters while Redis is down: serve rather than fail
             log.warning("throttling off, Redis unavailable: %s", exc)
             return True
+        if count > limit:
+            metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
         return count <= limit
 
     def wait(self) -> float:

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
-from core.config import embedded_watchers
+from core.config import embedded_watchers, wipe_metrics
 from core.supervisor import Program, Supervisor, port_in_use
 from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
@@ -132,6 +132,7 @@ def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
     except OperationalError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CommandError(f"DATABASE_URL: cannot connect: {first}") from None
+    wipe_metrics()  # counters start from zero with the system
     if migrate:
         call_command("migrate", interactive=False, verbosity=0)
     username = ensure_superuser(stdout)

@@ -1,0 +1,237 @@
+"""Challengers: every candidate the gate did not promote is scored live, in shadow, for CHALLENGER_HOURS.
+
+At each pipeline step, right after the served predictions, shadow() has each
+current challenger (rejected by the gate less than CHALLENGER_HOURS ago; the
+newest CHALLENGER_MAX of the market) predict the same fresh windows the served
+forecaster just predicted, and only windows after its training data. The
+predictions go to their own table (ShadowPrediction): never served, cached or
+published. They are scored as soon as their target candle is final. A
+challenger that fails is logged and counted; serving never notices.
+
+compare() puts a challenger next to what was served on the same windows (the
+champion: the active model, or persistence) and persistence, with the gate's
+Diebold-Mariano test (modeling.training.dm_pvalue) on those live windows; the
+admin shows it and can promote the challenger through modeling.registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import cache
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.db.models import Max, Min
+from django.utils import timezone
+from threadpoolctl import ThreadpoolController
+
+from core import metrics
+from core.bulk import upsert
+from inference.metrics import COLUMNS, error_metrics
+from inference.models import Prediction
+from markets.models import Candle, Market
+from modeling.evaluation import evaluate
+from modeling.forecast import PRICE_QUANTUM
+from modeling.models import ModelArtifact
+from monitoring.models import ShadowPrediction
+
+log = logging.getLogger(__name__)
+Status = ModelArtifact.Status
+
+# Per process: artifact id -> (forecaster, train_end, feature_version), or None when it cannot be loaded.
+_loaded: dict[int, tuple | None] = {}
+
+
+@cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def current(market: Market, interval_s: int, horizon: int, now: datetime | None = None) -> list[ModelArtifact]:
+    """The market's challengers in shadow now: rejected by the gate within CHALLENGER_HOURS, newest first."""
+    hours, most = settings.CHALLENGER_HOURS, settings.CHALLENGER_MAX
+    if hours <= 0 or most <= 0:
+        return []
+    since = (now or timezone.now()) - timedelta(hours=hours)
+    return list(
+        ModelArtifact.objects.filter(
+            market=market, interval_s=interval_s, horizon=horizon, status=Status.REJECTED, created_at__gte=since
+        )
+        .defer("artifact", "metrics")
+        .order_by("-created_at")[:most]
+    )
+
+
+def _forecaster(artifact: ModelArtifact):
+    if artifact.pk not in _loaded:
+        from modeling import registry, serialization  # scikit-learn and skops come with the first model
+
+        try:
+            full = ModelArtifact.objects.get(pk=artifact.pk)
+            _loaded[artifact.pk] = registry.load_forecaster(full)
+        except (serialization.ArtifactError, ModelArtifact.DoesNotExist) as exc:
+            log.warning("challenger %s not loaded: %s", artifact.pk, exc)
+            _loaded[artifact.pk] = None
+    return _loaded[artifact.pk]
+
+
+def shadow(market: Market, rows: list) -> int:
+    """Shadow predictions of the current challengers for feature rows just predicted; returns how many.
+
+    Never raises: a challenger is not allowed to disturb serving.
+    """
+    if not rows or settings.CHALLENGER_HOURS <= 0:
+        return 0
+    try:
+        return _shadow(market, rows)
+    except Exception:
+        log.exception("%s: shadow predictions failed", market)
+        metrics.SHADOW_FAILURES.labels(market.name).inc()
+        return 0
+
+
+def _shadow(market: Market, rows: list) -> int:
+    horizon = settings.PREDICTION_HORIZON
+    interval_s = rows[0].interval_s
+    challengers = current(market, interval_s, horizon)
+    if not challengers:
+        return 0
+    made: list[ShadowPrediction] = []
+    for artifact in challengers:
+        fresh = [r for r in rows if r.start > artifact.train_end and r.version == artifact.feature_version]
+        if not fresh:
+            continue
+        forecaster = _forecaster(artifact)
+        if forecaster is None:
+            continue
+        try:
+            made.extend(_predict(forecaster, artifact.pk, market, fresh, horizon))
+        except Exception:
+            log.exception("%s: challenger %s failed", market, artifact)
+            metrics.SHADOW_FAILURES.labels(market.name).inc()
+    upsert(ShadowPrediction, made, ["artifact", "made_at"])
+    metrics.count(metrics.SHADOW_PREDICTIONS, market.name, len(made))
+    score(market, interval_s, [a.pk for a in challengers])
+    return len(made)
+
+
+def _predict(forecaster, artifact_id: int, market: Market, rows: list, horizon: int) -> list[ShadowPrediction]:
+    """The challenger's predictions of rows, all in one call (a replay's batch is thousands of rows)."""
+    started = time.perf_counter()
+    close = np.array([float(row.close) for row in rows])
+    X = np.vstack([forecaster.vector(row.values) for row in rows])
+    with _threadpools().limit(limits=1, user_api="openmp"):  # as served predictions: no OpenMP stalls
+        bands = forecaster.predict_prices(close, X)
+    latency_ms = (time.perf_counter() - started) * 1000 / len(rows)
+    made = []
+    for i, row in enumerate(rows):
+        price, lower, upper = (Decimal(repr(float(v[i]))).quantize(PRICE_QUANTUM) for v in bands)
+        made_at = row.start + timedelta(seconds=row.interval_s)
+        made.append(
+            ShadowPrediction(
+                artifact_id=artifact_id,
+                market=market,
+                interval_s=row.interval_s,
+                horizon=horizon,
+                made_at=made_at,
+                target_time=made_at + timedelta(seconds=row.interval_s * horizon),
+                base_close=Decimal(row.close),
+                price=price,
+                lower=lower,
+                upper=upper,
+                latency_ms=latency_ms,
+            )
+        )
+    return made
+
+
+def score(market: Market, interval_s: int, artifact_ids: list[int]) -> int:
+    """Store the realized close in the unscored shadow predictions of these challengers whose target is final."""
+    pending = ShadowPrediction.objects.filter(artifact_id__in=artifact_ids, interval_s=interval_s, realized=None)
+    span = pending.aggregate(first=Min("target_time"), last=Max("target_time"))
+    if span["first"] is None:
+        return 0
+    period = timedelta(seconds=interval_s)
+    closes = dict(
+        Candle.objects.filter(
+            market=market,
+            interval_s=interval_s,
+            final=True,
+            start__range=(span["first"] - period, span["last"] - period),
+        ).values_list("start", "close")
+    )
+    due = [
+        (pk, closes[target - period])
+        for pk, target in pending.values_list("pk", "target_time")
+        if target - period in closes
+    ]
+    if not due:
+        return 0
+    ids, realized = zip(*due, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {ShadowPrediction._meta.db_table} AS s SET realized = u.close, scored_at = %s
+                FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, close) WHERE s.id = u.id""",
+            [timezone.now(), list(ids), list(realized)],
+        )
+        return cursor.rowcount
+
+
+def live_metrics(artifact: ModelArtifact) -> dict:
+    """The challenger's newest LIVE_METRICS_WINDOW scored shadow predictions, next to persistence (as served ones)."""
+    scored = ShadowPrediction.objects.filter(artifact=artifact, realized__isnull=False).order_by("-made_at")
+    rows = list(scored.values_list("made_at", *COLUMNS)[: settings.LIVE_METRICS_WINDOW])
+    return error_metrics([row[1:] for row in rows], [row[0] for row in rows])
+
+
+def compare(artifact: ModelArtifact) -> dict:
+    """The challenger next to the champion (what was served) and persistence on the same scored windows.
+
+    The newest LIVE_METRICS_WINDOW windows the challenger predicted whose served
+    prediction is scored; the realized close is the served prediction's (rescored
+    after late trades). p_vs_champion / p_vs_persistence: the gate's one-sided
+    Diebold-Mariano p-value of "the challenger's squared error is not lower".
+    """
+    shadow = {
+        made_at: bands
+        for made_at, *bands in ShadowPrediction.objects.filter(artifact=artifact)
+        .order_by("-made_at")
+        .values_list("made_at", "price", "lower", "upper")[: settings.LIVE_METRICS_WINDOW * 2]
+    }
+    served = list(
+        Prediction.objects.filter(
+            market_id=artifact.market_id,
+            interval_s=artifact.interval_s,
+            horizon=artifact.horizon,
+            made_at__in=list(shadow),
+            realized__isnull=False,
+        )
+        .order_by("-made_at")
+        .values_list("made_at", "price", "lower", "upper", "base_close", "realized", "algorithm", "model_version")[
+            : settings.LIVE_METRICS_WINDOW
+        ]
+    )
+    result = {"windows": len(served), "since": None, "until": None, "champion_served_by": []}
+    if not served:
+        return result | {"challenger": None, "champion": None, "persistence": None, "p_vs_champion": None}
+    served.reverse()
+    made_at = [row[0] for row in served]
+    champion_price, lower, upper, base, actual = (
+        np.array([row[i] for row in served], dtype=float) for i in range(1, 6)
+    )
+    challenger, c_lower, c_upper = np.array([shadow[m] for m in made_at], dtype=float).T
+    result["since"], result["until"] = made_at[0], made_at[-1]
+    result["champion_served_by"] = sorted({f"{row[6]} v{row[7]}" if row[7] else row[6] for row in served})
+    result["challenger"] = evaluate(base, actual, challenger, c_lower, c_upper)
+    result["champion"] = evaluate(base, actual, champion_price, lower, upper)
+    result["persistence"] = evaluate(base, actual, base, base, base) | {"coverage_80": None}
+    from modeling.evaluation import dm_pvalue  # the gate's test
+
+    loss = (challenger - actual) ** 2
+    result["p_vs_champion"] = dm_pvalue(loss, (champion_price - actual) ** 2, artifact.horizon)
+    result["p_vs_persistence"] = dm_pvalue(loss, (base - actual) ** 2, artifact.horizon)
+    return result

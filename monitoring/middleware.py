@@ -1,0 +1,20 @@
+"""Counts every answer Django gives (cryptopred_http_requests_total), by view name and status.
+
+The latest-prediction fast path (inference.fastpath) answers before Django and counts its own.
+"""
+
+from __future__ import annotations
+
+from core import metrics
+
+
+class RequestMetrics:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        handler = (match.view_name if match is not None else "") or "unmatched"
+        metrics.HTTP_REQUESTS.labels(handler, str(response.status_code)).inc()
+        return response

@@ -17,6 +17,7 @@ from django.db import connection, connections
 
 from core.redis_client import get_redis
 
+BEAT_KEY = "cryptopred:beat:last_tick"  # the beat scheduler's heartbeat in Redis (written at every tick)
 Check = Callable[[], dict]
 CHECKS: dict[str, Check] = {}
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="healthz")

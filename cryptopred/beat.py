@@ -7,10 +7,10 @@ import redis
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from core import metrics
+from core.health import BEAT_KEY
 from core.redis_client import get_redis
 from pipeline import schedule
 
-BEAT_KEY = "cryptopred:beat:last_tick"
 SYNC_EVERY_S = 60.0
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,8 @@ import time
 
 from django.conf import settings
 
-from core.health import register
+from core.health import BEAT_KEY, register
 from core.redis_client import get_redis
-from cryptopred.beat import BEAT_KEY
 
 _workers_seen = 1  # how many workers answered last time: stop waiting once that many have
 

@@ -5,15 +5,41 @@ rolling statistic is a fixed sequence of element-wise operations, so the value
 of a row is bit-for-bit the same whether it is computed over a whole day
 (training, backtest) or over the last LOOKBACK windows at a candle close (live).
 Rows with less than LOOKBACK windows of history are all-NaN.
+
+Two feature sets: VERSION ("v1", trades only) for every market, and
+BOOK_VERSION ("v2" = v1 + the order-book features of book_features) for a
+market with book windows. Book window t holds the book as of t's end, the
+moment the row of t is predicted from, so the row of t reads book windows
+t - LOOKBACK + 1 .. t only, like the candles.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from features.frame import CandleFrame
+from features.frame import BookFrame, CandleFrame
 
-VERSION = "v1"
+VERSION = "v1"  # trades only
+BOOK_VERSION = "v2"  # v1 + order book
+VERSIONS = (VERSION, BOOK_VERSION)
+BOOK_FEATURES = (
+    "mid_ret_1",
+    "mid_ret_3",
+    "mid_ret_6",
+    "mid_vol_10",
+    "mid_vol_60",
+    "micro_dev",
+    "l1_imbalance",
+    "l1_imbalance_tw",
+    "depth_imbalance",
+    "ofi_1",
+    "ofi_3",
+    "ofi_6",
+    "spread_rel",
+    "spread_tw_rel",
+    "depth_l1_z",
+    "updates_z",
+)  # what BOOK_VERSION adds to VERSION, in book_features' order
 LOOKBACK = 61  # vol_60 needs 60 one-window returns, i.e. 61 closes
 DAY_S = 86400
 REFERENCE_NAMES = ("ref_ret_1", "ref_ret_6", "ref_gap_30")
@@ -60,8 +86,11 @@ def imbalance(f: CandleFrame, w: int) -> np.ndarray:
     return ratio(buy - sell, buy + sell)
 
 
-def compute(f: CandleFrame, ref: CandleFrame | None = None) -> dict[str, np.ndarray]:
-    """All features of VERSION for every window of f; ref is the reference market on the same grid."""
+def compute(f: CandleFrame, ref: CandleFrame | None = None, book: BookFrame | None = None) -> dict[str, np.ndarray]:
+    """All features of VERSION (with book: BOOK_VERSION) for every window of f.
+
+    ref is the reference market and book the market's book windows, both on the same grid as f.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         close, high, low, volume = f["close"], f["high"], f["low"], f["volume"]
         lc = np.log(close)
@@ -90,7 +119,49 @@ def compute(f: CandleFrame, ref: CandleFrame | None = None) -> dict[str, np.ndar
         out["tod_sin"], out["tod_cos"] = np.sin(tod), np.cos(tod)
         out.update(reference_features(lc, ref))
     valid = np.arange(len(f)) >= LOOKBACK - 1
-    return {name: np.where(valid & np.isfinite(lc), col, np.nan) for name, col in out.items()}
+    out = {name: np.where(valid & np.isfinite(lc), col, np.nan) for name, col in out.items()}
+    if book is not None:
+        # The book's rows do not need a trade: a row before the first trade still has them.
+        out.update({name: np.where(valid & book.observed, col, np.nan) for name, col in book_features(book).items()})
+    return out
+
+
+def book_features(b: BookFrame) -> dict[str, np.ndarray]:
+    """The order-book features of BOOK_VERSION; NaN wherever a window they read has no book window.
+
+    - mid_ret_k: log return of the mid over k windows; mid_vol_10/60 its volatility
+      (the band's scale when the target is the mid);
+    - micro_dev: (microprice - mid) / mid at the window end: where the size at the
+      best levels leans the next mid;
+    - l1_imbalance (at the end) and l1_imbalance_tw (time-weighted over the window):
+      (qb - qa) / (qb + qa) at the best levels; depth_imbalance over BOOK_FEATURE_LEVELS;
+    - ofi_k: order-flow imbalance summed over k windows, in units of the mean L1 size
+      (qb + qa) / 2 of the last 30 windows, so markets and regimes compare;
+    - spread_rel (at the end) and spread_tw_rel: spread / mid;
+    - depth_l1_z, updates_z: L1 size and book activity against their last 60 windows.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mid, micro = b["mid"], b["microprice"]
+        qb, qa = b["bid_qty"], b["ask_qty"]
+        lm = np.log(mid)
+        r1 = lm - shift(lm, 1)
+        out: dict[str, np.ndarray] = {}
+        for k in (1, 3, 6):
+            out[f"mid_ret_{k}"] = lm - shift(lm, k)
+        out["mid_vol_10"] = rolling_std(r1, 10)
+        out["mid_vol_60"] = rolling_std(r1, 60)
+        out["micro_dev"] = (micro - mid) / mid
+        out["l1_imbalance"] = ratio(qb - qa, qb + qa)
+        out["l1_imbalance_tw"] = b["imbalance_tw"]
+        out["depth_imbalance"] = b["depth_imbalance"]
+        depth = rolling_mean((qb + qa) / 2, 30)
+        for k in (1, 3, 6):
+            out[f"ofi_{k}"] = ratio(rolling_sum(b["ofi"], k), depth)
+        out["spread_rel"] = (b["ask_price"] - b["bid_price"]) / mid
+        out["spread_tw_rel"] = b["spread_tw"] / mid
+        out["depth_l1_z"] = zscore(np.log(qb + qa), 60)
+        out["updates_z"] = zscore(np.log1p(b["updates"]), 60)
+    return out
 
 
 def reference_features(lc: np.ndarray, ref: CandleFrame | None) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Candles of one market on a regular window grid, the input of every feature."""
+"""Candles and order-book windows of one market on a regular window grid, the input of every feature."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 
 COLUMNS = ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap")
 
@@ -83,3 +83,67 @@ def window_before(dt: datetime, interval_s: int, windows: int) -> datetime:
 
 def datetime_from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), UTC)
+
+
+BOOK_COLUMNS = (
+    "bid_price",
+    "bid_qty",
+    "ask_price",
+    "ask_qty",
+    "mid",
+    "microprice",
+    "ofi",
+    "spread_tw",
+    "imbalance_tw",
+    "depth_imbalance",
+    "updates",
+)
+
+
+@dataclass
+class BookFrame:
+    """Stored book windows (markets.models.BookWindow) of one market on the same grid as a CandleFrame.
+
+    Row i is the book as of the end of window i (top of book, mid, microprice,
+    depth imbalance) and the window's OFI, time-weighted spread and L1
+    imbalance and update count. A window without a stored book window is NaN
+    everywhere (no carrying: the book windows already carry quiet windows, so
+    a missing one means the book was not known then).
+    """
+
+    interval_s: int
+    starts: np.ndarray
+    columns: dict[str, np.ndarray]
+    mids: list[Decimal | None]  # exact mids, for the stored rows and the mid target
+    observed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+def load_book_frame(market: Market, interval_s: int, first: datetime, last: datetime) -> BookFrame:
+    """Book windows of market on the grid first..last (point in time: row i reads book window i only)."""
+    first_s, last_s = to_epoch(first), to_epoch(last)
+    n = max(0, (last_s - first_s) // interval_s + 1)
+    rows = list(
+        BookWindow.objects.filter(market=market, interval_s=interval_s, start__gte=first, start__lte=last)
+        .order_by("start")
+        .values_list("start", *BOOK_COLUMNS)
+    )
+    observed = np.zeros(n, dtype=bool)
+    columns = {name: np.full(n, np.nan) for name in BOOK_COLUMNS}
+    mids: list[Decimal | None] = [None] * n
+    if rows:
+        index = np.array([(to_epoch(r[0]) - first_s) // interval_s for r in rows], dtype=np.int64)
+        values = np.array([r[1:] for r in rows], dtype=float)
+        observed[index] = True
+        for j, name in enumerate(BOOK_COLUMNS):
+            columns[name][index] = values[:, j]
+        mid_at = BOOK_COLUMNS.index("mid") + 1
+        for i, r in zip(index.tolist(), rows, strict=True):
+            mids[i] = r[mid_at]
+    starts = first_s + interval_s * np.arange(n, dtype=np.int64)
+    return BookFrame(interval_s, starts, columns, mids, observed)

@@ -11,7 +11,9 @@ class FeatureRow(models.Model):
     """Feature values for the window starting at start, computed from data available at its close.
 
     values maps feature name to float (None where the history is too short);
-    close is the window's candle close, the price predictions start from.
+    close is the window's candle close (the last trade's price), and mid the
+    order book's mid at the window end (feature set v2, else null): the prices
+    a prediction of target "close" or "mid" starts from.
     """
 
     # No index of its own: the composite indexes below start with market, and a lone market
@@ -22,6 +24,7 @@ class FeatureRow(models.Model):
     version = models.CharField(max_length=16, help_text="feature-set version")
     values = models.JSONField()
     close = models.DecimalField(**PRICE)
+    mid = models.DecimalField(**PRICE, null=True, blank=True, help_text="book mid at the window end (v2)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,7 +14,7 @@ import redis
 from core.bulk import upsert
 from core.redis_client import get_redis
 from features import definitions
-from features.engine import FeatureBatch, compute_features
+from features.engine import FeatureBatch, compute_features, feature_version
 from features.models import FeatureRow
 from markets.models import Market
 
@@ -28,9 +28,10 @@ def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = No
             market=market,
             interval_s=batch.interval_s,
             start=start,
-            version=definitions.VERSION,
+            version=batch.version,
             values=batch.values(i),
             close=batch.closes[i],
+            mid=batch.mids[i] if batch.mids is not None else None,
         )
         for i, start in enumerate(batch.starts)
         if batch.closes[i] is not None and (keep is None or start in keep)
@@ -39,7 +40,9 @@ def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = No
 
 def save_rows(rows: list[FeatureRow], replace: bool = True) -> list[FeatureRow]:
     """Store rows; replace=True overwrites stored windows (amended candle, replay), else keeps them."""
-    upsert(FeatureRow, rows, ["market", "interval_s", "version", "start"], ["values", "close"] if replace else ())
+    upsert(
+        FeatureRow, rows, ["market", "interval_s", "version", "start"], ["values", "close", "mid"] if replace else ()
+    )
     return rows
 
 
@@ -56,7 +59,7 @@ def materialize(
     keep = None
     if not replace:
         stored = FeatureRow.objects.filter(
-            market=market, interval_s=interval_s, version=definitions.VERSION, start__gte=first, start__lte=last
+            market=market, interval_s=interval_s, version=batch.version, start__gte=first, start__lte=last
         ).values_list("start", flat=True)
         keep = set(batch.starts) - set(stored)
     save_rows(to_rows(market, batch, keep), replace=replace)
@@ -71,14 +74,16 @@ def refresh(market: Market, interval_s: int, first: datetime, last: datetime) ->
     windows are recomputed; windows not stored yet are left to their candle close.
     """
     until = last + timedelta(seconds=interval_s * definitions.LOOKBACK)
+    version = feature_version(market, interval_s)
     stored = set(
         FeatureRow.objects.filter(
-            market=market, interval_s=interval_s, version=definitions.VERSION, start__gte=first, start__lte=until
+            market=market, interval_s=interval_s, version=version, start__gte=first, start__lte=until
         ).values_list("start", flat=True)
     )
     if not stored:
         return []
-    return save_rows(to_rows(market, compute_features(market, interval_s, min(stored), max(stored)), keep=stored))
+    batch = compute_features(market, interval_s, min(stored), max(stored), version)
+    return save_rows(to_rows(market, batch, keep=stored))
 
 
 def latest_key(market: Market, interval_s: int) -> str:
@@ -91,6 +96,7 @@ def publish_latest(row: FeatureRow) -> None:
         "start": row.start.isoformat().replace("+00:00", "Z"),
         "version": row.version,
         "close": str(row.close),
+        "mid": None if row.mid is None else str(row.mid),
         "values": row.values,
     }
     try:

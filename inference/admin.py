@@ -9,8 +9,21 @@ from markets.models import Market
 class PredictionAdmin(admin.ModelAdmin):
     """Predictions are written by the pipeline only; the change list shows each market's live metrics."""
 
-    list_display = ["market", "made_at", "target_time", "price", "lower", "upper", "realized", "algorithm", "model"]
-    list_filter = ["market", "algorithm", "horizon"]
+    list_display = [
+        "market",
+        "made_at",
+        "target_time",
+        "target",
+        "price",
+        "lower",
+        "upper",
+        "realized",
+        "p_up",
+        "direction_source",
+        "algorithm",
+        "model",
+    ]
+    list_filter = ["market", "algorithm", "target", "direction_source", "horizon"]
     list_select_related = ["market", "model"]
     date_hierarchy = "made_at"
     change_list_template = "admin/inference/prediction/change_list.html"

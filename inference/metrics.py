@@ -3,13 +3,18 @@
 One implementation for the API, the admin and the web pages: the newest
 LIVE_METRICS_WINDOW scored predictions of each served forecaster (each model;
 persistence-served predictions form their own group, model None) and of the
-market as a whole. Each group says what it covers: how many windows, and the
-made_at of its oldest and newest prediction (since / until).
+market as a whole, of the market's current target (the mid where it has a
+book, else the close). Each group says what it covers: how many windows, and
+the made_at of its oldest and newest prediction (since / until).
 
 The 80 % interval coverage counts only predictions that had an interval: a
 zero-width band (lower == upper, persistence before any training run has
 calibrated one) is no interval. interval_rows says how many had one; with none,
 coverage_80 is null.
+
+Next to the price errors, the direction calls: accuracy of the served P(up)
+(> 0.5 calls up) on the windows whose target moved, with its Brier score and
+log loss, each next to the base rate of the same training run on the same windows.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from features.engine import market_target
 from inference.models import Prediction
 from markets.models import Market
-from modeling.evaluation import evaluate
+from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
 
-COLUMNS = ("price", "lower", "upper", "base_close", "realized")
+COLUMNS = ("price", "lower", "upper", "base_close", "realized", "p_up", "p_up_base")
 
 
 def _iso(value) -> str | None:
@@ -32,17 +38,26 @@ def _iso(value) -> str | None:
 
 
 def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
-    """Metrics of (price, lower, upper, base_close, realized) rows, model and persistence.
+    """Metrics of (price, lower, upper, base_close, realized, p_up, p_up_base) rows: model, persistence, direction.
 
     The same evaluation as training's validation (modeling.evaluation.evaluate), so live
     and validation figures compare; coverage counts only rows with an interval (lower <
     upper). Persistence predicts no move and has no interval: its directional accuracy
     is 0.5 by that convention and its coverage is null. made_at (the rows' times) gives
-    since and until.
+    since and until. direction: the served P(up) on the moved windows that have one,
+    next to the base rate.
     """
     if not rows:
-        return {"count": 0, "since": None, "until": None, "interval_rows": 0, "model": None, "persistence": None}
-    price, lower, upper, base, realized = np.array(rows, dtype=float).T
+        return {
+            "count": 0,
+            "since": None,
+            "until": None,
+            "interval_rows": 0,
+            "model": None,
+            "persistence": None,
+            "direction": None,
+        }
+    price, lower, upper, base, realized, p_up, p_up_base = np.array(rows, dtype=float).T
     persistence = evaluate(base, realized, base, base, base)
     persistence["coverage_80"] = None
     model = evaluate(base, realized, price, lower, upper)
@@ -52,6 +67,16 @@ def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
         if banded.any()
         else None
     )
+    d = direction_metrics(base, realized, p_up, p_up_base)
+    direction = {
+        "moved_rows": d["moved_rows"],
+        "accuracy": d["accuracy"],
+        "base_rate_accuracy": d["accuracy_reference"],
+        "brier": d["brier"],
+        "brier_reference": d["brier_reference"],
+        "log_loss": d["log_loss"],
+        "log_loss_reference": d["log_loss_reference"],
+    }
     return {
         "count": len(rows),
         "since": _iso(min(made_at)) if made_at else None,
@@ -59,6 +84,7 @@ def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
         "interval_rows": int(banded.sum()),
         "model": model,
         "persistence": persistence,
+        "direction": direction,
     }
 
 
@@ -69,7 +95,11 @@ def _split(rows: list[tuple]) -> tuple[list[tuple], list]:
 
 def _scored(market: Market) -> QuerySet:
     return Prediction.objects.filter(
-        market=market, interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON, realized__isnull=False
+        market=market,
+        interval_s=market.interval_s,
+        horizon=settings.PREDICTION_HORIZON,
+        target=market_target(market),
+        realized__isnull=False,
     )
 
 
@@ -89,6 +119,7 @@ def live_metrics(market: Market) -> dict:
         "market": market.name,
         "interval_s": market.interval_s,
         "horizon": settings.PREDICTION_HORIZON,
+        "target": market_target(market),
         "window": window,
         "served": error_metrics(*_split(overall)),
         "models": [

@@ -11,7 +11,14 @@ class Prediction(models.Model):
     """The price expected at target_time, made at made_at (the end of the window just closed).
 
     model is null when no model was active: the prediction is then persistence
-    (price = last close) and algorithm says so.
+    (price = last close) and algorithm says so. target is the price predicted:
+    the last trade's close or the order book's mid (base_close is then the mid
+    at made_at, and realized the mid at target_time).
+
+    p_up is the probability that the target is higher rather than lower at
+    target_time given that it moves, p_move that it moves at all; direction_source
+    says whether a model or the base rate of the training window gave p_up,
+    and p_up_base is that base rate (null before any training run).
     """
 
     # No index of its own: the composite indexes below start with market, and a lone market
@@ -21,7 +28,10 @@ class Prediction(models.Model):
     horizon = models.PositiveIntegerField(help_text="in candle intervals")
     made_at = models.DateTimeField(help_text="end of the window whose close the prediction starts from")
     target_time = models.DateTimeField()
-    base_close = models.DecimalField(**PRICE, help_text="close at made_at: the persistence forecast")
+    target = models.CharField(
+        max_length=8, choices=[("close", "close"), ("mid", "mid")], default="close", help_text="the price predicted"
+    )
+    base_close = models.DecimalField(**PRICE, help_text="the target's price at made_at: the persistence forecast")
     price = models.DecimalField(**PRICE)
     lower = models.DecimalField(**PRICE, help_text="80 % interval")
     upper = models.DecimalField(**PRICE, help_text="80 % interval")
@@ -31,7 +41,18 @@ class Prediction(models.Model):
     model_version = models.PositiveIntegerField(null=True, blank=True)
     algorithm = models.CharField(max_length=64)
     latency_ms = models.FloatField(help_text="time to compute the prediction")
-    realized = models.DecimalField(**PRICE, null=True, blank=True, help_text="close at target_time")
+    p_up = models.FloatField(null=True, blank=True, help_text="P(target up | it moves)")
+    p_move = models.FloatField(null=True, blank=True, help_text="P(target moves)")
+    p_up_base = models.FloatField(null=True, blank=True, help_text="the base rate of P(up) in the training window")
+    direction_source = models.CharField(
+        max_length=16,
+        choices=[("model", "model"), ("base rate", "base rate")],
+        blank=True,
+        help_text="what gave p_up (empty: no training run yet)",
+    )
+    realized = models.DecimalField(
+        **PRICE, null=True, blank=True, help_text="the target's price at target_time (close or mid)"
+    )
     scored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -23,13 +23,13 @@ from threadpoolctl import ThreadpoolController
 from core import metrics
 from core.bulk import upsert
 from core.redis_client import get_redis
-from features import definitions
+from features.engine import version_target
 from features.models import FeatureRow
 from inference import broadcast
 from inference.api.serializers import CandleSerializer, PredictionSerializer
 from inference.models import Prediction
-from inference.serving import get_served_model, record_failure, served_persistence
-from markets.models import Candle, Market
+from inference.serving import ServedDirection, get_served_model, record_failure, served_direction, served_persistence
+from markets.models import BookWindow, Candle, Market
 from modeling.forecast import PERSISTENCE, Forecaster
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,24 @@ def _threadpools() -> ThreadpoolController:
 
 
 def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
-    """Predict from each new feature row, store, cache the newest and publish it."""
+    """Predict from each new feature row, store, cache the newest and publish it.
+
+    A row without the target's price (a mid target, no book window there) gets no prediction.
+    """
     horizon = settings.PREDICTION_HORIZON
     served_by_interval: dict = {}
     bands: dict = {}
+    directions: dict = {}
 
-    def band(interval_s: int) -> Forecaster | None:  # looked up only when persistence is served
-        if interval_s not in bands:
-            bands[interval_s] = served_persistence(market, interval_s, horizon)
-        return bands[interval_s]
+    def band(key: tuple[int, str, str]) -> Forecaster | None:  # looked up only when persistence is served
+        if key not in bands:
+            bands[key] = served_persistence(market, key[0], horizon, *key[1:])
+        return bands[key]
+
+    def direction(key: tuple[int, str, str]) -> ServedDirection | None:  # (interval, feature version, target)
+        if key not in directions:
+            directions[key] = served_direction(market, key[0], horizon, *key[1:])
+        return directions[key]
 
     predictions = []
     # One row at a time gains nothing from OpenMP threads, which only stall on a busy host.
@@ -67,7 +76,9 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
             if row.interval_s not in served_by_interval:
                 # Looked up at every batch: a promotion or rollback applies at the next candle.
                 served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
-            predictions.append(_predict(market, row, horizon, served_by_interval[row.interval_s], band))
+            prediction = _predict(market, row, horizon, served_by_interval[row.interval_s], band, direction)
+            if prediction is not None:
+                predictions.append(prediction)
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
     upsert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
     if predictions:
@@ -82,18 +93,32 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
 
 
 def _predict(
-    market: Market, row: FeatureRow, horizon: int, served, band: Callable[[int], Forecaster | None]
-) -> Prediction:
-    """The served model's prediction, else persistence: the close, in the band calibrated by the last training."""
+    market: Market,
+    row: FeatureRow,
+    horizon: int,
+    served,
+    band: Callable[[tuple[int, str, str]], Forecaster | None],
+    direction: Callable[[tuple[int, str, str]], ServedDirection | None],
+) -> Prediction | None:
+    """The served model's prediction, else persistence: the target's price now, in the band calibrated by the
+    last training; with the direction forecast of the training runs of the same feature set and target.
+
+    The target is the served model's, else the one of the row's feature set (mid with a book, else close).
+    """
     started = time.perf_counter()
     made_at = row.start + timedelta(seconds=row.interval_s)
-    close = Decimal(row.close)
+    usable = served is not None and served.feature_version == row.version
+    target = served.target if usable else version_target(row.version)
+    base = row.mid if target == "mid" else row.close
+    if base is None:
+        return None
+    close = Decimal(base)
     price = lower = upper = close
     model_id = version = None
     algorithm = PERSISTENCE
-    if served is not None and served.feature_version == row.version:
+    if usable:
         try:
-            price, lower, upper = served.predict(row)
+            price, lower, upper = served.predict(row, close)
             model_id, version, algorithm = served.artifact_id, served.version, served.algorithm
         except Exception as exc:
             # A broken model must not stop the pipeline: serve persistence, labelled as such.
@@ -101,15 +126,26 @@ def _predict(
             record_failure(served.artifact_id, f"prediction at {made_at:%Y-%m-%dT%H:%M:%SZ} raised {exc!r}")
     elif served is not None:
         log.warning("model %s wants features %s, got %s", served.artifact_id, served.feature_version, row.version)
-    persistence = band(row.interval_s) if model_id is None and row.version == definitions.VERSION else None
+    key = (row.interval_s, row.version, target)
+    persistence = band(key) if model_id is None else None
     if persistence is not None:
         _, lower, upper = persistence.predict_row(close, row.values)
+    p_up = p_move = p_up_base = None
+    source = ""
+    if (forecast := direction(key)) is not None:
+        try:
+            p_up, p_move = forecast.predict(row.values)
+            p_up_base, source = forecast.up_base, forecast.source
+        except Exception:  # like a broken price model: never stops the pipeline; the base rate is served
+            log.exception("direction forecast failed on %s at %s; serving the base rate", market, made_at)
+            p_up, p_move, p_up_base, source = forecast.up_base, forecast.move_base, forecast.up_base, "base rate"
     return Prediction(
         market=market,
         interval_s=row.interval_s,
         horizon=horizon,
         made_at=made_at,
         target_time=made_at + timedelta(seconds=row.interval_s * horizon),
+        target=target,
         base_close=close,
         price=price,
         lower=lower,
@@ -117,37 +153,58 @@ def _predict(
         model_id=model_id,
         model_version=version,
         algorithm=algorithm,
+        p_up=p_up,
+        p_move=p_move,
+        p_up_base=p_up_base,
+        direction_source=source,
         latency_ms=(time.perf_counter() - started) * 1000,
     )
 
 
-def score(market: Market, interval_s: int, first_target: datetime, last_target: datetime, again: bool = False) -> int:
-    """Store the realized close in the market's unscored predictions due in [first_target, last_target].
+def score(
+    market: Market,
+    interval_s: int,
+    first_target: datetime,
+    last_target: datetime,
+    again: bool = False,
+    targets: tuple[str, ...] = ("close", "mid"),
+) -> int:
+    """Store the realized price in the market's unscored predictions due in [first_target, last_target].
 
     again=True scores the already scored ones instead, where late trades have
     since changed the close of their target candle.
 
-    A prediction is due when the final candle ending at its target time exists. Run
-    when candles close and right after predicting (a backfill or replay may already
-    hold the target candle).
+    A prediction of the close is due when the final candle ending at its target
+    time exists, one of the mid when the book window ending then does. Run
+    when windows close and right after predicting (a backfill or replay may already
+    hold the target window).
     Matched here rather than by an SQL join on the candle start: a replay writes
     thousands of rows before the tables' statistics know them, and the planner
     then turned that join into a loop over the whole market for every prediction.
     """
     period = timedelta(seconds=interval_s)
-    closes = dict(
-        Candle.objects.filter(
-            market=market, interval_s=interval_s, final=True, start__range=(first_target - period, last_target - period)
-        ).values_list("start", "close")
-    )
+    span = (first_target - period, last_target - period)
+    prices: dict[str, dict] = {}
+    if "close" in targets:
+        prices["close"] = dict(
+            Candle.objects.filter(market=market, interval_s=interval_s, final=True, start__range=span).values_list(
+                "start", "close"
+            )
+        )
+    if "mid" in targets:
+        prices["mid"] = dict(
+            BookWindow.objects.filter(market=market, interval_s=interval_s, start__range=span).values_list(
+                "start", "mid"
+            )
+        )
     predictions = Prediction.objects.filter(
-        market=market, interval_s=interval_s, target_time__range=(first_target, last_target)
+        market=market, interval_s=interval_s, target_time__range=(first_target, last_target), target__in=targets
     )
     predictions = predictions.exclude(realized=None) if again else predictions.filter(realized=None)
     due = [
-        (pk, closes[target - period])
-        for pk, target, realized in predictions.values_list("pk", "target_time", "realized")
-        if target - period in closes and closes[target - period] != realized
+        (pk, prices[kind][target - period])
+        for pk, target, kind, realized in predictions.values_list("pk", "target_time", "target", "realized")
+        if target - period in prices[kind] and prices[kind][target - period] != realized
     ]
     if not due:
         return 0
@@ -162,18 +219,31 @@ def score(market: Market, interval_s: int, first_target: datetime, last_target: 
         return cursor.rowcount
 
 
-def score_due(market: Market, targets: list[tuple[int, datetime]], again: bool = False) -> int:
-    """score() each interval's span of (interval_s, target time) pairs."""
+def score_due(
+    market: Market,
+    targets: list[tuple[int, datetime]],
+    again: bool = False,
+    kinds: tuple[str, ...] = ("close", "mid"),
+) -> int:
+    """score() each interval's span of (interval_s, target time) pairs, for predictions of the kinds of target."""
     spans: dict[int, tuple[datetime, datetime]] = {}
     for interval_s, target in targets:
         first, last = spans.get(interval_s, (target, target))
         spans[interval_s] = (min(first, target), max(last, target))
-    return sum(score(market, interval_s, first, last, again) for interval_s, (first, last) in spans.items())
+    return sum(score(market, iv, first, last, again, kinds) for iv, (first, last) in spans.items())
 
 
 def score_candles(market: Market, candles: list[Candle], again: bool = False) -> int:
-    """Score the predictions whose target is one of candles (again: rescore them, the candles were amended)."""
-    return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles], again)
+    """Score the predictions whose target is one of candles (again: rescore those of the close, the candles
+    were amended; a mid does not change with late trades)."""
+    kinds = ("close",) if again else ("close", "mid")
+    return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles], again, kinds)
+
+
+def score_windows(market: Market, interval_s: int, windows: list[datetime]) -> int:
+    """Score the predictions whose target window is one of windows (its candle or its book window)."""
+    period = timedelta(seconds=interval_s)
+    return score_due(market, [(interval_s, w + period) for w in windows])
 
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:

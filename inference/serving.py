@@ -7,6 +7,12 @@ model that cannot be loaded, or that raises while predicting, is not served:
 persistence is, labelled as such, and the failure is recorded once per
 process as a model event (Admin → Model events).
 
+The direction forecast (P(up | move), P(move)) comes from the training runs
+of the market's feature set and target whatever the price model's status:
+for each probability, the newest run whose gate was decisive says what is
+served (modeling.direction.served_run): its model if it beat the base rate
+significantly, else the base rate of the newest run, labelled "base rate".
+
 scikit-learn and skops are imported only when a model is loaded, so a web
 process that only reads predictions never imports them.
 """
@@ -19,9 +25,10 @@ from decimal import Decimal
 
 from django.db.models.fields.json import KeyTransform
 
-from features import definitions
+from features.definitions import VERSION
 from markets.models import Market
-from modeling.forecast import PERSISTENCE, VOLATILITY_FEATURES, Forecaster
+from modeling.direction import BASE_RATE, MODEL, DirectionForecaster, served_run
+from modeling.forecast import PERSISTENCE, VOLATILITY_BY_TARGET, Forecaster
 from modeling.models import ModelArtifact, ModelEvent
 
 log = logging.getLogger(__name__)
@@ -36,13 +43,22 @@ class ServedModel:
     feature_version: str
     forecaster: Forecaster
 
-    def predict(self, row) -> tuple[Decimal, Decimal, Decimal]:
-        """(price, lower, upper) at the horizon for a FeatureRow; the band is the 80 % interval."""
-        return self.forecaster.predict_row(row.close, row.values)
+    @property
+    def target(self) -> str:
+        return getattr(self.forecaster, "target", "close")
+
+    def predict(self, row, base: Decimal | None = None) -> tuple[Decimal, Decimal, Decimal]:
+        """(price, lower, upper) at the horizon for a FeatureRow; the band is the 80 % interval.
+
+        base is the target's price at the row's window end (default: the row's close).
+        """
+        return self.forecaster.predict_row(row.close if base is None else base, row.values)
 
 
 # Per process: artifact id -> loaded model (None = refused, so it is logged once, not at every candle).
 _loaded: dict[int, ServedModel | None] = {}
+_directions: dict[int, DirectionForecaster | None] = {}  # artifact id -> its run's direction forecast
+RUNS_LOOKED_AT = 200  # newest training runs searched for the served direction model
 _failed: set[int] = set()  # artifacts whose prediction failure is already recorded in this process
 
 
@@ -60,15 +76,18 @@ def get_served_model(market: Market, interval_s: int, horizon: int) -> ServedMod
     return _loaded[active]
 
 
-def served_persistence(market: Market, interval_s: int, horizon: int) -> Forecaster | None:
+def served_persistence(
+    market: Market, interval_s: int, horizon: int, version: str = VERSION, target: str = "close"
+) -> Forecaster | None:
     """Persistence with the band the latest training run calibrated on past returns; None before any run.
 
     Every run stores it (metrics["persistence"]["band"]), promoted or not: with
-    no active model, this is what the backtest serves too.
+    no active model, this is what the backtest serves too. Only runs of the
+    same feature set and target count: a band of trade closes does not fit the mid.
     """
     band = (
         ModelArtifact.objects.filter(
-            market=market, interval_s=interval_s, horizon=horizon, feature_version=definitions.VERSION
+            market=market, interval_s=interval_s, horizon=horizon, feature_version=version, target=target
         )
         .order_by("-version")
         # The band alone (the metrics are large), by explicit transforms: a key path string
@@ -82,10 +101,80 @@ def served_persistence(market: Market, interval_s: int, horizon: int) -> Forecas
     if not band:
         return None
     q_lo, q_hi, floor = (float(v) for v in band)
-    return Forecaster(PERSISTENCE, None, list(VOLATILITY_FEATURES), q_lo, q_hi, floor)
+    volatility = VOLATILITY_BY_TARGET[target]
+    return Forecaster(PERSISTENCE, None, list(volatility), q_lo, q_hi, floor, target=target, volatility=volatility)
 
 
-def record_failure(artifact_id: int, what: str) -> None:
+@dataclass(frozen=True)
+class ServedDirection:
+    """The direction forecast served for one (market, interval, horizon, feature set, target)."""
+
+    up: DirectionForecaster | None  # the run whose P(up) model is served; None: the base rate
+    move: DirectionForecaster | None
+    up_base: float  # the newest run's base rates
+    move_base: float
+
+    @property
+    def source(self) -> str:
+        return MODEL if self.up is not None else BASE_RATE
+
+    def predict(self, values: dict) -> tuple[float, float]:
+        """(P(up | move), P(move)) for one feature row's values."""
+        p_up = self.up.predict_row(values)[0] if self.up is not None else self.up_base
+        p_move = self.move.predict_row(values)[1] if self.move is not None else self.move_base
+        return p_up, p_move
+
+
+def served_direction(
+    market: Market, interval_s: int, horizon: int, version: str, target: str
+) -> ServedDirection | None:
+    """The direction forecast to serve from the market's training runs; None before any run."""
+    # Only the verdicts and base rates (small scalars), not the runs' whole metrics.
+    keys = {
+        f"{name}_{key}": KeyTransform(key, KeyTransform(name, KeyTransform("direction", "metrics")))
+        for name, key in (("up", "source"), ("up", "loses"), ("move", "source"), ("move", "loses"))
+    }
+    keys |= {
+        f"base_{name}": KeyTransform(name, KeyTransform("base", KeyTransform("direction", "metrics")))
+        for name in ("up", "move")
+    }
+    runs = list(
+        ModelArtifact.objects.filter(
+            market=market, interval_s=interval_s, horizon=horizon, feature_version=version, target=target
+        )
+        .order_by("-version")
+        .annotate(**keys)
+        .values("pk", *keys)[:RUNS_LOOKED_AT]
+    )
+    runs = [run for run in runs if run["base_up"] is not None]  # runs from before the direction forecast have none
+    if not runs:
+        return None
+    chosen = {}
+    for name in ("up", "move"):
+        verdicts = [{"source": run[f"{name}_source"], "loses": run[f"{name}_loses"]} for run in runs]
+        index = served_run(verdicts)
+        chosen[name] = None if index is None else _direction(runs[index]["pk"])
+        if chosen[name] is not None and getattr(chosen[name], name).source != MODEL:
+            chosen[name] = None  # its gate passed but no model was fitted (too few rows of one outcome)
+    return ServedDirection(chosen["up"], chosen["move"], float(runs[0]["base_up"]), float(runs[0]["base_move"]))
+
+
+def _direction(artifact_id: int) -> DirectionForecaster | None:
+    """The direction forecast stored in an artifact (loaded once per process; None if refused)."""
+    if artifact_id not in _directions:
+        from modeling import serialization
+
+        artifact = ModelArtifact.objects.get(pk=artifact_id)
+        try:
+            payload = serialization.load(artifact.artifact, artifact.sha256, label=f"model {artifact.pk} ({artifact})")
+            _directions[artifact_id] = DirectionForecaster.from_payload(payload["direction"])
+        except (serialization.ArtifactError, KeyError) as exc:
+            record_failure(artifact_id, f"direction forecast not loaded: {exc!r}", "the base rate")
+            _directions[artifact_id] = None
+    return _directions[artifact_id]
+
+
+def record_failure(artifact_id: int, what: str, instead: str = "persistence") -> None:
     """A model event for a model that could not be served (once per artifact and process)."""
     if artifact_id in _failed:
         return
@@ -97,7 +186,7 @@ def record_failure(artifact_id: int, what: str) -> None:
             action="serve failed",
             from_status=artifact.status,
             to_status=artifact.status,
-            reason=f"{what}; persistence served instead"[:2000],
+            reason=f"{what}; {instead} served instead"[:2000],
         )
 
 

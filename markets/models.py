@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
 PRICE = {"max_digits": 30, "decimal_places": 12}
@@ -155,3 +157,13 @@ class BookWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market_id} {self.interval_s}s {self.start:%Y-%m-%dT%H:%M:%SZ}"
+
+    @property
+    def spread(self) -> Decimal:
+        return self.ask_price - self.bid_price
+
+    @property
+    def imbalance(self) -> float:
+        """L1 imbalance at the window end: (bid qty - ask qty) / (both)."""
+        total = self.bid_qty + self.ask_qty
+        return float((self.bid_qty - self.ask_qty) / total) if total else 0.0

@@ -51,10 +51,11 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         "validation_mae",
         "direction",
         "coverage",
+        "up_down",
         "created_at",
     ]
     list_display_links = ["label"]
-    list_filter = ["status", "algorithm", "market", "interval_s", "horizon"]
+    list_filter = ["status", "algorithm", "target", "direction_source", "market", "interval_s", "horizon"]
     search_fields = ["reason", "algorithm"]
     readonly_fields = [f.name for f in ModelArtifact._meta.fields if f.name != "artifact"]
     exclude = ["artifact"]
@@ -83,6 +84,14 @@ class ModelArtifactAdmin(admin.ModelAdmin):
     @admin.display(description="80 % coverage")
     def coverage(self, obj):
         return percent(_metric(obj, "model", "coverage_80"))
+
+    @admin.display(description="P(up) Brier vs base rate")
+    def up_down(self, obj):
+        """The run's direction verdict: what its gate serves, and its walk-forward Brier next to the base rate's."""
+        up = (obj.metrics.get("direction") or {}).get("up") or {}
+        if up.get("brier") is None:
+            return None
+        return f"{obj.direction_source} · {up['brier']:.4f} vs {up['brier_reference']:.4f}"
 
     def has_add_permission(self, request) -> bool:
         return False  # artifacts come from training only

@@ -19,7 +19,8 @@ import numpy as np
 from features.engine import compute_features
 from features.frame import datetime_from_epoch
 from markets.models import Market
-from modeling.evaluation import evaluate
+from modeling.direction import DirectionForecaster, carry
+from modeling.evaluation import direction_metrics, evaluate
 from modeling.forecast import Forecaster
 from modeling.training import Dataset, TrainingError, build_dataset, persistence_forecaster, train
 
@@ -35,6 +36,7 @@ class BacktestConfig:
     folds: int
     validation_fraction: float
     min_rows: int
+    target: str = "close"
 
 
 @dataclass
@@ -49,6 +51,11 @@ class Backtest:
     algorithm: np.ndarray  # served algorithm per row
     version: np.ndarray  # served model version per row (0 = persistence)
     retrains: list[dict] = field(default_factory=list)
+    p_up: np.ndarray | None = None  # served P(up | move) per row
+    p_up_base: np.ndarray | None = None  # the base rate of the same training run
+    p_move: np.ndarray | None = None
+    p_move_base: np.ndarray | None = None
+    direction_source: np.ndarray | None = None  # "model" | "base rate" per row
 
     def summary(self) -> dict:
         c, actual = self.ds.close, self.ds.actual
@@ -69,8 +76,28 @@ class Backtest:
             "served": evaluate(c, actual, self.price, self.lower, self.upper),
             "persistence": evaluate(c, actual, *self.persistence),
             "by_algorithm": by_algorithm,
+            "target": self.ds.target,
+            "direction": self.direction_summary(),
             "retrains": self.retrains,
         }
+
+    def direction_summary(self) -> dict:
+        """The served direction calls against the base rate on the windows whose target moved.
+
+        Next to them, two baselines on the same windows: the base rate's own
+        call, and (with book features) the sign of microprice - mid alone.
+        """
+        c, actual = self.ds.close, self.ds.actual
+        out = direction_metrics(c, actual, self.p_up, self.p_up_base)
+        out["base_rate_accuracy"] = out.pop("accuracy_reference")
+        micro = self.ds.column("micro_dev")
+        if micro is not None:
+            out["microprice_accuracy"] = direction_metrics(c, actual, 0.5 + np.sign(micro) / 4, None)["accuracy"]
+        move = direction_metrics(c, actual, self.p_move, self.p_move_base, event="move")
+        out["move"] = {k: move[k] for k in ("brier", "brier_reference", "log_loss", "log_loss_reference", "rows")}
+        sources = self.direction_source[np.isfinite(self.p_up)]
+        out["served_by"] = {name: int((sources == name).sum()) for name in sorted(set(sources))}
+        return out
 
     def write_csv(self, path: Path) -> None:
         step = self.config.interval_s
@@ -90,11 +117,33 @@ class Backtest:
                         repr(float(self.ds.actual[i])),
                         self.algorithm[i],
                         int(self.version[i]),
+                        self.ds.target,
+                        _num(self.p_up[i]),
+                        _num(self.p_move[i]),
+                        self.direction_source[i],
                     ]
                 )
 
 
-CSV_HEADER = ["made_at", "target_time", "close", "price", "lower", "upper", "realized", "algorithm", "version"]
+CSV_HEADER = [
+    "made_at",
+    "target_time",
+    "close",
+    "price",
+    "lower",
+    "upper",
+    "realized",
+    "algorithm",
+    "version",
+    "target",
+    "p_up",
+    "p_move",
+    "direction_source",
+]
+
+
+def _num(value: float) -> str:
+    return "" if not np.isfinite(value) else repr(float(value))
 
 
 def iso(epoch: int) -> str:
@@ -109,7 +158,7 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
     """
     iv, h = config.interval_s, config.horizon
     data_start = start - timedelta(seconds=config.train_window_s)
-    full = build_dataset(compute_features(market, iv, data_start, end), h)
+    full = build_dataset(compute_features(market, iv, data_start, end), h, target=config.target)
     first_retrain = int(start.timestamp())
     if not len(full) or full.starts[-1] < first_retrain or full.starts[0] >= first_retrain:
         raise TrainingError(
@@ -119,8 +168,12 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
     served: Forecaster | None = None
     version = 0
     persistence: Forecaster | None = None
+    direction: DirectionForecaster | None = None  # what is served (a model kept from an earlier run, or not)
+    reference: DirectionForecaster | None = None  # the newest run's base rates
     predicted = np.zeros(len(full), dtype=bool)
     bands = np.full((6, len(full)), np.nan)  # served price/lower/upper, persistence price/lower/upper
+    probabilities = np.full((4, len(full)), np.nan)  # p_up, its base rate, p_move, its base rate
+    sources = np.full(len(full), "", dtype=object)
     algorithm = np.full(len(full), "", dtype=object)
     versions = np.zeros(len(full), dtype=int)
     retrains: list[dict] = []
@@ -133,6 +186,8 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
                 train_ds, served, config.margin, config.significance, config.folds, config.validation_fraction
             )
             persistence = persistence_forecaster(train_ds)
+            direction, reference = carry(direction, outcome.direction), outcome.direction.forecaster
+            event["direction"] = f"{direction.source} served; {outcome.direction.metrics['up']['reason']}"
             if outcome.promote:
                 served, version = outcome.forecaster, version + 1
             elif outcome.retire_active:
@@ -149,9 +204,13 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         bands[:3, rows] = model.predict_prices(close, X)
         bands[3:, rows] = persistence.predict_prices(close, X)
         algorithm[rows], versions[rows], predicted[rows] = model.algorithm, version if served else 0, True
+        if direction is not None:
+            probabilities[0, rows], probabilities[2, rows] = direction.predict(X, full.names)
+            probabilities[1, rows], probabilities[3, rows] = reference.up.base, reference.move.base
+            sources[rows] = direction.source
     if not predicted.any():
         raise TrainingError(f"{market}: no window could be predicted (every training window had too little data)")
-    b = bands[:, predicted]
+    b, d = bands[:, predicted], probabilities[:, predicted]
     return Backtest(
         market,
         config,
@@ -163,4 +222,9 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         algorithm[predicted],
         versions[predicted],
         retrains,
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        sources[predicted],
     )

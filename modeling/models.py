@@ -13,6 +13,8 @@ class ModelArtifact(models.Model):
 
     At most one artifact per (market, interval_s, horizon) is active; the
     promotion gate and the admin actions in modeling.registry keep it so.
+    Every artifact also carries its run's direction forecast (modeling.direction),
+    served by its own gate whether or not the price model is active.
     """
 
     class Status(models.TextChoices):
@@ -25,6 +27,12 @@ class ModelArtifact(models.Model):
     interval_s = models.PositiveIntegerField()
     horizon = models.PositiveIntegerField(help_text="in candle intervals")
     feature_version = models.CharField(max_length=16)
+    target = models.CharField(
+        max_length=8,
+        choices=[("close", "close"), ("mid", "mid")],
+        default="close",
+        help_text="the price predicted: the last trade's close, or the order book's mid",
+    )
     algorithm = models.CharField(max_length=64)
     params = models.JSONField(default=dict)
     train_start = models.DateTimeField()
@@ -36,6 +44,11 @@ class ModelArtifact(models.Model):
     sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     reason = models.TextField(blank=True)
+    direction_source = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="the direction gate's verdict on this run's P(up) model: model (beats the base rate) or base rate",
+    )
     version = models.PositiveIntegerField(help_text="1, 2, ... per (market, interval, horizon)")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Count
 
 from features import definitions, store
+from features.engine import feature_version, version_target
 from markets.models import Candle, Market
 from modeling import registry, serialization
 from modeling.forecast import Forecaster
@@ -41,9 +42,23 @@ def last_window(market: Market, interval_s: int) -> datetime:
     return last
 
 
-def load_dataset(market: Market, interval_s: int, horizon: int, first: datetime, last: datetime) -> Dataset:
+def load_dataset(
+    market: Market, interval_s: int, horizon: int, first: datetime, last: datetime, target: str = "close"
+) -> Dataset:
     """Feature rows first..last of the offline store (computed and stored where missing)."""
-    return build_dataset(store.materialize(market, interval_s, first, last), horizon)
+    return build_dataset(store.materialize(market, interval_s, first, last), horizon, target=target)
+
+
+def resolve_target(market: Market, interval_s: int, target: str | None) -> tuple[str, str]:
+    """(feature version, target) to train or backtest with: the market's, or the target asked for if it can be."""
+    version = feature_version(market, interval_s)
+    target = target or version_target(version)
+    if target == "mid" and version != definitions.BOOK_VERSION:
+        raise TrainingError(
+            f"{market}: target mid needs the market's order book, and it has no {interval_s}s book windows"
+            " (replay a book file or stream its book first)"
+        )
+    return version, target
 
 
 def check_enough(ds: Dataset, market: Market, window_s: int) -> None:
@@ -57,9 +72,9 @@ def check_enough(ds: Dataset, market: Market, window_s: int) -> None:
         )
 
 
-def active_forecaster(artifact: ModelArtifact | None) -> Forecaster | None:
+def active_forecaster(artifact: ModelArtifact | None, version: str, target: str) -> Forecaster | None:
     """The active model to compare against; one that cannot be loaded is not a bar to clear."""
-    if artifact is None or artifact.feature_version != definitions.VERSION:
+    if artifact is None or artifact.feature_version != version or artifact.target != target:
         return None
     try:
         return registry.load_forecaster(artifact)
@@ -68,32 +83,44 @@ def active_forecaster(artifact: ModelArtifact | None) -> Forecaster | None:
 
 
 def train_market(
-    market: Market, interval_s: int | None = None, horizon: int | None = None, window_s: int | None = None
+    market: Market,
+    interval_s: int | None = None,
+    horizon: int | None = None,
+    window_s: int | None = None,
+    target: str | None = None,
 ) -> ModelArtifact:
-    """Train on the last window_s of stored candles, store the artifact, promote or reject it."""
+    """Train on the last window_s of stored candles, store the artifact, promote or reject it.
+
+    target: "close" or "mid" (default: mid where the market has a book, else close).
+    The artifact holds the price model and the run's direction forecast.
+    """
     interval_s = interval_s or default_interval(market)
     horizon = horizon or settings.PREDICTION_HORIZON
     window_s = window_s or settings.TRAIN_WINDOW_S
+    version, target = resolve_target(market, interval_s, target)
     last = last_window(market, interval_s)
     first = last - timedelta(seconds=window_s - interval_s)
-    ds = load_dataset(market, interval_s, horizon, first, last)
+    ds = load_dataset(market, interval_s, horizon, first, last, target)
     check_enough(ds, market, window_s)
     current = registry.active_artifact(market, interval_s, horizon)
     outcome = train(
         ds,
-        active_forecaster(current),
+        active_forecaster(current, version, target),
         settings.PROMOTION_MARGIN,
         settings.PROMOTION_SIGNIFICANCE,
         settings.TRAIN_FOLDS,
         settings.TRAIN_VALIDATION_FRACTION,
     )
-    data, digest = serialization.dump(outcome.forecaster.payload())
+    payload = outcome.forecaster.payload() | {"direction": outcome.direction.forecaster.payload()}
+    data, digest = serialization.dump(payload)
     train_start, train_end = ds.span()
     artifact = ModelArtifact.objects.create(
         market=market,
         interval_s=interval_s,
         horizon=horizon,
-        feature_version=definitions.VERSION,
+        feature_version=version,
+        target=target,
+        direction_source=outcome.direction.forecaster.source,
         algorithm=outcome.forecaster.algorithm,
         params=outcome.params,
         train_start=train_start,
@@ -110,5 +137,5 @@ def train_market(
         registry.set_status(artifact, ModelArtifact.Status.REJECTED, "gate", outcome.reason)
         if current is not None and outcome.retire_active:
             registry.retire(current, outcome.retire_active)
-    log.info("%s: %s", artifact, outcome.reason)
+    log.info("%s: %s; direction: %s", artifact, outcome.reason, outcome.direction.metrics["up"]["reason"])
     return artifact

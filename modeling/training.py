@@ -6,7 +6,6 @@ scheduled task, the backtest and bench/train.py.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -17,9 +16,10 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.engine import FeatureBatch
-from modeling.evaluation import evaluate
-from modeling.forecast import PERSISTENCE, Forecaster, volatility_scale
+from features.engine import TARGETS, FeatureBatch
+from modeling.direction import DirectionOutcome, train_direction
+from modeling.evaluation import dm_pvalue, evaluate, fold_bounds
+from modeling.forecast import PERSISTENCE, VOLATILITY_BY_TARGET, Forecaster, volatility_scale
 
 COVERAGE = 0.8
 Q_LO, Q_HI = (1 - COVERAGE) / 2, 1 - (1 - COVERAGE) / 2
@@ -54,7 +54,11 @@ class TrainingError(Exception):
 
 @dataclass
 class Dataset:
-    """Rows with a full feature vector and a known target: y = log(close[t + horizon] / close[t])."""
+    """Rows with a full feature vector and a known target: y = log(price[t + horizon] / price[t]).
+
+    price is the target's series: the candle closes ("close") or the book's
+    mids at the window ends ("mid"); close holds price[t], what persistence predicts.
+    """
 
     interval_s: int
     horizon: int
@@ -63,14 +67,29 @@ class Dataset:
     X: np.ndarray
     close: np.ndarray
     y: np.ndarray
+    target: str = "close"
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> Dataset:
         return Dataset(
-            self.interval_s, self.horizon, self.starts[mask], self.names, self.X[mask], self.close[mask], self.y[mask]
+            self.interval_s,
+            self.horizon,
+            self.starts[mask],
+            self.names,
+            self.X[mask],
+            self.close[mask],
+            self.y[mask],
+            self.target,
         )
+
+    @property
+    def volatility(self) -> tuple[str, ...]:
+        return VOLATILITY_BY_TARGET[self.target]
+
+    def column(self, name: str) -> np.ndarray | None:
+        return self.X[:, self.names.index(name)] if name in self.names else None
 
     @property
     def actual(self) -> np.ndarray:
@@ -82,9 +101,13 @@ class Dataset:
         return datetime_from_epoch(self.starts[0]), datetime_from_epoch(self.starts[-1])
 
 
-def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True) -> Dataset:
-    """Rows of batch with every feature known (and, if required, the close horizon windows later)."""
-    close = batch.close
+def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True, target: str = "close") -> Dataset:
+    """Rows of batch with every feature known (and, if required, the target's price horizon windows later)."""
+    if target not in TARGETS:
+        raise TrainingError(f"unknown target {target!r} (expected {' or '.join(TARGETS)})")
+    if target == "mid" and batch.mids is None:
+        raise TrainingError(f"target mid needs order-book features (v2); these rows are {batch.version}")
+    close = batch.price(target)
     future = np.full_like(close, np.nan)
     if horizon < len(close):
         future[: len(close) - horizon] = close[horizon:]
@@ -94,7 +117,7 @@ def build_dataset(batch: FeatureBatch, horizon: int, require_target: bool = True
     if require_target:
         ok &= np.isfinite(y)
     starts = np.array([int(s.timestamp()) for s in batch.starts], dtype=np.int64)
-    return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok])
+    return Dataset(batch.interval_s, horizon, starts[ok], batch.names, batch.matrix[ok], close[ok], y[ok], target)
 
 
 def band(residuals: np.ndarray) -> tuple[float, float]:
@@ -104,7 +127,7 @@ def band(residuals: np.ndarray) -> tuple[float, float]:
 
 def scale_floor(ds: Dataset) -> float:
     """Smallest band scale: the 5 % quantile of positive volatility, so flat stretches keep a band."""
-    raw = volatility_scale(ds.X, ds.names, 0.0)
+    raw = volatility_scale(ds.X, ds.names, 0.0, ds.volatility)
     positive = raw[raw > 0]
     return float(np.quantile(positive, 0.05)) if len(positive) else 1e-6
 
@@ -141,11 +164,6 @@ def shrinkage(predicted: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(np.dot(predicted, y) / power, 0.0, 1.0))
 
 
-def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
-    start = int(n * (1 - validation_fraction))
-    return np.linspace(start, n, folds + 1).astype(int)
-
-
 def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) -> WalkForward:
     """Train on everything whose target was known before each fold, predict the fold; time order only.
 
@@ -162,7 +180,7 @@ def walk_forward(algorithm: str, ds: Dataset, bounds: np.ndarray, floor: float) 
         if model is not None:
             raw[a - lo : b - lo] = model.predict(ds.X[a:b])
             returns[a - lo : b - lo] = shrinkage(raw[: a - lo], y[: a - lo]) * raw[a - lo : b - lo]
-    scale = volatility_scale(ds.X[lo:hi], ds.names, floor)
+    scale = volatility_scale(ds.X[lo:hi], ds.names, floor, ds.volatility)
     residuals = (y - returns) / scale
     lower, upper = np.full(hi - lo, np.nan), np.full(hi - lo, np.nan)
     for a, b in pairwise(bounds[1:]):
@@ -180,6 +198,7 @@ class TrainOutcome:
     reason: str
     params: dict = field(default_factory=dict)
     retire_active: str = ""  # why the active model should stop being served, if it should
+    direction: DirectionOutcome | None = None  # P(up | move) and P(move), each behind its own gate
 
 
 def train(
@@ -217,22 +236,30 @@ def train(
     best = min(ALGORITHMS, key=lambda name: candidates[name]["rmse"])
     model = candidates[best] | {"p_vs_persistence": p_value(served[best][0], served[PERSISTENCE][0])}
     active_metrics = None
-    if active is not None and active.features == ds.names:
+    if active is not None and active.features == ds.names and active.target == ds.target:
         price, lower, upper = active.predict_prices(val.close, val.X)
         active_metrics = evaluate(val.close, val.actual, price, lower, upper)
         model["p_vs_active"] = p_value(served[best][0], price)
     calibrated = persistence_forecaster(ds)  # what is served while no model is active
     metrics = {
         "model": model,
-        "persistence": candidates[PERSISTENCE] | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor]},
+        "persistence": candidates[PERSISTENCE]
+        | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor], "volatility": list(ds.volatility)},
         "active": active_metrics,
         "candidates": candidates,
         "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},
     }
     promote, reason = gate(model, candidates[PERSISTENCE], active_metrics, margin, significance)
     q_lo, q_hi = band(runs[best].residuals)
-    forecaster = Forecaster(best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink)
-    outcome = TrainOutcome(forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]))
+    forecaster = Forecaster(
+        best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink, ds.target, ds.volatility
+    )
+    direction = train_direction(ds, validation_fraction, significance)
+    metrics["direction"] = direction.metrics
+    metrics["target"] = ds.target
+    outcome = TrainOutcome(
+        forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]), direction=direction
+    )
     persistence_rmse = candidates[PERSISTENCE]["rmse"]
     if not promote and active_metrics is not None and active_metrics["rmse"] >= persistence_rmse:
         # Serving a model that lost to "price stays the same" on the latest data only adds error.
@@ -240,28 +267,6 @@ def train(
             f"no longer beats persistence: validation RMSE {active_metrics['rmse']:.6g} vs {persistence_rmse:.6g}"
         )
     return outcome
-
-
-def dm_pvalue(loss: np.ndarray, reference: np.ndarray, horizon: int) -> float:
-    """One-sided Diebold-Mariano test: p-value of "loss is on average not lower than reference".
-
-    The variance of the mean loss difference is Newey-West (Bartlett weights)
-    with at least n^(1/3) lags: squared errors cluster with volatility, so
-    the windows are not independent and a plain t-test would be overconfident.
-    """
-    d = loss - reference
-    n = len(d)
-    if n < 2:
-        return 1.0
-    centered = d - d.mean()
-    lags = max(horizon - 1, int(n ** (1 / 3)))
-    var = float(centered @ centered) / n
-    for k in range(1, min(lags, n - 1) + 1):
-        var += 2 * (1 - k / (lags + 1)) * float(centered[k:] @ centered[:-k]) / n
-    if var <= 0:  # the same difference on every window: certain; none at all (shrunk to persistence) is no win
-        return 0.0 if d.mean() < 0 else 1.0
-    t = float(d.mean()) / math.sqrt(var / n)
-    return 0.5 * math.erfc(-t / math.sqrt(2))  # standard normal P(Z <= t): small when the loss is lower
 
 
 def gate(model: dict, persistence: dict, active: dict | None, margin: float, significance: float) -> tuple[bool, str]:
@@ -287,5 +292,5 @@ def gate(model: dict, persistence: dict, active: dict | None, margin: float, sig
 def persistence_forecaster(ds: Dataset) -> Forecaster:
     """Price stays the same, with the band of past returns: what is served without a model."""
     floor = scale_floor(ds)
-    q_lo, q_hi = band(ds.y / volatility_scale(ds.X, ds.names, floor))
-    return Forecaster(PERSISTENCE, None, ds.names, q_lo, q_hi, floor)
+    q_lo, q_hi = band(ds.y / volatility_scale(ds.X, ds.names, floor, ds.volatility))
+    return Forecaster(PERSISTENCE, None, ds.names, q_lo, q_hi, floor, target=ds.target, volatility=ds.volatility)

@@ -229,7 +229,7 @@ def compare(artifact: ModelArtifact) -> dict:
     result["challenger"] = evaluate(base, actual, challenger, c_lower, c_upper)
     result["champion"] = evaluate(base, actual, champion_price, lower, upper)
     result["persistence"] = evaluate(base, actual, base, base, base) | {"coverage_80": None}
-    from modeling.training import dm_pvalue  # the gate's test (imports scikit-learn: admin only)
+    from modeling.evaluation import dm_pvalue  # the gate's test
 
     loss = (challenger - actual) ** 2
     result["p_vs_champion"] = dm_pvalue(loss, (champion_price - actual) ** 2, artifact.horizon)

@@ -58,6 +58,15 @@ def forecaster_label(served_by: dict) -> str:
     return f"{served_by['algorithm']} v{served_by['version']}"
 
 
+PARTS: list = []  # parts apps above this one add (part(markets) yields metric families), see register
+
+
+def register(part):
+    """Add a part to every scrape; for apps above monitoring (the pipeline's step status)."""
+    PARTS.append(part)
+    return part
+
+
 class SystemCollector:
     def collect(self):
         errors = Family("cryptopred_scrape_error", "1 when a part of the scrape failed (see the web log)", ["part"])
@@ -67,7 +76,7 @@ class SystemCollector:
             log.exception("/metrics: markets not read")
             markets = []
             errors.add("markets", 1)
-        for part in (self.markets, self.redis, self.models, self.live, self.drift, self.challengers):
+        for part in (self.markets, self.redis, self.models, self.live, self.drift, self.challengers, *PARTS):
             try:
                 yield from part(markets)
             except Exception:
@@ -77,8 +86,6 @@ class SystemCollector:
         yield errors.metric
 
     def markets(self, markets):
-        from pipeline.models import StepStatus
-
         enabled = Family("cryptopred_market_enabled", "1 when the market is enabled (streamed live)", ["market"])
         state = Family("cryptopred_stream_state", "1 for the stream's current state", ["market", "state"])
         since = Family(
@@ -97,15 +104,10 @@ class SystemCollector:
             last_trade.add(m.name, ts(m.last_trade_at))
             checksum.add(m.name, m.book_checksum_failures)
             resyncs.add(m.name, m.book_resyncs)
-        failing = Family("cryptopred_step_consecutive_failures", "Failures of the step in a row", ["market"])
-        success = Family("cryptopred_step_last_success_timestamp_seconds", "Last successful step", ["market"])
-        for status in StepStatus.objects.select_related("market"):
-            failing.add(status.market.name, status.consecutive_failures)
-            success.add(status.market.name, ts(status.last_success_at))
-        yield from (f.metric for f in (enabled, state, since, last_trade, checksum, resyncs, failing, success))
+        yield from (f.metric for f in (enabled, state, since, last_trade, checksum, resyncs))
 
     def redis(self, markets):
-        from cryptopred.beat import BEAT_KEY
+        from core.health import BEAT_KEY
 
         client = get_redis()
         queues = Family("cryptopred_celery_queue_length", "Tasks waiting in a Celery queue (Redis LLEN)", ["queue"])

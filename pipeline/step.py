@@ -11,6 +11,14 @@
 The work is found in the database (watermarks read on first use, the
 candles' amend_pending flag), so a step that fails is simply run again:
 nothing is lost and nothing is done twice.
+
+The feature set follows the market (features.engine.feature_version, looked
+up at every run): v1 from the candles alone, or v2 once the market has
+order-book windows. A v2 window is final once both its candle and its book
+window are (windows up to the earlier of the last final candle and the last
+stored book window): a window without a trade still has its book row, and
+the candle stream carries its close; a window in that range without a book
+window gets no mid (and no prediction of the mid).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from features.models import FeatureRow
 from inference import services
 from inference.models import Prediction
 from markets.ingest import series
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 from monitoring import challengers
 from pipeline.models import StepStatus
 
@@ -76,11 +84,14 @@ class MarketStep:
         self.skip_stale = skip_stale
         self.clock = clock
         self.loaded = False
+        self.version = definitions.VERSION
         self.features_until: datetime | None = None  # last window with features
         self.predicted_until: datetime | None = None  # last window predicted (or skipped)
 
     def run(self) -> StepStats:
-        if not self.loaded:
+        version = engine.feature_version(self.market, self.market.interval_s)
+        if not self.loaded or version != self.version:
+            self.version = version  # a market's first book windows switch it to v2: new rows, own watermark
             self._load_watermarks()
         stats = StepStats()
         self._refresh_amended(stats)
@@ -91,7 +102,7 @@ class MarketStep:
     def _load_watermarks(self) -> None:
         market, interval_s = self.market, self.market.interval_s
         self.features_until = FeatureRow.objects.filter(
-            market=market, interval_s=interval_s, version=definitions.VERSION
+            market=market, interval_s=interval_s, version=self.version
         ).aggregate(last=Max("start"))["last"]
         made = last_prediction_at(market, interval_s, self.horizon)
         recorded = StepStatus.objects.filter(market=market).values_list("predicted_until", flat=True).first()
@@ -103,29 +114,60 @@ class MarketStep:
     def _advance(self, stats: StepStats) -> bool:
         """Features, publication, predictions and scoring of the next final windows; True if more may wait."""
         market = self.market
-        candles = Candle.objects.filter(market=market, interval_s=market.interval_s, final=True)
-        if self.features_until is not None:
-            candles = candles.filter(start__gt=self.features_until)
-        fetched = list(candles.order_by("start")[:MAX_WINDOWS])
-        # One run of consecutive windows at a time: no computation spans a gap between two series.
-        candles = next(series(fetched, market.interval_s), [])
+        candles, windows, more = self._next_windows()
         rows: list[FeatureRow] = []
-        if candles:
-            first, last = candles[0].start, candles[-1].start
+        if windows:
+            first, last = windows[0], windows[-1]
             try:
-                batch = engine.compute_features(market, market.interval_s, first, last)
-                rows = store.save_rows(store.to_rows(market, batch, keep={c.start for c in candles}))
+                batch = engine.compute_features(market, market.interval_s, first, last, self.version)
+                rows = store.save_rows(store.to_rows(market, batch, keep=set(windows)))
             except Exception as exc:
                 raise StepError(f"{market}: features of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}") from exc
             if rows:
                 store.publish_latest(rows[-1])
             self.features_until = last
             stats.features += len(rows)
-            services.publish_candles(market, candles)
+            if candles:
+                services.publish_candles(market, candles)
         self._predict(rows, stats)
-        if candles:
-            stats.scored += services.score_candles(market, candles)
-        return len(candles) < len(fetched) or len(fetched) == MAX_WINDOWS
+        if windows:
+            stats.scored += services.score_windows(market, market.interval_s, windows)
+        return more
+
+    def _next_windows(self) -> tuple[list[Candle], list[datetime], bool]:
+        """The next run of final windows without features, their candles, and whether more may wait.
+
+        v1: the final candles. v2: the windows with a final candle or a book
+        window, up to the earlier of the last final candle and the last book window.
+        At most MAX_WINDOWS, and one run of consecutive windows at a time: no
+        computation spans a gap between two series.
+        """
+        market, after = self.market, self.features_until
+        candles = Candle.objects.filter(market=market, interval_s=market.interval_s, final=True)
+        if after is not None:
+            candles = candles.filter(start__gt=after)
+        if self.version != definitions.BOOK_VERSION:
+            fetched = list(candles.order_by("start")[:MAX_WINDOWS])
+            run = next(series(fetched, market.interval_s), [])
+            return run, [c.start for c in run], len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
+        books = BookWindow.objects.filter(market=market, interval_s=market.interval_s)
+        if after is not None:
+            books = books.filter(start__gt=after)
+        marks = [qs.order_by("-start").values_list("start", flat=True).first() for qs in (candles, books)]
+        if None in marks:
+            return [], [], False
+        ready = min(marks)
+        found = list(candles.filter(start__lte=ready).order_by("start")[:MAX_WINDOWS])
+        book_starts = books.filter(start__lte=ready).order_by("start").values_list("start", flat=True)[:MAX_WINDOWS]
+        fetched = sorted({c.start for c in found} | set(book_starts))[:MAX_WINDOWS]
+        step = timedelta(seconds=market.interval_s)
+        run = fetched[:1]
+        for window in fetched[1:]:
+            if window - run[-1] != step:
+                break
+            run.append(window)
+        more = len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
+        return [c for c in found if c.start <= run[-1]], run, more
 
     def _predict(self, rows: list[FeatureRow], stats: StepStats) -> None:
         """Predict every feature row after the prediction watermark (rows: the ones just computed)."""
@@ -136,7 +178,7 @@ class MarketStep:
             return
         else:  # an earlier run computed features but failed to predict: catch up from the store
             stored = FeatureRow.objects.filter(
-                market=self.market, interval_s=self.market.interval_s, version=definitions.VERSION
+                market=self.market, interval_s=self.market.interval_s, version=self.version
             )
             if done is not None:
                 stored = stored.filter(start__gt=done)

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q
 from core.formatting import DEFAULT_DECIMALS, bps, count, model_label
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 from modeling.models import ModelArtifact, ModelEvent
 
 RANGES = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
@@ -109,6 +109,11 @@ def price_decimals(market: Market) -> int:
     )
     places = [max(0, -value.normalize().as_tuple().exponent) for row in rows for value in row]
     return min(max(places), MAX_DECIMALS) if places else DEFAULT_DECIMALS
+
+
+def latest_book(market: Market) -> BookWindow | None:
+    """The market's newest stored book window (its top of book at the window end), if it has a book."""
+    return BookWindow.objects.filter(market=market, interval_s=market.interval_s).order_by("-start").first()
 
 
 def latest_prediction(market: Market) -> Prediction | None:

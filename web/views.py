@@ -42,6 +42,7 @@ def market_detail(request, name: str):
     ranges = range_context(market)
     context = {
         "summary": services.summarize(market),
+        "book": services.latest_book(market),
         "recent": services.recent_predictions(market),
         "ranges": ranges,
         "chart_range": chart_range,

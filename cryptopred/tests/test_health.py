@@ -3,8 +3,8 @@ import time
 import pytest
 from django.test import Client
 
+from core.health import BEAT_KEY
 from core.redis_client import get_redis
-from cryptopred.beat import BEAT_KEY
 
 
 @pytest.fixture

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 
+from markets.book import BookTop, OrderBook
+from markets.bookfile import MAX_LEVELS, read_book
+from markets.bookstore import new_windows, store_windows
 from markets.ingest import Ingestor
 from markets.models import Market
 from markets.tradefile import read_trades
@@ -19,6 +23,8 @@ BINANCE_ETH_TRADES = SAMPLE / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.c
 BINANCE_BTC_TRADES = SAMPLE / "binance_BTCUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
 BINANCE_ETH_1M = SAMPLE / "binance_ETHUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
 BINANCE_BTC_1M = SAMPLE / "binance_BTCUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
+BITSTAMP_BOOK = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0300.csv.gz"
+BITSTAMP_TRADES = SAMPLE / "bitstamp_BTCUSD_trades_2015-05-01_0000-0300.csv.gz"
 
 
 def run(*args, **kwargs) -> str:
@@ -38,4 +44,39 @@ def stream(path: Path, market: Market, batch_size: int) -> list[StepStats]:
     for batch in read_trades(path, batch_size=batch_size):
         ingestor.ingest(batch, close_until=batch[-1].ts.timestamp())
     ingestor.flush()
+    return runs
+
+
+def stream_with_book(book_path: Path, trades_path: Path, market: Market, every_s: int) -> list[StepStats]:
+    """Feed a book file and a trades file as a live market with a book would get them, then run the step.
+
+    A clock advances every_s seconds of event time; at each tick the trades and
+    book snapshots stamped before it are applied, the candles and book windows
+    that ended by it are finalized and stored (as a live stream does, on the
+    same clock), and the pipeline step runs. Returns what each run did.
+    """
+    step, guard = MarketStep(market), Guard(market)
+    ingestor = Ingestor(market)
+    ticks = [t for batch in read_trades(trades_path) for t in batch]
+    snapshots = iter(read_book(book_path))
+    book, windows, levels = OrderBook(MAX_LEVELS), new_windows(market), settings.BOOK_FEATURE_LEVELS
+    pending = next(snapshots, None)
+    first = min(ticks[0].ts, pending.ts).timestamp()
+    runs: list[StepStats] = []
+    clock, i = first // every_s * every_s + every_s, 0
+    while pending is not None or i < len(ticks):
+        bars = []
+        while pending is not None and pending.ts.timestamp() < clock:
+            book.snapshot(pending.bids, pending.asks)
+            bars += windows.observe(pending.ts, BookTop.from_book(book, levels))
+            pending = next(snapshots, None)
+        bars += windows.close_until(clock)
+        store_windows(market, market.interval_s, bars)
+        batch = []
+        while i < len(ticks) and ticks[i].ts.timestamp() < clock:
+            batch.append(ticks[i])
+            i += 1
+        ingestor.ingest(batch, close_until=clock)
+        runs.append(guard.run(step))
+        clock += every_s
     return runs

@@ -130,6 +130,14 @@ class ServedModelSerializer(serializers.Serializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
+    """A prediction: the target's price (the close, or the book's mid) with its 80 % interval, and the direction.
+
+    last_close is the target's price at made_at (the mid for target "mid"); p_up is
+    P(higher rather than lower at target_time | it moves), p_move P(it moves),
+    direction_source "model" or "base rate" (null before any training run), and
+    p_up_base the base rate of P(up) in the training window.
+    """
+
     market = serializers.CharField(source="market.name", read_only=True)
     model = ServedModelSerializer(source="*")
     price = ExactDecimalField()
@@ -137,6 +145,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     upper = ExactDecimalField()
     last_close = ExactDecimalField(source="base_close")
     realized = ExactDecimalField(allow_null=True)
+    direction_source = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -146,15 +155,26 @@ class PredictionSerializer(serializers.ModelSerializer):
             "horizon",
             "made_at",
             "target_time",
+            "target",
             "price",
             "lower",
             "upper",
             "last_close",
+            "p_up",
+            "p_move",
+            "direction_source",
+            "p_up_base",
             "model",
             "latency_ms",
             "realized",
             "scored_at",
         ]
+
+    @extend_schema_field(
+        {"type": "string", "enum": ["model", "base rate"], "nullable": True, "description": "what gave p_up"}
+    )
+    def get_direction_source(self, prediction: Prediction) -> str | None:
+        return prediction.direction_source or None
 
 
 class ModelArtifactSerializer(serializers.ModelSerializer):
@@ -168,6 +188,8 @@ class ModelArtifactSerializer(serializers.ModelSerializer):
             "interval_s",
             "horizon",
             "feature_version",
+            "target",
+            "direction_source",
             "algorithm",
             "version",
             "status",

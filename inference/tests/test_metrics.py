@@ -102,6 +102,30 @@ def test_live_metrics_equal_a_direct_computation(market, parts):
 def test_no_scored_predictions_yet(market):
     metrics = live_metrics(market)
     assert metrics["served"] == {
-        "count": 0, "since": None, "until": None, "interval_rows": 0, "model": None, "persistence": None
+        "count": 0, "since": None, "until": None, "interval_rows": 0, "model": None, "persistence": None,
+        "direction": None,
     }  # fmt: skip
     assert metrics["models"] == []
+
+
+def test_live_direction_metrics_equal_a_direct_computation(market, parts):
+    """The served P(up) calls on the windows that moved, next to the base rate's, as plain Python counts them."""
+    replay(parts[0], market)
+    scored = list(Prediction.objects.filter(market=market, realized__isnull=False).order_by("made_at"))
+    for i, p in enumerate(scored):
+        p.p_up, p.p_up_base = (0.3, 0.7, 0.5)[i % 3], 0.45
+    Prediction.objects.bulk_update(scored, ["p_up", "p_up_base"])
+    moved = [p for p in scored if p.realized != p.base_close]
+    assert len(moved) > 20
+    up = [p.realized > p.base_close for p in moved]
+    right = [0.5 if p.p_up == 0.5 else float((p.p_up > 0.5) == u) for p, u in zip(moved, up, strict=True)]
+    base_right = [float(not u) for u in up]  # 0.45: always "down"
+    direction = live_metrics(market)["served"]["direction"]
+    assert direction["moved_rows"] == len(moved)
+    assert direction["accuracy"] == pytest.approx(sum(right) / len(moved), rel=1e-12)
+    assert direction["base_rate_accuracy"] == pytest.approx(sum(base_right) / len(moved), rel=1e-12)
+    brier = sum((p.p_up - u) ** 2 for p, u in zip(moved, up, strict=True)) / len(moved)
+    assert direction["brier"] == pytest.approx(brier, rel=1e-12)
+    assert direction["brier_reference"] == pytest.approx(sum((0.45 - u) ** 2 for u in up) / len(moved), rel=1e-12)
+    log_loss = -sum(math.log(p.p_up if u else 1 - p.p_up) for p, u in zip(moved, up, strict=True)) / len(moved)
+    assert direction["log_loss"] == pytest.approx(log_loss, rel=1e-9)

@@ -27,7 +27,8 @@ def train_json(*extra) -> dict:
 
 def test_train_json_reports_model_next_to_persistence(edge):
     result = train_json()
-    assert set(result) == {"model_id", "status", "reason", "metrics"}
+    assert set(result) == {"model_id", "status", "reason", "metrics", "target", "direction_source"}
+    assert result["target"] == "close" and result["direction_source"] in {"model", "base rate"}  # no book: close
     assert result["status"] == "active" and "beats persistence" in result["reason"]  # the planted edge
     assert KEYS <= set(result["metrics"]["model"]) and KEYS <= set(result["metrics"]["persistence"])
     persistence = result["metrics"]["persistence"]

@@ -202,10 +202,26 @@
     }
   }
 
+  /* "P(up) 64 % · model": the probability that the target ends higher rather than lower, and what gave it. */
+  function showUp(msg) {
+    const el = page.querySelector('[data-field="p-up"]');
+    if (!el) return;
+    if (msg.p_up === null || msg.p_up === undefined) {
+      el.textContent = "—";
+      return;
+    }
+    el.textContent = `P(up) ${Math.round(100 * msg.p_up)} % `;
+    const source = document.createElement("span");
+    source.className = "muted";
+    source.textContent = `· ${msg.direction_source}`;
+    el.append(source);
+  }
+
   function onPrediction(msg) {
     keepPrediction(msg);
     drawPredictions();
     C.showPrediction(page, msg, lastClose);
+    showUp(msg);
     followModel(String(msg.model && msg.model.id ? msg.model.id : ""));
   }
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.formatting import price
 from inference.models import Prediction
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 from modeling.forecast import PERSISTENCE
 from modeling.models import ModelArtifact
 
@@ -105,6 +105,29 @@ def test_overview_shows_enabled_markets_with_price_prediction_and_accuracy(clien
     # One scored prediction, in basis points of 2100: |2101 - 2102| for the model, |2100 - 2102| for persistence.
     assert "MAE 4.76 vs 9.52 bp" in page
     assert "Ridge v1 vs persistence" in page and "last 1 windows since 2021-07-01 05:59:50" in page
+
+
+def test_market_page_shows_the_latest_top_of_book(client, market, anonymous_read):
+    page = client.get(f"/markets/{market.name}/").content.decode()
+    assert 'data-field="book-bid"' not in page  # no book, no card
+    values = {"ofi": 0.0, "spread_tw": 1.0, "imbalance_tw": 0.1, "depth_imbalance": 0.2, "updates": 3}
+    for start, bid in ((T0 - timedelta(seconds=10), "2104.00"), (T0, "2105.50")):
+        BookWindow.objects.create(
+            market=market,
+            interval_s=10,
+            start=start,
+            bid_price=Decimal(bid),
+            bid_qty=Decimal("3"),
+            ask_price=Decimal(bid) + Decimal("0.5"),
+            ask_qty=Decimal("1"),
+            mid=Decimal(bid) + Decimal("0.25"),
+            microprice=Decimal(bid) + Decimal("0.375"),
+            **values,
+        )
+    page = client.get(f"/markets/{market.name}/").content.decode()  # the newest window wins
+    assert 'data-field="book-bid">2,105.50 <span class="muted">\N{MULTIPLICATION SIGN} 3</span>' in page
+    assert 'data-field="book-ask">2,106.00' in page and 'data-field="book-mid">2,105.75<' in page
+    assert 'data-field="book-spread">0.50<' in page and 'data-field="book-imbalance">0.50<' in page
 
 
 def test_overview_shows_replayed_markets_labelled_replay(client, market, anonymous_read):

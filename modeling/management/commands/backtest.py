@@ -1,5 +1,5 @@
-"""manage.py backtest --market M [--interval 10s] [--horizon 1] [--start ISO] [--end ISO]
-[--train-window 6h] [--retrain-every 1h] [--json] [--out predictions.csv]"""
+"""manage.py backtest --market M [--interval 10s] [--horizon 1] [--target mid|close] [--start ISO] [--end ISO]
+[--train-window 6h] [--retrain-every 1h] [--min-rows N] [--json] [--out predictions.csv]"""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from features.engine import TARGETS
 from markets.cli import market_option, time_option
 from markets.models import Candle
 from modeling.backtest import BacktestConfig, run_backtest
 from modeling.cli import duration_option, metrics_table, positive_int
-from modeling.services import default_interval
+from modeling.services import default_interval, resolve_target
 from modeling.training import TrainingError
 
 
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--interval", help="candle interval, e.g. 10s, 1m (default: the market's)")
         parser.add_argument("--horizon", type=positive_int, default=1, help="windows ahead (default 1)")
         parser.add_argument(
+            "--target", choices=TARGETS, help="price to predict (default: mid where the market has a book, else close)"
+        )
+        parser.add_argument(
             "--start",
             help="ISO-8601, the first predicted window; training data is read from --train-window before it"
             " (default: the first candle + --train-window)",
@@ -33,6 +37,9 @@ class Command(BaseCommand):
         parser.add_argument("--end", help="ISO-8601, the last predicted window (default: last candle)")
         parser.add_argument("--train-window", default="6h", help="training data at each retrain (default 6h)")
         parser.add_argument("--retrain-every", default="1h", help="time between retrains (default 1h)")
+        parser.add_argument(
+            "--min-rows", type=positive_int, help="fewest training rows to train at a retrain (default TRAIN_MIN_ROWS)"
+        )
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
         parser.add_argument("--out", type=Path, help="write every prediction to this CSV file")
 
@@ -55,6 +62,10 @@ class Command(BaseCommand):
             )
         if end <= start:
             raise CommandError(f"--end ({end.isoformat()}) must be after --start ({start.isoformat()})")
+        try:
+            _, target = resolve_target(market, interval_s, options["target"])
+        except TrainingError as exc:
+            raise CommandError(f"--target: {exc}") from None
         config = BacktestConfig(
             interval_s=interval_s,
             horizon=options["horizon"],
@@ -64,7 +75,8 @@ class Command(BaseCommand):
             significance=settings.PROMOTION_SIGNIFICANCE,
             folds=settings.TRAIN_FOLDS,
             validation_fraction=settings.TRAIN_VALIDATION_FRACTION,
-            min_rows=settings.TRAIN_MIN_ROWS,
+            min_rows=options["min_rows"] or settings.TRAIN_MIN_ROWS,
+            target=target,
         )
         try:
             result = run_backtest(market, config, start, end)
@@ -87,3 +99,13 @@ class Command(BaseCommand):
         rows = {"served": summary["served"], "persistence": summary["persistence"]}
         rows |= {f"  served by {k}": v for k, v in summary["by_algorithm"].items()}
         self.stdout.write(metrics_table(rows))
+        d = summary["direction"]
+        if d["moved_rows"]:
+            line = (
+                f"target {summary['target']}: direction on {d['moved_rows']} moved windows: accuracy"
+                f" {d['accuracy']:.4f} (base rate {d['base_rate_accuracy']:.4f}"
+            )
+            if d.get("microprice_accuracy") is not None:
+                line += f", sign of microprice - mid {d['microprice_accuracy']:.4f}"
+            line += f"), Brier {d['brier']:.5f} vs base rate {d['brier_reference']:.5f}, served by {d['served_by']}"
+            self.stdout.write(line)

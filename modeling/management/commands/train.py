@@ -1,4 +1,4 @@
-"""manage.py train --market M [--json]"""
+"""manage.py train --market M [--interval 10s] [--horizon 1] [--target mid|close] [--train-window 24h] [--json]"""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from features.engine import TARGETS
 from markets.cli import market_option
 from modeling.cli import duration_option, metrics_table, positive_int
 from modeling.services import train_market
@@ -19,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--market", required=True, help="EXCHANGE:BASE-QUOTE")
         parser.add_argument("--interval", help="candle interval, e.g. 10s, 1m (default: the market's)")
         parser.add_argument("--horizon", type=positive_int, help="windows ahead (default PREDICTION_HORIZON)")
+        parser.add_argument(
+            "--target", choices=TARGETS, help="price to predict (default: mid where the market has a book, else close)"
+        )
         parser.add_argument("--train-window", help="data to use, e.g. 24h (default TRAIN_WINDOW)")
         parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
@@ -27,7 +31,7 @@ class Command(BaseCommand):
         interval_s = duration_option(options["interval"], "--interval") if options["interval"] else None
         window_s = duration_option(options["train_window"], "--train-window") if options["train_window"] else None
         try:
-            artifact = train_market(market, interval_s, options["horizon"], window_s)
+            artifact = train_market(market, interval_s, options["horizon"], window_s, options["target"])
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
@@ -35,6 +39,8 @@ class Command(BaseCommand):
                 "model_id": artifact.pk,
                 "status": artifact.status,
                 "reason": artifact.reason,
+                "target": artifact.target,
+                "direction_source": artifact.direction_source,
                 "metrics": artifact.metrics,
             }
             self.stdout.write(json.dumps(result, indent=2))
@@ -42,3 +48,5 @@ class Command(BaseCommand):
         self.stdout.write(f"model {artifact.pk} ({artifact}): {artifact.status}\n{artifact.reason}")
         m = artifact.metrics
         self.stdout.write(metrics_table({"persistence": m["persistence"], **m["candidates"], "active": m["active"]}))
+        up = m["direction"]["up"]
+        self.stdout.write(f"target {artifact.target}; direction P(up): {artifact.direction_source}: {up['reason']}")

@@ -21,14 +21,21 @@ import re
 
 from core.config import metrics_dir, metrics_root
 
+_forgotten_for: int | None = None  # the pid whose stale files are gone (its own may be open since)
+
 
 def forget_stale_live_gauges() -> None:
     """Remove live-gauge files named with this process's pid: an earlier process's that had the same pid.
 
     prometheus-client reads a file it opens, so a restarted container (pids start over) would carry
-    its predecessor's websocket connections and process count on. Call it before this process sets a
-    live gauge: at import here, and in each new Celery pool process.
+    its predecessor's websocket connections and process count on. Done once per pid, before the
+    process sets a live gauge: at import here, and in each new Celery pool process (a solo or
+    threads pool signals it in the worker's own process, whose files are open by then: left alone).
     """
+    global _forgotten_for
+    if _forgotten_for == os.getpid():
+        return
+    _forgotten_for = os.getpid()
     for path in glob.glob(str(metrics_dir() / f"gauge_live*_{os.getpid()}.db")):
         os.remove(path)
 

@@ -5,7 +5,9 @@ current challenger (rejected by the gate less than CHALLENGER_HOURS ago; the
 newest CHALLENGER_MAX of the market) predict the same fresh windows the served
 forecaster just predicted, and only windows after its training data. The
 predictions go to their own table (ShadowPrediction): never served, cached or
-published. They are scored as soon as their target candle is final. A
+published. Each predicts its own target (the close, or the book's mid), from
+that price at the window end, and is scored as the served predictions are: by
+the final candle's close or the book window's mid at the target time. A
 challenger that fails is logged and counted; serving never notices.
 
 compare() puts a challenger next to what was served on the same windows (the
@@ -33,7 +35,7 @@ from core import metrics
 from core.bulk import upsert
 from inference.metrics import PRICE_COLUMNS, error_metrics
 from inference.models import Prediction
-from markets.models import Candle, Market
+from markets.models import BookWindow, Candle, Market
 from modeling.evaluation import evaluate
 from modeling.forecast import PRICE_QUANTUM
 from modeling.models import ModelArtifact
@@ -102,14 +104,20 @@ def _shadow(market: Market, rows: list) -> int:
         return 0
     made: list[ShadowPrediction] = []
     for artifact in challengers:
-        fresh = [r for r in rows if r.start > artifact.train_end and r.version == artifact.feature_version]
+        fresh = [
+            r
+            for r in rows
+            if r.start > artifact.train_end
+            and r.version == artifact.feature_version
+            and _base(r, artifact.target) is not None
+        ]
         if not fresh:
             continue
         forecaster = _forecaster(artifact)
         if forecaster is None:
             continue
         try:
-            made.extend(_predict(forecaster, artifact.pk, market, fresh, horizon))
+            made.extend(_predict(forecaster, artifact, market, fresh, horizon))
         except Exception:
             log.exception("%s: challenger %s failed", market, artifact)
             metrics.SHADOW_FAILURES.labels(market.name).inc()
@@ -119,10 +127,15 @@ def _shadow(market: Market, rows: list) -> int:
     return len(made)
 
 
-def _predict(forecaster, artifact_id: int, market: Market, rows: list, horizon: int) -> list[ShadowPrediction]:
+def _base(row, target: str):
+    """The target's price at the row's window end, as served predictions start from it (None: no book there)."""
+    return getattr(row, "mid", None) if target == "mid" else row.close
+
+
+def _predict(forecaster, artifact: ModelArtifact, market: Market, rows: list, horizon: int) -> list[ShadowPrediction]:
     """The challenger's predictions of rows, all in one call (a replay's batch is thousands of rows)."""
     started = time.perf_counter()
-    close = np.array([float(row.close) for row in rows])
+    close = np.array([float(_base(row, artifact.target)) for row in rows])
     X = np.vstack([forecaster.vector(row.values) for row in rows])
     with _threadpools().limit(limits=1, user_api="openmp"):  # as served predictions: no OpenMP stalls
         bands = forecaster.predict_prices(close, X)
@@ -133,13 +146,14 @@ def _predict(forecaster, artifact_id: int, market: Market, rows: list, horizon: 
         made_at = row.start + timedelta(seconds=row.interval_s)
         made.append(
             ShadowPrediction(
-                artifact_id=artifact_id,
+                artifact_id=artifact.pk,
                 market=market,
                 interval_s=row.interval_s,
                 horizon=horizon,
                 made_at=made_at,
                 target_time=made_at + timedelta(seconds=row.interval_s * horizon),
-                base_close=Decimal(row.close),
+                target=artifact.target,
+                base_close=Decimal(_base(row, artifact.target)),
                 price=price,
                 lower=lower,
                 upper=upper,
@@ -150,24 +164,30 @@ def _predict(forecaster, artifact_id: int, market: Market, rows: list, horizon: 
 
 
 def score(market: Market, interval_s: int, artifact_ids: list[int]) -> int:
-    """Store the realized close in the unscored shadow predictions of these challengers whose target is final."""
+    """Store the realized price in the unscored shadow predictions of these challengers whose target is known:
+    the final candle's close, or the book window's mid (as inference.services.score does for served ones)."""
     pending = ShadowPrediction.objects.filter(artifact_id__in=artifact_ids, interval_s=interval_s, realized=None)
     span = pending.aggregate(first=Min("target_time"), last=Max("target_time"))
     if span["first"] is None:
         return 0
     period = timedelta(seconds=interval_s)
-    closes = dict(
-        Candle.objects.filter(
-            market=market,
-            interval_s=interval_s,
-            final=True,
-            start__range=(span["first"] - period, span["last"] - period),
-        ).values_list("start", "close")
-    )
+    windows = (span["first"] - period, span["last"] - period)
+    prices = {
+        "close": dict(
+            Candle.objects.filter(market=market, interval_s=interval_s, final=True, start__range=windows).values_list(
+                "start", "close"
+            )
+        ),
+        "mid": dict(
+            BookWindow.objects.filter(market=market, interval_s=interval_s, start__range=windows).values_list(
+                "start", "mid"
+            )
+        ),
+    }
     due = [
-        (pk, closes[target - period])
-        for pk, target in pending.values_list("pk", "target_time")
-        if target - period in closes
+        (pk, prices[kind][target - period])
+        for pk, target, kind in pending.values_list("pk", "target_time", "target")
+        if target - period in prices.get(kind, {})
     ]
     if not due:
         return 0
@@ -185,7 +205,7 @@ def live_metrics(artifact: ModelArtifact) -> dict:
     """The challenger's newest LIVE_METRICS_WINDOW scored shadow predictions, next to persistence (as served ones)."""
     scored = ShadowPrediction.objects.filter(artifact=artifact, realized__isnull=False).order_by("-made_at")
     rows = list(scored.values_list("made_at", *PRICE_COLUMNS)[: settings.LIVE_METRICS_WINDOW])
-    # Shadow predictions carry no direction forecast: its columns are empty.
+    # A challenger forecasts prices only: no P(up) of its own (its direction columns stay empty).
     return error_metrics([(*row[1:], None, None) for row in rows], [row[0] for row in rows])
 
 
@@ -209,6 +229,7 @@ def compare(artifact: ModelArtifact) -> dict:
             interval_s=artifact.interval_s,
             horizon=artifact.horizon,
             made_at__in=list(shadow),
+            target=artifact.target,  # the same price predicted: a close and a mid do not compare
             realized__isnull=False,
         )
         .order_by("-made_at")

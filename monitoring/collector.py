@@ -166,6 +166,15 @@ class SystemCollector:
             for field in LIVE_FIELDS
         }
         windows = Family("cryptopred_live_windows", "Scored windows the live metrics cover", labels)
+        direction = {
+            key: Family(f"cryptopred_live_p_up_{key}", text, labels)
+            for key, text in (
+                ("accuracy", "Served P(up) right on the moved windows (above or below one half)"),
+                ("base_rate_accuracy", "The training base rate of P(up), right on the same windows"),
+                ("brier", "Brier score of the served P(up) on the moved windows"),
+                ("brier_reference", "Brier score of the base rate on the same windows"),
+            )
+        }
         for market in markets:
             metrics = cached_live_metrics(market)
             groups = [("all", metrics["served"])]
@@ -177,10 +186,13 @@ class SystemCollector:
                 for field, (model, persistence) in families.items():
                     model.add(market.name, forecaster, group["model"][field])
                     persistence.add(market.name, forecaster, group["persistence"][field])
+                for key, family in direction.items():
+                    family.add(market.name, forecaster, (group.get("direction") or {}).get(key))
         for model, persistence in families.values():
             yield model.metric
             yield persistence.metric
         yield windows.metric
+        yield from (family.metric for family in direction.values())
 
     def drift(self, markets):
         from monitoring.models import DriftReport

@@ -97,6 +97,8 @@ def test_replay_counts_and_latencies_match_the_database(server):
         live["persistence"]["rmse"]
     )
     assert value(samples, "cryptopred_live_directional_accuracy", market=m, forecaster="all") == 0.5
+    p_up = value(samples, "cryptopred_live_p_up_accuracy", market=m, forecaster="all")
+    assert p_up == (live["direction"] or {}).get("accuracy")
     assert value(samples, "cryptopred_celery_queue_length", queue="default") is not None
     assert value(samples, "cryptopred_scrape_error", part="live") is None
     # The scrape itself was counted by the request middleware; the next one shows it.

@@ -93,3 +93,17 @@ def upsert(
                 values = [f.pre_save(obj, True) for f in fields]
                 copy.write_row([v if c is None else c(v, connection) for c, v in zip(convert, values, strict=True)])
         cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({target}) {action}")
+
+
+def set_realized(model: type[models.Model], ids: Sequence[int], realized: Sequence) -> int:
+    """Store realized prices (and now as scored_at) in rows of model by id, in one UPDATE; the rows changed."""
+    from django.utils import timezone
+
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} AS t SET realized = u.price, scored_at = %s
+                FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, price) WHERE t.id = u.id""",
+            [timezone.now(), list(ids), list(realized)],
+        )
+        return cursor.rowcount

@@ -37,7 +37,8 @@ def _lock(data_dir: Path, name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this pid exists (possibly another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +138,7 @@ def _redis_pid(redis_dir: Path) -> int | None:
         pid = int((redis_dir / "redis.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _wait_for(path: Path, timeout: float) -> bool:
@@ -190,7 +191,7 @@ def stop_redis(data_dir: Path) -> None:
         return
     os.kill(pid, signal.SIGTERM)  # redis saves and exits on SIGTERM
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -20,6 +20,7 @@ import os
 import re
 
 from core.config import metrics_dir, metrics_root
+from core.embedded import pid_alive
 
 _forgotten_for: int | None = None  # the pid whose stale files are gone (its own may be open since)
 
@@ -150,16 +151,6 @@ def step_done(market: str, counts: dict[str, int], seconds: float) -> None:
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class AllProcesses:
     """Collector of every process's metric files under METRICS_DIR (all hosts), merged.
 
@@ -172,7 +163,7 @@ class AllProcesses:
         own = metrics_dir()
         for path in glob.glob(str(own / "gauge_live*.db")):
             match = LIVE_GAUGE_FILE.search(path)
-            if match and not _alive(int(match[1])):
+            if match and not pid_alive(int(match[1])):
                 mark_process_dead(int(match[1]), str(own))
         files = glob.glob(str(metrics_root() / "*" / "*.db"))
         return MultiProcessCollector.merge(files, accumulate=True)

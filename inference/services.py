@@ -15,13 +15,11 @@ from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
-from django.db import connection
-from django.utils import timezone
 from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
 from core import metrics
-from core.bulk import upsert
+from core.bulk import set_realized, upsert
 from core.redis_client import get_redis
 from features.engine import version_target
 from features.models import FeatureRow
@@ -209,14 +207,9 @@ def score(
     if not due:
         return 0
     ids, realized = zip(*due, strict=True)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE {Prediction._meta.db_table} AS p SET realized = u.close, scored_at = %s
-                FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, close) WHERE p.id = u.id""",
-            [timezone.now(), list(ids), list(realized)],
-        )
-        metrics.count(metrics.RESCORED if again else metrics.SCORED, market.name, cursor.rowcount)
-        return cursor.rowcount
+    scored = set_realized(Prediction, ids, realized)
+    metrics.count(metrics.RESCORED if again else metrics.SCORED, market.name, scored)
+    return scored
 
 
 def score_due(

@@ -26,13 +26,12 @@ from functools import cache
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
 from django.db.models import Max, Min
 from django.utils import timezone
 from threadpoolctl import ThreadpoolController
 
 from core import metrics
-from core.bulk import upsert
+from core.bulk import set_realized, upsert
 from inference.metrics import PRICE_COLUMNS, error_metrics
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
@@ -192,13 +191,7 @@ def score(market: Market, interval_s: int, artifact_ids: list[int]) -> int:
     if not due:
         return 0
     ids, realized = zip(*due, strict=True)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE {ShadowPrediction._meta.db_table} AS s SET realized = u.close, scored_at = %s
-                FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, close) WHERE s.id = u.id""",
-            [timezone.now(), list(ids), list(realized)],
-        )
-        return cursor.rowcount
+    return set_realized(ShadowPrediction, ids, realized)
 
 
 def live_metrics(artifact: ModelArtifact) -> dict:

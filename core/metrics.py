@@ -183,16 +183,18 @@ class DeferredCounts:
     def __init__(self, counter: Counter):
         self.counter = counter
         self.pending: dict[tuple[str, ...], int] = {}
-        self.scheduled = False
+        self.scheduled_on: asyncio.AbstractEventLoop | None = None  # the loop that will flush
 
     def inc(self, *labels: str) -> None:
         self.pending[labels] = self.pending.get(labels, 0) + 1
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_later(self.DELAY_S, self.flush)
+        loop = asyncio.get_running_loop()
+        # Schedule on this loop unless it already will flush (a loop that ended never would).
+        if self.scheduled_on is not loop:
+            self.scheduled_on = loop
+            loop.call_later(self.DELAY_S, self.flush)
 
     def flush(self) -> None:
-        pending, self.pending, self.scheduled = self.pending, {}, False
+        pending, self.pending, self.scheduled_on = self.pending, {}, None
         for labels, n in pending.items():
             self.counter.labels(*labels).inc(n)
 

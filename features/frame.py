@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from markets.bookstore import FEATURES as BOOK_FIELDS
 from markets.models import BookWindow, Candle, Market
 
 COLUMNS = ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap")
@@ -85,19 +86,7 @@ def datetime_from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), UTC)
 
 
-BOOK_COLUMNS = (
-    "bid_price",
-    "bid_qty",
-    "ask_price",
-    "ask_qty",
-    "mid",
-    "microprice",
-    "ofi",
-    "spread_tw",
-    "imbalance_tw",
-    "depth_imbalance",
-    "updates",
-)
+BOOK_COLUMNS = tuple(BOOK_FIELDS)  # the BookWindow columns a frame carries
 
 
 @dataclass

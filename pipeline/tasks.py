@@ -37,18 +37,18 @@ def run_stream(market_id: int) -> str:
     lease = Lease(stream_key(market.name), settings.STREAM_LEASE_S)
     if not lease.acquire():
         return "already streaming"
-    renew_every = settings.STREAM_LEASE_S / 3
-    renewed = time.monotonic()
+    lease.keep_alive()
+    checked = time.monotonic()
 
     def keep_going() -> bool:
-        nonlocal renewed
+        nonlocal checked
         if SHUTDOWN.is_set():
             return False
-        if time.monotonic() - renewed >= renew_every:
-            renewed = time.monotonic()
-            if not lease.renew():
-                log.warning("%s: stream lease lost; stopping", market)
-                return False
+        if lease.lost.is_set():
+            log.warning("%s: stream lease lost; stopping", market)
+            return False
+        if time.monotonic() - checked >= settings.STREAM_LEASE_S / 3:
+            checked = time.monotonic()
             return Market.objects.filter(pk=market_id, enabled=True).exists()
         return True
 

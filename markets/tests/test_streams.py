@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.redis_client import get_redis
 from markets.candles import Tick
 from markets.health import check_streams
 from markets.ingest import Ingestor
@@ -39,6 +40,19 @@ def test_lease_has_one_holder():
     first.release()
     assert not held("cryptopred:test:lease") and second.acquire()
     second.release()
+
+
+def test_lease_survives_a_busy_holder_and_notices_a_loss():
+    lease = Lease("cryptopred:test:lease", 0.6)
+    assert lease.acquire()
+    lease.keep_alive()
+    time.sleep(1.5)  # the holder does not call renew(): the lease's own thread does
+    assert held("cryptopred:test:lease") and not lease.lost.is_set()
+    get_redis().set("cryptopred:test:lease", "someone else")
+    wait_for(lease.lost.is_set, timeout=2)
+    lease.release()  # not ours any more: left alone
+    assert get_redis().get("cryptopred:test:lease") == b"someone else"
+    get_redis().delete("cryptopred:test:lease")
 
 
 def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, settings, monkeypatch):
@@ -74,6 +88,7 @@ def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, setting
 
         def release_unless_killed(lease):
             if killed.is_set() and not kept:
+                lease.stop_renewing()
                 kept.append(lease)  # the dead task's lease: left to expire
                 return
             release(lease)

@@ -47,6 +47,18 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return value
 
 
+def env_ints(name: str, default: str, minimum: int = 1) -> tuple[int, ...]:
+    """Comma-separated integers, each at least minimum: in ascending order, without repeats."""
+    raw = env_str(name) or default
+    try:
+        values = {int(part) for part in raw.split(",")}
+    except ValueError:
+        raise ConfigError(f"{name}: expected integers separated by commas like {default}, got {raw!r}") from None
+    if min(values) < minimum:
+        raise ConfigError(f"{name}: every value must be at least {minimum}, got {raw!r}")
+    return tuple(sorted(values))
+
+
 def env_float(name: str, default: float) -> float:
     raw = env_str(name)
     if not raw:

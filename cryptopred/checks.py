@@ -23,6 +23,11 @@ RANGES = [
     ("DRIFT_ADWIN_DELTA", lambda v: 0.0 < v < 1.0, "in (0, 1)"),
     ("DRIFT_ERROR_RATIO", lambda v: v >= 1.0, "at least 1"),
     ("CHALLENGER_HOURS", lambda v: v >= 0, "0 (no challengers) or more"),
+    (
+        "PREDICTION_HORIZONS",
+        lambda v: bool(v) and all(type(h) is int and h >= 1 for h in v),
+        "one or more positive whole numbers of candle intervals",
+    ),
 ]
 
 

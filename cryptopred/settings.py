@@ -18,6 +18,7 @@ from core.config import (
     env_bool,
     env_float,
     env_int,
+    env_ints,
     env_str,
     proxy_ssl_header,
     required,
@@ -205,7 +206,8 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)
 WS_PUBLISH_MAX_BATCH = env_int("WS_PUBLISH_MAX_BATCH", 10, minimum=1)  # a backlog pushes only its newest N
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4096, minimum=256)  # larger client frames: close 1009
-PREDICTION_HORIZON = env_int("PREDICTION_HORIZON", 1, minimum=1)  # in candle intervals
+# Candle intervals ahead, each predicted at every close by its own model; the shortest is the default one served.
+PREDICTION_HORIZONS = env_ints("PREDICTION_HORIZONS", "1,3,6")
 LIVE_METRICS_WINDOW = env_int("LIVE_METRICS_WINDOW", 1000, minimum=1)  # newest scored predictions per model
 
 # Features and modeling: the cross-market reference asset, training schedule and promotion gate.

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core import horizons
 from inference.metrics import live_metrics
 from inference.models import Prediction
 from markets.models import Market
@@ -35,5 +36,5 @@ class PredictionAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        metrics = [live_metrics(market) for market in Market.objects.all()]
+        metrics = [live_metrics(market, h) for market in Market.objects.all() for h in horizons.configured()]
         return super().changelist_view(request, {**(extra_context or {}), "live_metrics": metrics})

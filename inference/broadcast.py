@@ -21,9 +21,13 @@ CHANNELS = ("predictions", "candles")
 SEND_TIMEOUT_S = 5.0
 
 
-def group_name(channel: str, market: Market) -> str:
-    """e.g. predictions.kraken.ETH-USD (group names allow no colon)."""
-    return f"{channel}.{market.exchange}.{market.base}-{market.quote}"
+def group_name(channel: str, market: Market, horizon: int | None = None) -> str:
+    """e.g. candles.kraken.ETH-USD, predictions.kraken.ETH-USD.h3 (group names allow no colon).
+
+    Predictions have a group per horizon: a client of one horizon is sent only those.
+    """
+    name = f"{channel}.{market.exchange}.{market.base}-{market.quote}"
+    return name if horizon is None else f"{name}.h{horizon}"
 
 
 @cache
@@ -38,8 +42,8 @@ def _loop(pid: int) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def publish(channel: str, market: Market, payloads: list[dict]) -> None:
-    """Push payloads to the market's subscribers, encoded once for all of them.
+def publish(channel: str, market: Market, payloads: list[dict], horizon: int | None = None) -> None:
+    """Push payloads to the market's subscribers (of that horizon, for predictions), encoded once for all of them.
 
     Called by the pipeline step: a failing channel layer is logged, never
     raised (subscribers catch up over REST; the step must not be retried for it).
@@ -49,7 +53,9 @@ def publish(channel: str, market: Market, payloads: list[dict]) -> None:
     if layer is None or not texts:
         return
     try:
-        sending = asyncio.run_coroutine_threadsafe(_send(layer, group_name(channel, market), texts), _loop(os.getpid()))
+        sending = asyncio.run_coroutine_threadsafe(
+            _send(layer, group_name(channel, market, horizon), texts), _loop(os.getpid())
+        )
         sending.result(SEND_TIMEOUT_S)
         metrics.published(channel, payloads, time.time())
     except Exception:

@@ -1,6 +1,6 @@
 """Rolling live metrics of served predictions, always next to persistence.
 
-One implementation for the API, the admin and the web pages: the newest
+One implementation for the API, the admin and the web pages, per horizon: the newest
 LIVE_METRICS_WINDOW scored predictions of each served forecaster (each model;
 persistence-served predictions form their own group, model None) and of the
 market as a whole, of the market's current target (the mid where it has a
@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from core import horizons
 from features.engine import market_target
 from inference.models import Prediction
 from markets.models import Market
@@ -94,20 +95,21 @@ def _split(rows: list[tuple]) -> tuple[list[tuple], list]:
     return [row[1:] for row in rows], [row[0] for row in rows]
 
 
-def _scored(market: Market) -> QuerySet:
+def _scored(market: Market, horizon: int) -> QuerySet:
     return Prediction.objects.filter(
         market=market,
         interval_s=market.interval_s,
-        horizon=settings.PREDICTION_HORIZON,
+        horizon=horizon,
         target=market_target(market),
         realized__isnull=False,
     )
 
 
-def live_metrics(market: Market) -> dict:
-    """The market's live metrics: all served predictions, then per model."""
+def live_metrics(market: Market, horizon: int | None = None) -> dict:
+    """The market's live metrics at a horizon (default: the shortest): all served predictions, then per model."""
     window = settings.LIVE_METRICS_WINDOW
-    scored = _scored(market)
+    horizon = horizon or horizons.shortest()
+    scored = _scored(market, horizon)
     overall = list(scored.order_by("-made_at").values_list("made_at", *COLUMNS)[:window])
     ranked = scored.annotate(
         rank=Window(RowNumber(), partition_by=[F("model_id")], order_by=F("made_at").desc())
@@ -119,7 +121,7 @@ def live_metrics(market: Market) -> dict:
     return {
         "market": market.name,
         "interval_s": market.interval_s,
-        "horizon": settings.PREDICTION_HORIZON,
+        "horizon": horizon,
         "target": market_target(market),
         "window": window,
         "served": error_metrics(*_split(overall)),

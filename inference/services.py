@@ -18,7 +18,7 @@ from django.conf import settings
 from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
-from core import metrics
+from core import horizons, metrics
 from core.bulk import set_realized, upsert
 from core.redis_client import get_redis
 from features.engine import version_target
@@ -33,8 +33,9 @@ from modeling.forecast import PERSISTENCE, Forecaster
 log = logging.getLogger(__name__)
 
 
-def latest_key(market_id: int) -> str:
-    return f"inference:latest:{market_id}"
+def latest_key(market_id: int, horizon: int | None = None) -> str:
+    """The cached latest prediction of a market at a horizon (default: the shortest, the one served unasked)."""
+    return f"inference:latest:{market_id}:{horizon or horizons.shortest()}"
 
 
 def encode(payload: dict) -> str:
@@ -47,12 +48,11 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
-    """Predict from each new feature row, store, cache the newest and publish it.
+def predict_rows(market: Market, rows: list[FeatureRow], horizon: int) -> list[Prediction]:
+    """Predict from each new feature row at one horizon, store, cache the newest and publish it.
 
     A row without the target's price (a mid target, no book window there) gets no prediction.
     """
-    horizon = settings.PREDICTION_HORIZON
     served_by_interval: dict = {}
     bands: dict = {}
     directions: dict = {}
@@ -81,9 +81,9 @@ def predict_rows(market: Market, rows: list[FeatureRow]) -> list[Prediction]:
     upsert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
     if predictions:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
-        broadcast.publish("predictions", market, [{"type": "prediction", **data} for data in recent])
+        broadcast.publish("predictions", market, [{"type": "prediction", **data} for data in recent], horizon)
         try:
-            get_redis().set(latest_key(market.pk), encode(recent[-1]))
+            get_redis().set(latest_key(market.pk, horizon), encode(recent[-1]))
         except RedisError:
             log.exception("caching the latest prediction of %s failed", market)
         score_due(market, [(p.interval_s, p.target_time) for p in predictions])

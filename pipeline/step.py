@@ -4,8 +4,9 @@
    computed again, their predictions rescored, the candles pushed again;
 2. features for every final window without a feature row, and those candles
    published (before any prediction made from them);
-3. predictions for every feature row without one (live: a window whose
-   target time has already passed is skipped and counted), published;
+3. predictions for every feature row without one, at every horizon of
+   PREDICTION_HORIZONS, each by its own served model (live: a window whose
+   target time at that horizon has already passed is skipped and counted), published;
 4. scoring of the predictions whose target candle has just closed.
 
 The work is found in the database (watermarks read on first use, the
@@ -29,11 +30,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from itertools import groupby
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from core import metrics
+from core import horizons, metrics
 from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import services
@@ -80,7 +80,7 @@ class MarketStep:
     def __init__(self, market: Market, skip_stale: bool = False, clock: Callable[[], float] = time.time):
         self.market = market
         self.interval = timedelta(seconds=market.interval_s)
-        self.horizon = settings.PREDICTION_HORIZON
+        self.horizons = horizons.configured()
         self.skip_stale = skip_stale
         self.clock = clock
         self.loaded = False
@@ -104,7 +104,7 @@ class MarketStep:
         self.features_until = FeatureRow.objects.filter(
             market=market, interval_s=interval_s, version=self.version
         ).aggregate(last=Max("start"))["last"]
-        made = last_prediction_at(market, interval_s, self.horizon)
+        made = last_prediction_at(market, interval_s, self.horizons)
         recorded = StepStatus.objects.filter(market=market).values_list("predicted_until", flat=True).first()
         marks = [m for m in (made and made - self.interval, recorded) if m is not None]
         # Rows computed before any prediction (imported history, training) are not predicted after the fact.
@@ -185,20 +185,25 @@ class MarketStep:
             pending = list(stored.select_related("market").order_by("start")[:MAX_WINDOWS])
         if not pending:
             return
+        for horizon in self.horizons:
+            self._predict_horizon(pending, horizon, stats)
+        self.predicted_until = pending[-1].start
+
+    def _predict_horizon(self, pending: list[FeatureRow], horizon: int, stats: StepStats) -> None:
+        """Predict the pending rows at one horizon (a rerun after a failure keeps what was already stored)."""
         fresh = pending
         if self.skip_stale:
-            now, ahead = self.clock(), self.interval * (1 + self.horizon)
+            now, ahead = self.clock(), self.interval * (1 + horizon)
             fresh = [r for r in pending if (r.start + ahead).timestamp() > now]
         try:
-            made = services.predict_rows(self.market, fresh) if fresh else []
+            made = services.predict_rows(self.market, fresh, horizon) if fresh else []
         except Exception as exc:
             first, last = pending[0].start, pending[-1].start
             raise StepError(
-                f"{self.market}: predictions of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
+                f"{self.market}: predictions at horizon {horizon} of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
             ) from exc
         metrics.predicted(self.market.name, made, self.clock() if self.skip_stale else None)
-        challengers.shadow(self.market, fresh)  # never raises; never served
-        self.predicted_until = pending[-1].start
+        challengers.shadow(self.market, fresh, horizon)  # never raises; never served
         stats.predictions += len(made)
         stats.skipped += len(pending) - len(fresh)
 
@@ -227,8 +232,9 @@ class MarketStep:
         stats.refreshed += len(claimed)
 
 
-def last_prediction_at(market: Market, interval_s: int, horizon: int) -> datetime | None:
-    return Prediction.objects.filter(market=market, interval_s=interval_s, horizon=horizon).aggregate(
+def last_prediction_at(market: Market, interval_s: int, horizons: tuple[int, ...]) -> datetime | None:
+    """When the newest prediction at any of the horizons was made."""
+    return Prediction.objects.filter(market=market, interval_s=interval_s, horizon__in=horizons).aggregate(
         last=Max("made_at")
     )["last"]
 

@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core import horizons
 from core.durations import parse_duration
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
@@ -253,6 +254,40 @@ class CandleQuerySerializer(HistoryQuerySerializer):
             return parse_duration(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+
+ALL_HORIZONS = "all"
+
+
+def horizon_value(value: str) -> int:
+    try:
+        return horizons.parse(value)
+    except horizons.HorizonError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
+class PredictionQuerySerializer(HistoryQuerySerializer):
+    """The prediction history also takes ?horizon: one horizon's predictions."""
+
+    horizon = serializers.CharField(
+        required=False, help_text="candle intervals ahead, one of PREDICTION_HORIZONS (default: every horizon)"
+    )
+
+    def validate_horizon(self, value: str) -> int:
+        return horizon_value(value)
+
+
+class HorizonQuerySerializer(serializers.Serializer):
+    """?horizon of the latest prediction and the live metrics."""
+
+    horizon = serializers.CharField(
+        required=False,
+        help_text="candle intervals ahead, one of PREDICTION_HORIZONS (default: the shortest), "
+        "or all: a list with one item per horizon, shortest first",
+    )
+
+    def validate_horizon(self, value: str) -> int | str:
+        return value if value == ALL_HORIZONS else horizon_value(value)
 
 
 class ModelQuerySerializer(PageQuerySerializer):

@@ -19,16 +19,20 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import horizons
 from core.redis_client import get_redis
 from inference.api.serializers import (
+    ALL_HORIZONS,
     CandleQuerySerializer,
     CandleSerializer,
     HistoryQuerySerializer,
+    HorizonQuerySerializer,
     MarketDetailSerializer,
     MarketSerializer,
     ModelArtifactDetailSerializer,
     ModelArtifactSerializer,
     ModelQuerySerializer,
+    PredictionQuerySerializer,
     PredictionSerializer,
 )
 from inference.metrics import live_metrics
@@ -56,14 +60,14 @@ def forget_market_ids(sender, instance: Market, **kwargs) -> None:
     _market_ids.clear()
     if kwargs.get("signal") is post_delete:
         try:
-            get_redis().delete(latest_key(instance.pk))
+            get_redis().delete(*(latest_key(instance.pk, h) for h in horizons.configured()))
         except RedisError:
             pass  # the fast path only serves markets the view found; a deleted one is not found
 
 
-def cached_latest(market_id: int) -> bytes | None:
+def cached_latest(market_id: int, horizon: int) -> bytes | None:
     try:
-        return get_redis().get(latest_key(market_id))
+        return get_redis().get(latest_key(market_id, horizon))
     except RedisError:  # Redis is down: the database answers
         return None
 
@@ -162,10 +166,11 @@ class HistoryView(generics.ListAPIView):
     """Shared by candle and prediction history: ?start (inclusive), ?end (exclusive), ?limit, ?cursor."""
 
     time_field = ""
+    query_serializer = HistoryQuerySerializer
 
     def get_queryset(self):
         market = market_or_404(self.kwargs["market"])
-        query = validated_query(HistoryQuerySerializer, self.request)
+        query = self.query = validated_query(self.query_serializer, self.request)
         queryset = self.related(market)
         if "start" in query:
             queryset = queryset.filter(**{f"{self.time_field}__gte": query["start"]})
@@ -237,55 +242,83 @@ class CandleList(HistoryView):
         return Response({"next": next_url, "previous": None, "results": CandleSerializer(results, many=True).data})
 
 
-@extend_schema(parameters=[MARKET_PARAM, HistoryQuerySerializer])
+@extend_schema(parameters=[MARKET_PARAM, PredictionQuerySerializer])
 class PredictionList(HistoryView):
-    """The market's predictions by the time they were made, oldest first, with realized prices once scored."""
+    """The market's predictions by the time they were made, oldest first, with realized prices once scored:
+    every horizon's (each item says its horizon), or ?horizon= one's."""
 
     serializer_class = PredictionSerializer
     pagination_class = MadeAtPagination
     time_field = "made_at"
+    query_serializer = PredictionQuerySerializer
 
     def related(self, market: Market):
-        return market.predictions.filter(interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON)
+        predictions = market.predictions.filter(interval_s=market.interval_s)
+        horizon = self.query.get("horizon")
+        return predictions if horizon is None else predictions.filter(horizon=horizon)
 
 
-@extend_schema(parameters=[MARKET_PARAM], responses=PredictionSerializer)
+def latest_data(market: Market, horizon: int) -> dict | None:
+    """The market's newest prediction at a horizon, as the API renders it (cached in Redis once read)."""
+    cached = cached_latest(market.pk, horizon)
+    if cached is not None:
+        return json.loads(cached)
+    prediction = market.predictions.filter(horizon=horizon, interval_s=market.interval_s).order_by("-made_at").first()
+    if prediction is None:
+        return None
+    data = PredictionSerializer(prediction).data
+    try:
+        get_redis().set(latest_key(market.pk, horizon), encode(data), nx=True)  # nx: never over a newer one
+    except RedisError:
+        pass
+    return data
+
+
+PREDICTION_REF = {"$ref": "#/components/schemas/Prediction"}  # PredictionList's items
+# One prediction, or with ?horizon=all a list of them.
+LATEST_RESPONSE = {"oneOf": [PREDICTION_REF, {"type": "array", "items": PREDICTION_REF}]}
+
+
+@extend_schema(parameters=[MARKET_PARAM, HorizonQuerySerializer], responses={200: LATEST_RESPONSE})
 class LatestPrediction(APIView):
-    """The newest prediction of the market (from the Redis cache, the database when the cache is cold)."""
+    """The newest prediction of the market (from the Redis cache, the database when the cache is cold).
+
+    At the shortest horizon, or ?horizon= another; ?horizon=all: a list of each horizon's, shortest first.
+    """
 
     def get(self, request, market: str) -> Response:
+        choice = validated_query(HorizonQuerySerializer, request).get("horizon") if request.query_params else None
+        horizon = horizons.shortest() if choice in (None, ALL_HORIZONS) else choice
         # The hot path for polling bots: Redis only, no database query.
         known = known_market_id(market)
-        cached = cached_latest(known) if known is not None else None
+        cached = cached_latest(known, horizon) if known is not None and choice != ALL_HORIZONS else None
         if cached is not None:
             return Response(json.loads(cached))
         found = market_or_404(market)
         _market_ids[market] = (found.pk, time.monotonic())
-        cached = cached_latest(found.pk)
-        if cached is not None:
-            return Response(json.loads(cached))
-        prediction = (
-            found.predictions.filter(horizon=settings.PREDICTION_HORIZON, interval_s=found.interval_s)
-            .order_by("-made_at")
-            .first()
-        )
-        if prediction is None:
-            raise NotFound(f"no prediction yet for {found.name}")
-        data = PredictionSerializer(prediction).data
-        try:
-            get_redis().set(latest_key(found.pk), encode(data), nx=True)  # nx: never over a newer one
-        except RedisError:
-            pass
+        if choice == ALL_HORIZONS:
+            found_all = [data for h in horizons.configured() if (data := latest_data(found, h)) is not None]
+            if not found_all:
+                raise NotFound(f"no prediction yet for {found.name}")
+            return Response(found_all)
+        data = latest_data(found, horizon)
+        if data is None:
+            raise NotFound(f"no prediction yet for {found.name} at horizon {horizon}")
         return Response(data)
 
 
-@extend_schema(parameters=[MARKET_PARAM], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[MARKET_PARAM, HorizonQuerySerializer], responses=OpenApiTypes.OBJECT)
 class MarketMetrics(APIView):
     """Rolling live metrics (rmse, mae, directional accuracy, interval coverage) of served predictions,
-    overall and per model, each next to persistence on the same windows."""
+    overall and per model, each next to persistence on the same windows: at the shortest horizon, or ?horizon=
+    another; ?horizon=all: a list, one per horizon, shortest first."""
 
     def get(self, request, market: str) -> Response:
-        return Response(live_metrics(market_or_404(market)))
+        choice = validated_query(HorizonQuerySerializer, request).get("horizon")
+        found = market_or_404(market)
+        if choice == ALL_HORIZONS:
+            return Response([live_metrics(found, h) for h in horizons.configured()])
+        return Response(live_metrics(found, choice))
 
 
 @extend_schema(parameters=[ModelQuerySerializer])

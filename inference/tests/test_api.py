@@ -204,24 +204,53 @@ def test_prediction_history_and_latest(client, replayed):
     stored = list(Prediction.objects.filter(market=replayed).order_by("made_at"))
     history = pages(client, f"{BASE}/predictions/?limit=100")
     assert [p["made_at"] for p in history] == [p.made_at.isoformat().replace("+00:00", "Z") for p in stored]
-    scored = [p for p in history if p["realized"] is not None]
-    assert len(scored) == len(history) - 1  # all but the newest, whose target window is not closed yet
+    assert {p["horizon"] for p in history} == {1, 3, 6}  # every horizon by default
+    unscored = [p["horizon"] for p in history if p["realized"] is None]
+    assert sorted(unscored) == [1, 3, 3, 3, 6, 6, 6, 6, 6, 6]  # the newest h at each horizon h: target not closed yet
 
     latest = client.get(f"{BASE}/predictions/latest/").json()
-    newest = stored[-1]
-    assert latest["made_at"] == history[-1]["made_at"]
+    newest = [p for p in stored if p.horizon == 1][-1]
+    assert latest["made_at"] == history[-1]["made_at"] and latest["horizon"] == 1  # the shortest horizon
     assert latest["model"] == {"id": newest.model_id, "version": newest.model_version, "algorithm": "ridge"}
     assert latest["price"] == f"{newest.price.normalize():f}"
     assert latest["target_time"].endswith("Z")
 
 
+def test_predictions_latest_and_metrics_per_horizon(client, replayed):
+    for horizon in (1, 3, 6):
+        history = pages(client, f"{BASE}/predictions/?limit=1000&horizon={horizon}")
+        assert {p["horizon"] for p in history} == {horizon}
+        assert len(history) == Prediction.objects.filter(market=replayed, horizon=horizon).count()
+        ahead = [datetime.fromisoformat(p["target_time"]) - datetime.fromisoformat(p["made_at"]) for p in history]
+        assert set(ahead) == {timedelta(seconds=10 * horizon)}
+        latest = client.get(f"{BASE}/predictions/latest/?horizon={horizon}").json()
+        assert (latest["horizon"], latest["made_at"]) == (horizon, history[-1]["made_at"])
+        assert client.get(f"{BASE}/metrics/?horizon={horizon}").json() == live_metrics(replayed, horizon)
+    every = client.get(f"{BASE}/predictions/latest/?horizon=all").json()
+    assert [p["horizon"] for p in every] == [1, 3, 6]
+    assert every[0] == client.get(f"{BASE}/predictions/latest/").json()
+    assert [m["horizon"] for m in client.get(f"{BASE}/metrics/?horizon=all").json()] == [1, 3, 6]
+
+
+@pytest.mark.parametrize("value", ["2", "0", "-1", "x", "1.0", "al"])
+def test_a_horizon_that_is_not_predicted_is_400(client, replayed, value):
+    for endpoint in ["predictions/", "predictions/latest/", "metrics/"]:
+        response = client.get(f"{BASE}/{endpoint}", {"horizon": value})
+        assert response.status_code == 400, (endpoint, value, response.content)
+        assert response.json()["horizon"][0].startswith("expected one of 1, 3, 6")
+    assert client.get(f"{BASE}/predictions/", {"horizon": "all"}).status_code == 400  # a list is every horizon
+
+
 def test_latest_prediction_from_the_database_when_the_cache_is_cold(client, replayed):
     cached = client.get(f"{BASE}/predictions/latest/").json()
-    get_redis().delete(latest_key(replayed.pk))
+    every = client.get(f"{BASE}/predictions/latest/?horizon=all").json()
+    get_redis().delete(*(latest_key(replayed.pk, h) for h in (1, 3, 6)))
     cold = client.get(f"{BASE}/predictions/latest/").json()
     assert {k: cold[k] for k in ("made_at", "price", "lower", "upper", "model")} == {
         k: cached[k] for k in ("made_at", "price", "lower", "upper", "model")
     }
+    get_redis().delete(*(latest_key(replayed.pk, h) for h in (1, 3, 6)))
+    assert client.get(f"{BASE}/predictions/latest/?horizon=all").json() == every
 
 
 def test_no_prediction_yet_is_404(client, market):
@@ -271,5 +300,12 @@ def test_openapi_schema_and_docs(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert "/api/v1/markets/{market}/predictions/latest/" in schema["paths"]
     assert "/api/v1/markets/{market}/candles/" in schema["paths"]
+    for path in ["predictions/", "predictions/latest/", "metrics/"]:
+        params = schema["paths"][f"/api/v1/markets/{{market}}/{path}"]["get"]["parameters"]
+        assert "horizon" in {p["name"] for p in params}, path
+    latest = schema["paths"]["/api/v1/markets/{market}/predictions/latest/"]["get"]["responses"]["200"]
+    one_of = latest["content"]["application/json"]["schema"]["oneOf"]
+    assert {"$ref": "#/components/schemas/Prediction"} in one_of
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}} in one_of
     assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
     assert client.get("/api/docs/").status_code == 200

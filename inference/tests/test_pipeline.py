@@ -17,7 +17,7 @@ from markets.models import Candle
 from modeling import registry
 from modeling.forecast import PERSISTENCE
 from modeling.registry import load_forecaster
-from modeling.services import train_market
+from modeling.services import train_horizons
 from pipeline.services import replay
 
 from .conftest import KRAKEN_ETH, train_model
@@ -25,28 +25,30 @@ from .conftest import KRAKEN_ETH, train_model
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_persistence_served_and_scored_without_a_model(market, parts):
+@pytest.mark.parametrize("horizon", [1, 3, 6])
+def test_persistence_served_and_scored_at_every_horizon_without_a_model(market, parts, horizon):
     replay(parts[0], market)
 
     rows = list(FeatureRow.objects.filter(market=market).order_by("start"))
-    predictions = list(Prediction.objects.filter(market=market).order_by("made_at"))
+    predictions = list(Prediction.objects.filter(market=market, horizon=horizon).order_by("made_at"))
     assert len(rows) > 50
     assert [p.made_at for p in predictions] == [r.start + timedelta(seconds=10) for r in rows]
     closes = {c.start: c.close for c in Candle.objects.filter(market=market, final=True)}
     for p in predictions:
-        assert (p.algorithm, p.model_id, p.horizon) == (PERSISTENCE, None, 1)
+        assert (p.algorithm, p.model_id) == (PERSISTENCE, None)
         assert p.price == p.lower == p.upper == p.base_close == closes[p.made_at - timedelta(seconds=10)]
-        assert p.target_time == p.made_at + timedelta(seconds=10)
+        assert p.target_time == p.made_at + timedelta(seconds=10 * horizon)
         assert p.latency_ms >= 0
         # Every prediction whose target window has closed is scored with that window's close.
         assert p.realized == closes.get(p.target_time - timedelta(seconds=10))
-    assert predictions[-2].realized is not None
+    # The newest `horizon` predictions aim past the replayed trades; every earlier one is scored.
+    assert [p.realized is None for p in predictions[-horizon - 1 :]] == [False] + [True] * horizon
 
-    cached = json.loads(get_redis().get(latest_key(market.pk)))
+    cached = json.loads(get_redis().get(latest_key(market.pk, horizon)))
     newest = predictions[-1]
     assert cached["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
     assert cached["model"] == {"id": None, "version": None, "algorithm": PERSISTENCE}
-    assert cached["market"] == "kraken:ETH-USD"
+    assert (cached["market"], cached["horizon"]) == ("kraken:ETH-USD", horizon)
 
 
 def test_next_replay_scores_predictions_left_open(market, parts):
@@ -62,9 +64,9 @@ def test_next_replay_scores_predictions_left_open(market, parts):
 
 def test_hot_reload_promotion_rollback_and_retirement_apply_at_the_next_candle(market, parts):
     def replay_served_by(part) -> set:
-        before = Prediction.objects.filter(market=market).count()
+        before = Prediction.objects.filter(market=market, horizon=1).count()
         replay(part, market)
-        new = Prediction.objects.filter(market=market).order_by("made_at")[before:]
+        new = Prediction.objects.filter(market=market, horizon=1).order_by("made_at")[before:]
         return {(p.model_id, p.algorithm) for p in new}
 
     assert replay_served_by(parts[0]) == {(None, PERSISTENCE)}
@@ -134,25 +136,27 @@ def test_late_trades_rescore_the_predictions_of_their_windows(market, tmp_path):
     assert sum(p.realized != scored[p.pk] for p in predictions) > 10  # not vacuous: closes really changed
 
 
-def test_persistence_is_served_in_the_band_of_the_latest_training(market, parts, settings):
+def test_persistence_is_served_in_the_band_of_each_horizons_latest_training(market, parts, settings):
     for part in parts[:3]:
         replay(part, market)
     settings.TRAIN_MIN_ROWS = 50
-    artifact = train_market(market, window_s=6 * 3600)
-    if artifact.status == "active":  # persistence is what is served without an active model
-        registry.retire(artifact, "test")
+    for artifact in train_horizons(market, window_s=6 * 3600):
+        if artifact.status == "active":  # persistence is what is served without an active model
+            registry.retire(artifact, "test")
     made = Prediction.objects.filter(market=market).count()
 
     for part in parts[3:]:
         replay(part, market)
-    band = serving.served_persistence(market, 10, 1)
+    bands = {h: serving.served_persistence(market, 10, h) for h in (1, 3, 6)}
+    assert bands[1].q_hi < bands[6].q_hi  # each horizon its own band: wider further ahead
     rows = {r.start: r for r in FeatureRow.objects.filter(market=market)}
     new = list(Prediction.objects.filter(market=market).order_by("made_at")[made:])
     # Rows of a window a later part amended were computed again after their prediction.
     unchanged = [(p, rows[p.made_at - timedelta(seconds=10)]) for p in new]
     unchanged = [(p, row) for p, row in unchanged if row.close == p.base_close]
-    assert len(unchanged) > 40
+    assert len(unchanged) > 120
+    assert {p.horizon for p, _ in unchanged} == {1, 3, 6}
     for p, row in unchanged:
         assert (p.algorithm, p.model_id, p.price) == (PERSISTENCE, None, row.close)
         assert p.lower < p.price < p.upper
-        assert (p.lower, p.upper) == band.predict_row(row.close, row.values)[1:]
+        assert (p.lower, p.upper) == bands[p.horizon].predict_row(row.close, row.values)[1:]

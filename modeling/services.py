@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count
 
+from core import horizons
 from features import definitions, store
 from features.engine import feature_version, version_target
 from markets.models import Candle, Market
@@ -89,19 +90,40 @@ def train_market(
     window_s: int | None = None,
     target: str | None = None,
 ) -> ModelArtifact:
-    """Train on the last window_s of stored candles, store the artifact, promote or reject it.
+    """Train one horizon (default: the shortest); see train_horizons."""
+    return train_horizons(market, interval_s, (horizon or horizons.shortest(),), window_s, target)[0]
 
+
+def train_horizons(
+    market: Market,
+    interval_s: int | None = None,
+    ahead: tuple[int, ...] = (),
+    window_s: int | None = None,
+    target: str | None = None,
+) -> list[ModelArtifact]:
+    """Train each horizon of ahead (default: every one of PREDICTION_HORIZONS) on the last window_s of stored
+    candles: an artifact per horizon, each promoted or rejected by its own gate.
+
+    The feature rows are read once for all horizons; each has its own dataset (its target) and model.
     target: "close" or "mid" (default: mid where the market has a book, else close).
     The artifact holds the price model and the run's direction forecast.
     """
     interval_s = interval_s or default_interval(market)
-    horizon = horizon or settings.PREDICTION_HORIZON
     window_s = window_s or settings.TRAIN_WINDOW_S
     version, target = resolve_target(market, interval_s, target)
     last = last_window(market, interval_s)
     first = last - timedelta(seconds=window_s - interval_s)
-    ds = load_dataset(market, interval_s, horizon, first, last, target)
+    batch = store.materialize(market, interval_s, first, last)
+    return [
+        train_dataset(market, build_dataset(batch, horizon, target=target), version, window_s)
+        for horizon in ahead or horizons.configured()
+    ]
+
+
+def train_dataset(market: Market, ds: Dataset, version: str, window_s: int) -> ModelArtifact:
+    """Train on one horizon's dataset, store the artifact, promote or reject it."""
     check_enough(ds, market, window_s)
+    interval_s, horizon, target = ds.interval_s, ds.horizon, ds.target
     current = registry.active_artifact(market, interval_s, horizon)
     outcome = train(
         ds,

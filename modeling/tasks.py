@@ -8,7 +8,7 @@ from celery import shared_task
 
 from core import metrics
 from markets.services import get_market
-from modeling.services import train_market
+from modeling.services import train_horizons
 from modeling.training import TrainingError
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="modeling.train_market")
 def train_market_task(market: str) -> dict:
-    """Scheduled training of one market (see modeling.schedule)."""
+    """Scheduled training of one market, every horizon (see modeling.schedule)."""
     try:
-        artifact = train_market(get_market(market))
+        artifacts = train_horizons(get_market(market))
     except TrainingError as exc:
         log.info("training skipped: %s", exc)
         metrics.TRAINING_RUNS.labels(market, "skipped").inc()
@@ -26,5 +26,10 @@ def train_market_task(market: str) -> dict:
     except Exception:
         metrics.TRAINING_RUNS.labels(market, "failed").inc()
         raise
-    metrics.TRAINING_RUNS.labels(market, artifact.status).inc()
-    return {"market": market, "model_id": artifact.pk, "status": artifact.status, "reason": artifact.reason}
+    for artifact in artifacts:
+        metrics.TRAINING_RUNS.labels(market, artifact.status).inc()
+    return {
+        "market": market,
+        "status": "trained",
+        "models": [{"horizon": a.horizon, "model_id": a.pk, "status": a.status, "reason": a.reason} for a in artifacts],
+    }

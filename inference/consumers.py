@@ -3,7 +3,9 @@
 Protocol (JSON text frames):
   client: {"action": "auth", "token": "..."} (or ?token= in the URL), {"action": "ping"},
           {"action": "subscribe" | "unsubscribe", "channel": "predictions" | "candles", "market": "kraken:ETH-USD"}
-  server: {"type": "auth" | "pong" | "subscribed" | "unsubscribed", ...}, {"type": "prediction", ...},
+          (predictions: "horizon": 3 for one horizon of PREDICTION_HORIZONS; without it, every horizon)
+  server: {"type": "auth" | "pong" | "subscribed" | "unsubscribed", ...} (for predictions with "horizons", the
+          ones the subscription sends), {"type": "prediction", "horizon": 3, ...},
           {"type": "candle", ...}, {"type": "error", "error": "..."}
 A malformed message gets an error frame that quotes at most a short excerpt of it; an invalid, expired or revoked
 token closes the connection (code 4401), and so does a token that stops being valid while the connection is open
@@ -25,7 +27,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from core import metrics
+from core import horizons, metrics
 from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
@@ -58,7 +60,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
-        self.subscriptions: dict[tuple[str, str], str] = {}  # (channel, market name) -> group
+        # (channel, market name, horizon or None for all) -> its groups (predictions: one per horizon)
+        self.subscriptions: dict[tuple[str, str, int | None], tuple[str, ...]] = {}
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.writer = asyncio.ensure_future(self.write())
         self.watcher: asyncio.Future | None = None  # re-checks the token the connection authenticated with
@@ -82,8 +85,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.counted = False
             metrics.WS_CONNECTIONS.dec()
         subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
-        for (channel, _), group in subscriptions.items():
+        for channel, _, _ in subscriptions:
             metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
+        for group in {group for groups in subscriptions.values() for group in groups}:
             with contextlib.suppress(Exception):  # the hub forgets the member before it talks to Redis
                 await hub().leave(group, self)
 
@@ -192,31 +196,35 @@ class StreamConsumer(AsyncWebsocketConsumer):
         target = await self.target(message)
         if target is None:
             return
-        channel, name, group = target
-        if (channel, name) not in self.subscriptions:
+        key, groups = target
+        if key not in self.subscriptions:
             if len(self.subscriptions) >= settings.WS_MAX_SUBSCRIPTIONS:
                 await self.error(f"subscription limit reached ({settings.WS_MAX_SUBSCRIPTIONS} per connection)")
                 return
-            self.subscriptions[channel, name] = group
-            metrics.WS_SUBSCRIPTIONS.labels(channel).inc()
-            await hub().join(group, self)
-        await self.reply({"type": "subscribed", "channel": channel, "market": name})
+            self.subscriptions[key] = groups
+            metrics.WS_SUBSCRIPTIONS.labels(key[0]).inc()
+            for group in groups:  # a group already joined by another subscription stays one membership
+                await hub().join(group, self)
+        await self.reply({"type": "subscribed", **described(key)})
 
     async def on_unsubscribe(self, message: dict) -> None:
         target = await self.target(message)
         if target is None:
             return
-        channel, name, _ = target
-        group = self.subscriptions.pop((channel, name), None)
-        if group is None:
-            await self.error(f"not subscribed to {channel} of {name}")
+        key, _ = target
+        groups = self.subscriptions.pop(key, None)
+        if groups is None:
+            at = "" if key[2] is None else f" at horizon {key[2]}"
+            await self.error(f"not subscribed to {key[0]} of {key[1]}{at}")
             return
-        metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
-        await hub().leave(group, self)
-        await self.reply({"type": "unsubscribed", "channel": channel, "market": name})
+        metrics.WS_SUBSCRIPTIONS.labels(key[0]).dec()
+        kept = {group for others in self.subscriptions.values() for group in others}
+        for group in set(groups) - kept:
+            await hub().leave(group, self)
+        await self.reply({"type": "unsubscribed", **described(key)})
 
-    async def target(self, message: dict) -> tuple[str, str, str] | None:
-        """(channel, market name, group) of a (un)subscribe message, or None after an error frame."""
+    async def target(self, message: dict) -> tuple[tuple[str, str, int | None], tuple[str, ...]] | None:
+        """((channel, market name, horizon), groups) of a (un)subscribe message, or None after an error frame."""
         channel = message.get("channel")
         if channel not in CHANNELS:
             await self.error(f"unknown channel {excerpt(channel)}: expected one of {', '.join(CHANNELS)}")
@@ -225,12 +233,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if not isinstance(name, str) or len(name) > MAX_NAME:
             await self.error(f"market: expected a name like kraken:ETH-USD, got {excerpt(name)}")
             return None
+        horizon = message.get("horizon")
+        if horizon is not None:
+            if channel != "predictions":
+                await self.error(f"horizon: only predictions have horizons, not {channel}")
+                return None
+            try:
+                horizon = horizons.parse(horizon)
+            except horizons.HorizonError as exc:
+                await self.error(f"horizon: {exc}")
+                return None
         try:
             market = await find_market(name)
         except MarketError as exc:
             await self.error(str(exc))
             return None
-        return channel, market.name, group_name(channel, market)
+        if channel != "predictions":
+            return (channel, market.name, None), (group_name(channel, market),)
+        ahead = horizons.configured() if horizon is None else (horizon,)
+        return (channel, market.name, horizon), tuple(group_name(channel, market, h) for h in ahead)
 
     def push(self, text: str) -> None:
         """A prediction or candle from the pipeline (encoded once for all subscribers), to send in order."""
@@ -249,6 +270,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def error(self, text: str) -> None:
         await self.reply({"type": "error", "error": text})
+
+
+def described(key: tuple[str, str, int | None]) -> dict:
+    """A subscription as the (un)subscribed frame names it: predictions with the horizons it sends."""
+    channel, name, horizon = key
+    found = {"channel": channel, "market": name}
+    if channel == "predictions":
+        found["horizons"] = list(horizons.configured()) if horizon is None else [horizon]
+    return found
 
 
 def excerpt(value: object, limit: int = 60) -> str:

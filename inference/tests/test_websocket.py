@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -24,6 +25,7 @@ from .conftest import MARKET, api_user
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SUBSCRIBE = {"action": "subscribe", "channel": "predictions", "market": MARKET}
+HORIZONS = [1, 3, 6]
 
 
 async def receive(ws, timeout: float = 5) -> dict:
@@ -83,7 +85,8 @@ def test_token_in_query_or_first_message(server, market):
 
     async def scenario():
         async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}")) as ws:
-            assert await ask(ws, SUBSCRIBE) == {"type": "subscribed", "channel": "predictions", "market": MARKET}
+            subscribed = {"type": "subscribed", "channel": "predictions", "market": MARKET, "horizons": HORIZONS}
+            assert await ask(ws, SUBSCRIBE) == subscribed
         async with connect(server.ws_url()) as ws:
             assert await ask(ws, {"action": "auth", "token": token.key}) == {"type": "auth", "ok": True, "user": "bot"}
             assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
@@ -135,12 +138,14 @@ def test_pushes_predictions_and_candles_of_subscribed_markets_only(server, marke
             await database_sync_to_async(replay)(parts[0], market)
             newest = await database_sync_to_async(Prediction.objects.filter(market=market).latest)("made_at")
 
-            # A backlog pushes its newest 10 (the replay's main batch), then the flushed last window.
-            pushed = [await receive(predictions) for _ in range(11)]
+            # Each horizon: a backlog pushes its newest 10 (the replay's main batch), then the flushed last window.
+            pushed = [await receive(predictions) for _ in range(11 * len(HORIZONS))]
             assert {p["type"] for p in pushed} == {"prediction"}
+            for horizon in HORIZONS:
+                made = [p["made_at"] for p in pushed if p["horizon"] == horizon]
+                assert len(made) == 11 and sorted(made) == made
+                assert made[-1] == newest.made_at.isoformat().replace("+00:00", "Z")
             last = pushed[-1]
-            assert last["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
-            assert sorted(p["made_at"] for p in pushed) == [p["made_at"] for p in pushed]
             assert last["market"] == MARKET
             assert last["model"] == {"id": None, "version": None, "algorithm": "persistence"}
             assert all(isinstance(last[k], str) for k in ("price", "lower", "upper", "target_time"))
@@ -169,16 +174,69 @@ def test_many_concurrent_subscribers_receive_every_push_in_order(server, market)
         for _ in clients:
             await subscribed.acquire()
         for i in range(3):  # separate publications, as at successive candle closes
-            await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": i}])
+            await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": i}], 1)
         return await asyncio.gather(*clients)
 
     for received in asyncio.run(scenario()):
         assert [m["n"] for m in received] == [0, 1, 2]
 
 
-def subscribers(market, channel: str = "predictions") -> int:
+def subscribers(market, channel: str = "predictions", horizon: int | None = 1) -> int:
     """Connections of the server process subscribed to channel of market (read from every event loop's hub)."""
-    return sum(len(h.members.get(group_name(channel, market), ())) for h in list(_hubs.values()))
+    group = group_name(channel, market, horizon if channel == "predictions" else None)
+    return sum(len(h.members.get(group, ())) for h in list(_hubs.values()))
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_predictions_of_one_horizon_or_of_every_horizon(server, market, parts):
+    async def scenario():
+        async with connect(server.ws_url()) as one, connect(server.ws_url()) as every:
+            assert await ask(one, {**SUBSCRIBE, "horizon": 3}) == {
+                "type": "subscribed",
+                "channel": "predictions",
+                "market": MARKET,
+                "horizons": [3],
+            }
+            assert (await ask(every, SUBSCRIBE))["horizons"] == HORIZONS
+            await database_sync_to_async(replay)(parts[0], market)
+            from_one = [await receive(one) for _ in range(11)]
+            from_every = [await receive(every) for _ in range(11 * len(HORIZONS))]
+            assert await ask(one, {"action": "ping"}) == {"type": "pong"}  # nothing of another horizon queued
+            assert {p["horizon"] for p in from_one} == {3}
+            assert {p["horizon"] for p in from_every} == set(HORIZONS)
+            assert from_one == [p for p in from_every if p["horizon"] == 3]
+            for p in from_every:
+                ahead = datetime.fromisoformat(p["target_time"]) - datetime.fromisoformat(p["made_at"])
+                assert ahead == timedelta(seconds=10 * p["horizon"])
+
+    asyncio.run(scenario())
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_bad_horizons_get_error_frames_and_subscriptions_overlap_cleanly(server, market):
+    async def scenario():
+        async with connect(server.ws_url()) as ws:
+            for bad in [2, 0, -1, 1.5, True, "x", [3]]:
+                frame = await ask(ws, {**SUBSCRIBE, "horizon": bad})
+                assert frame["type"] == "error" and frame["error"].startswith("horizon: expected one of 1, 3, 6"), bad
+            candles = await ask(ws, {**SUBSCRIBE, "channel": "candles", "horizon": 1})
+            assert candles == {"type": "error", "error": "horizon: only predictions have horizons, not candles"}
+            assert await ask(ws, {"action": "ping"}) == {"type": "pong"}  # still open
+
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            assert (await ask(ws, {**SUBSCRIBE, "horizon": 3}))["type"] == "subscribed"
+            assert [subscribers(market, horizon=h) for h in HORIZONS] == [1, 1, 1]
+            not_subscribed = await ask(ws, {**SUBSCRIBE, "action": "unsubscribe", "horizon": 6})
+            assert not_subscribed["error"] == f"not subscribed to predictions of {MARKET} at horizon 6"
+            assert (await ask(ws, {**SUBSCRIBE, "action": "unsubscribe"}))["horizons"] == HORIZONS
+            assert [subscribers(market, horizon=h) for h in HORIZONS] == [0, 1, 0]  # horizon 3 is still asked for
+        for _ in range(50):  # the server learns of the close a moment later
+            if not any(subscribers(market, horizon=h) for h in HORIZONS):
+                break
+            await asyncio.sleep(0.1)
+        assert [subscribers(market, horizon=h) for h in HORIZONS] == [0, 0, 0]
+
+    asyncio.run(scenario())
 
 
 @override_settings(API_ANONYMOUS_READ=True)

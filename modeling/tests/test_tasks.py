@@ -29,11 +29,18 @@ def test_every_market_gets_a_training_schedule(eth):
     assert not PeriodicTask.objects.filter(name=f"train {ETH}").exists()  # gone with its market
 
 
-def test_training_task_runs_on_a_worker(celery_worker_app, edge):
-    result = train_market_task.delay(ETH).get(timeout=120)
-    artifact = ModelArtifact.objects.get(pk=result["model_id"])
-    assert result == {"market": ETH, "model_id": artifact.pk, "status": artifact.status, "reason": artifact.reason}
-    assert artifact.status == "active"  # the planted edge (see conftest)
+def test_training_task_trains_every_horizon_on_a_worker(celery_worker_app, edge):
+    result = train_market_task.delay(ETH).get(timeout=300)
+    artifacts = [ModelArtifact.objects.get(pk=m["model_id"]) for m in result["models"]]
+    assert result == {
+        "market": ETH,
+        "status": "trained",
+        "models": [
+            {"horizon": a.horizon, "model_id": a.pk, "status": a.status, "reason": a.reason} for a in artifacts
+        ],
+    }
+    assert [a.horizon for a in artifacts] == [1, 3, 6]
+    assert artifacts[0].status == "active"  # the planted edge (see conftest)
 
 
 def test_training_task_without_data_is_skipped(celery_worker_app, transactional_db):

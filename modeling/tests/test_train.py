@@ -22,12 +22,29 @@ KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
 
 
 def train_json(*extra) -> dict:
-    return json.loads(run("train", "--market", ETH, "--json", *extra))
+    """The outcome of training the one-window horizon."""
+    [result] = json.loads(run("train", "--market", ETH, "--json", "--horizon", "1", *extra))
+    return result
+
+
+def test_train_without_a_horizon_trains_and_gates_every_horizon(edge):
+    results = json.loads(run("train", "--market", ETH, "--json"))
+    assert [r["horizon"] for r in results] == [1, 3, 6]
+    artifacts = [ModelArtifact.objects.get(pk=r["model_id"]) for r in results]
+    assert [(a.horizon, a.version) for a in artifacts] == [(1, 1), (3, 1), (6, 1)]  # each its own registry line
+    for result, artifact in zip(results, artifacts, strict=True):
+        assert ModelEvent.objects.get(artifact=artifact, action="gate").to_status == result["status"]
+    # The same windows, each with its own target: wider bands further ahead.
+    bands = [r["metrics"]["persistence"]["band"][1] for r in results]
+    assert bands[0] < bands[2]
+    assert results[0]["status"] == "active"  # the planted one-minute edge
+    text = run("train", "--market", ETH, "--horizon", "3")
+    assert text.startswith("horizon 3: model ") and "horizon 1" not in text
 
 
 def test_train_json_reports_model_next_to_persistence(edge):
     result = train_json()
-    assert set(result) == {"model_id", "status", "reason", "metrics", "target", "direction_source"}
+    assert set(result) == {"horizon", "model_id", "status", "reason", "metrics", "target", "direction_source"}
     assert result["target"] == "close" and result["direction_source"] in {"model", "base rate"}  # no book: close
     assert result["status"] == "active" and "beats persistence" in result["reason"]  # the planted edge
     assert KEYS <= set(result["metrics"]["model"]) and KEYS <= set(result["metrics"]["persistence"])

@@ -80,23 +80,22 @@ def _forecaster(artifact: ModelArtifact):
     return _loaded[artifact.pk]
 
 
-def shadow(market: Market, rows: list) -> int:
-    """Shadow predictions of the current challengers for feature rows just predicted; returns how many.
+def shadow(market: Market, rows: list, horizon: int) -> int:
+    """Shadow predictions of the horizon's current challengers for feature rows just predicted; returns how many.
 
     Never raises: a challenger is not allowed to disturb serving.
     """
     if not rows or settings.CHALLENGER_HOURS <= 0:
         return 0
     try:
-        return _shadow(market, rows)
+        return _shadow(market, rows, horizon)
     except Exception:
         log.exception("%s: shadow predictions failed", market)
         metrics.SHADOW_FAILURES.labels(market.name).inc()
         return 0
 
 
-def _shadow(market: Market, rows: list) -> int:
-    horizon = settings.PREDICTION_HORIZON
+def _shadow(market: Market, rows: list, horizon: int) -> int:
     interval_s = rows[0].interval_s
     challengers = current(market, interval_s, horizon)
     if not challengers:

@@ -17,6 +17,7 @@ from django.db import connections
 from django.db.models import Max
 from prometheus_client.core import GaugeMetricFamily
 
+from core import horizons
 from core.redis_client import get_redis
 from markets.models import Market
 
@@ -24,15 +25,15 @@ log = logging.getLogger(__name__)
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities 3, 6, 9 in lists name + sep + n
 LIVE_FIELDS = ("rmse", "rmse_bps", "mae", "mae_bps", "directional_accuracy", "coverage_80")
 LIVE_TTL_S = 30.0  # live metrics rank every scored prediction of a market: computed at most this often per process
-_live: dict[int, tuple[float, dict]] = {}  # market id -> (monotonic time, live_metrics)
+_live: dict[tuple[int, int], tuple[float, dict]] = {}  # (market id, horizon) -> (monotonic time, live_metrics)
 
 
-def cached_live_metrics(market) -> dict:
+def cached_live_metrics(market, horizon: int) -> dict:
     from inference.metrics import live_metrics
 
-    hit = _live.get(market.pk)
+    hit = _live.get((market.pk, horizon))
     if hit is None or time.monotonic() - hit[0] >= LIVE_TTL_S:
-        hit = _live[market.pk] = (time.monotonic(), live_metrics(market))
+        hit = _live[market.pk, horizon] = (time.monotonic(), live_metrics(market, horizon))
     return hit[1]
 
 
@@ -130,32 +131,40 @@ class SystemCollector:
         from modeling.models import ModelArtifact
 
         info = Family(
-            "cryptopred_model_active_info", "The active model", ["market", "model_id", "version", "algorithm"]
+            "cryptopred_model_active_info",
+            "The active model",
+            ["market", "horizon", "model_id", "version", "algorithm"],
         )
-        age = Family("cryptopred_model_age_seconds", "Age of the active model (since it was trained)", ["market"])
-        last = Family("cryptopred_training_last_timestamp_seconds", "When the newest model was trained", ["market"])
+        age = Family(
+            "cryptopred_model_age_seconds", "Age of the active model (since it was trained)", ["market", "horizon"]
+        )
+        last = Family(
+            "cryptopred_training_last_timestamp_seconds", "When the newest model was trained", ["market", "horizon"]
+        )
         outcome = Family(
             "cryptopred_training_last_outcome",
             "1 for the newest model's status (its gate outcome)",
-            ["market", "status"],
+            ["market", "horizon", "status"],
         )
-        horizon, now = settings.PREDICTION_HORIZON, time.time()
+        now = time.time()
         names = {m.pk: m.name for m in markets}
-        artifacts = ModelArtifact.objects.filter(horizon=horizon).defer("artifact", "metrics")
+        artifacts = ModelArtifact.objects.filter(horizon__in=horizons.configured()).defer("artifact", "metrics")
         for a in artifacts.filter(status=ModelArtifact.Status.ACTIVE):
             if a.market_id in names and a.interval_s == next(m.interval_s for m in markets if m.pk == a.market_id):
-                info.add(names[a.market_id], a.pk, a.version, a.algorithm, 1)
-                age.add(names[a.market_id], now - a.created_at.timestamp())
-        newest = artifacts.values("market_id").annotate(last=Max("created_at"))
+                info.add(names[a.market_id], a.horizon, a.pk, a.version, a.algorithm, 1)
+                age.add(names[a.market_id], a.horizon, now - a.created_at.timestamp())
+        newest = artifacts.values("market_id", "horizon").annotate(last=Max("created_at"))
         for row in newest:
-            newest_model = artifacts.filter(market_id=row["market_id"], created_at=row["last"]).first()
+            newest_model = artifacts.filter(
+                market_id=row["market_id"], horizon=row["horizon"], created_at=row["last"]
+            ).first()
             if row["market_id"] in names and newest_model is not None:
-                last.add(names[row["market_id"]], row["last"].timestamp())
-                outcome.add(names[row["market_id"]], newest_model.status, 1)
+                last.add(names[row["market_id"]], row["horizon"], row["last"].timestamp())
+                outcome.add(names[row["market_id"]], row["horizon"], newest_model.status, 1)
         yield from (f.metric for f in (info, age, last, outcome))
 
     def live(self, markets):
-        labels = ["market", "forecaster"]
+        labels = ["market", "horizon", "forecaster"]
         families = {
             field: (
                 Family(f"cryptopred_live_{field}", f"Live {field} of the forecaster's newest scored windows", labels),
@@ -176,18 +185,20 @@ class SystemCollector:
             )
         }
         for market in markets:
-            metrics = cached_live_metrics(market)
-            groups = [("all", metrics["served"])]
-            groups += [(forecaster_label(g["served_by"]), g) for g in metrics["models"]]
-            for forecaster, group in groups:
-                if not group["count"]:
-                    continue
-                windows.add(market.name, forecaster, group["count"])
-                for field, (model, persistence) in families.items():
-                    model.add(market.name, forecaster, group["model"][field])
-                    persistence.add(market.name, forecaster, group["persistence"][field])
-                for key, family in direction.items():
-                    family.add(market.name, forecaster, (group.get("direction") or {}).get(key))
+            for horizon in horizons.configured():
+                metrics = cached_live_metrics(market, horizon)
+                groups = [("all", metrics["served"])]
+                groups += [(forecaster_label(g["served_by"]), g) for g in metrics["models"]]
+                for forecaster, group in groups:
+                    if not group["count"]:
+                        continue
+                    series = (market.name, horizon, forecaster)
+                    windows.add(*series, group["count"])
+                    for field, (model, persistence) in families.items():
+                        model.add(*series, group["model"][field])
+                        persistence.add(*series, group["persistence"][field])
+                    for key, family in direction.items():
+                        family.add(*series, (group.get("direction") or {}).get(key))
         for model, persistence in families.values():
             yield model.metric
             yield persistence.metric
@@ -197,41 +208,44 @@ class SystemCollector:
     def drift(self, markets):
         from monitoring.models import DriftReport
 
+        labels = ["market", "horizon"]
         psi = Family(
-            "cryptopred_feature_drift_psi", "PSI of a feature: recent window vs training window", ["market", "feature"]
+            "cryptopred_feature_drift_psi",
+            "PSI of a feature: recent window vs training window",
+            [*labels, "feature"],
         )
-        max_psi = Family("cryptopred_feature_drift_max_psi", "Largest feature PSI", ["market"])
-        feature = Family("cryptopred_feature_drift", "1 when DRIFT_FEATURE_SHARE of the features drifted", ["market"])
-        error = Family(
-            "cryptopred_error_drift", "1 when ADWIN detected a change in the live squared errors", ["market"]
-        )
-        checked = Family("cryptopred_drift_checked_timestamp_seconds", "Time of the latest drift check", ["market"])
+        max_psi = Family("cryptopred_feature_drift_max_psi", "Largest feature PSI", labels)
+        feature = Family("cryptopred_feature_drift", "1 when DRIFT_FEATURE_SHARE of the features drifted", labels)
+        error = Family("cryptopred_error_drift", "1 when ADWIN detected a change in the live squared errors", labels)
+        checked = Family("cryptopred_drift_checked_timestamp_seconds", "Time of the latest drift check", labels)
         for market in markets:
-            report = DriftReport.objects.filter(market=market).first()
-            if report is None:
-                continue
-            for name, value in sorted(report.psi.items()):
-                psi.add(market.name, name, value)
-            max_psi.add(market.name, report.max_psi)
-            feature.add(market.name, int(report.feature_drift))
-            error.add(market.name, int(report.error_drift))
-            checked.add(market.name, report.computed_at.timestamp())
+            for horizon in horizons.configured():
+                report = DriftReport.objects.filter(market=market, horizon=horizon).first()
+                if report is None:
+                    continue
+                for name, value in sorted(report.psi.items()):
+                    psi.add(market.name, horizon, name, value)
+                max_psi.add(market.name, horizon, report.max_psi)
+                feature.add(market.name, horizon, int(report.feature_drift))
+                error.add(market.name, horizon, int(report.error_drift))
+                checked.add(market.name, horizon, report.computed_at.timestamp())
         yield from (f.metric for f in (psi, max_psi, feature, error, checked))
 
     def challengers(self, markets):
         from monitoring import challengers
 
-        labels = ["market", "model"]
+        labels = ["market", "horizon", "model"]
         rmse = Family("cryptopred_challenger_rmse", "A challenger's live RMSE (shadow, newest windows)", labels)
         persistence = Family("cryptopred_challenger_persistence_rmse", "Persistence on the same windows", labels)
         windows = Family("cryptopred_challenger_windows", "Scored shadow windows of the challenger", labels)
         for market in markets:
-            for artifact in challengers.current(market, market.interval_s, settings.PREDICTION_HORIZON):
-                live = challengers.live_metrics(artifact)
-                if not live["count"]:
-                    continue
-                label = f"{artifact.algorithm} v{artifact.version}"
-                rmse.add(market.name, label, live["model"]["rmse"])
-                persistence.add(market.name, label, live["persistence"]["rmse"])
-                windows.add(market.name, label, live["count"])
+            for horizon in horizons.configured():
+                for artifact in challengers.current(market, market.interval_s, horizon):
+                    live = challengers.live_metrics(artifact)
+                    if not live["count"]:
+                        continue
+                    series = (market.name, horizon, f"{artifact.algorithm} v{artifact.version}")
+                    rmse.add(*series, live["model"]["rmse"])
+                    persistence.add(*series, live["persistence"]["rmse"])
+                    windows.add(*series, live["count"])
         yield from (f.metric for f in (rmse, persistence, windows))

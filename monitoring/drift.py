@@ -1,4 +1,4 @@
-"""Drift of a market: its features against the served model's training window, and its live errors.
+"""Drift of a market at each horizon: its features against the served model's training window, and its live errors.
 
 Feature drift: the population stability index (PSI) of each feature over the
 newest DRIFT_WINDOW feature rows against the rows of the reference model's
@@ -26,7 +26,7 @@ change differs from the one before it by at least a factor DRIFT_ERROR_RATIO
 1.5 to 1.8 times on the bundled Gemini day, which ADWIN finds significant); the ratio
 keeps those from being reported as drift.
 
-check() stores a DriftReport (admin, models page, /metrics); with
+check() stores a DriftReport per horizon (admin, models page, /metrics); with
 DRIFT_RETRAIN on, drift queues an early retraining of the market (at most once
 per DRIFT_RETRAIN_COOLDOWN), recorded as a model event.
 """
@@ -138,11 +138,11 @@ def error_drift(errors: np.ndarray, delta: float, ratio: float) -> dict:
     return {"detected": changed, "at": detections[-1], "before": before, "after": after, "detections": len(detections)}
 
 
-def check(market: Market) -> DriftReport:
-    """Compute and store the market's drift report (and queue an early retraining when asked to)."""
-    interval_s, horizon = market.interval_s, settings.PREDICTION_HORIZON
+def check(market: Market, horizon: int) -> DriftReport:
+    """Compute and store the market's drift report at a horizon (and queue an early retraining when asked to)."""
+    interval_s = market.interval_s
     reference = reference_model(market, interval_s, horizon)
-    report = DriftReport(market=market, reference=reference)
+    report = DriftReport(market=market, horizon=horizon, reference=reference)
     details = []
     if reference is not None:
         features = feature_drift(market, reference, settings.DRIFT_WINDOW)

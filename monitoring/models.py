@@ -9,10 +9,11 @@ from modeling.models import ModelArtifact
 
 
 class DriftReport(models.Model):
-    """One drift check of a market (monitoring.drift): features against the served model's training window,
-    and the live squared-error stream of its scored predictions."""
+    """One drift check of a market at one horizon (monitoring.drift): features against the served model's
+    training window, and the live squared-error stream of its scored predictions."""
 
     market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="drift_reports")
+    horizon = models.PositiveIntegerField(default=1, help_text="candle intervals ahead of the predictions checked")
     computed_at = models.DateTimeField(auto_now_add=True)
     reference = models.ForeignKey(
         ModelArtifact,
@@ -46,10 +47,13 @@ class DriftReport(models.Model):
 
     class Meta:
         ordering = ["-computed_at"]
-        indexes = [models.Index(fields=["market", "-computed_at"])]
+        indexes = [
+            models.Index(fields=["market", "-computed_at"]),
+            models.Index(fields=["market", "horizon", "-computed_at"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.market} drift {self.computed_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.market} +{self.horizon} drift {self.computed_at:%Y-%m-%d %H:%M:%S}"
 
     @property
     def drifted(self) -> bool:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from core import horizons
 from markets.models import Market
 from monitoring import drift
 from monitoring.models import DriftReport
@@ -18,14 +19,15 @@ KEEP_REPORTS = timedelta(days=7)
 
 @shared_task(name="monitoring.check_drift", ignore_result=True)
 def check_drift() -> dict:
-    """Drift report of every enabled market; reports older than a week are deleted."""
+    """Drift report of every enabled market at each horizon; reports older than a week are deleted."""
     found = {}
     for market in Market.objects.filter(enabled=True):
-        try:
-            report = drift.check(market)
-        except Exception:
-            log.exception("%s: drift check failed", market)
-            continue
-        found[market.name] = report.detail or "no drift"
+        for horizon in horizons.configured():
+            try:
+                report = drift.check(market, horizon)
+            except Exception:
+                log.exception("%s: drift check at horizon %s failed", market, horizon)
+                continue
+            found[f"{market.name} +{horizon}"] = report.detail or "no drift"
     DriftReport.objects.filter(computed_at__lt=timezone.now() - KEEP_REPORTS).delete()
     return found

@@ -60,7 +60,7 @@ def shadowed(settings, tmp_path):
     replay(hours_of(GEMINI_DAY, tmp_path / "first.csv", 0, 6), market)
     challenger = train_market(market, window_s=6 * 3600)
     assert challenger.status == ModelArtifact.Status.REJECTED
-    served_before = Prediction.objects.filter(market=market).count()
+    served_before = Prediction.objects.filter(market=market, horizon=1).count()  # the challenger's horizon
     replay(hours_of(GEMINI_DAY, tmp_path / "rest.csv", 6, 10), market)
     return market, challenger, served_before
 
@@ -68,7 +68,7 @@ def shadowed(settings, tmp_path):
 def test_challenger_is_scored_in_shadow_and_never_served(shadowed):
     market, challenger, served_before = shadowed
     shadow = ShadowPrediction.objects.filter(artifact=challenger)
-    served = Prediction.objects.filter(market=market)
+    served = Prediction.objects.filter(market=market, horizon=challenger.horizon)
     new_windows = served.count() - served_before
     assert (
         shadow.count() == new_windows >= 1440
@@ -101,9 +101,9 @@ def test_challenger_live_metrics_equal_a_direct_computation(shadowed):
     compared = challengers.compare(challenger)
     served = {
         made_at: (price, realized)
-        for made_at, price, realized in Prediction.objects.filter(market=market, realized__isnull=False).values_list(
-            "made_at", "price", "realized"
-        )
+        for made_at, price, realized in Prediction.objects.filter(
+            market=market, horizon=challenger.horizon, realized__isnull=False
+        ).values_list("made_at", "price", "realized")
     }
     both = [(m, p, served[m]) for m, p in newest.values_list("made_at", "price") if m in served]
     both.sort()

@@ -64,7 +64,7 @@ def test_fires_on_a_real_day_followed_by_another_markets_trades(settings, tmp_pa
     spliced = shifted_copies(BINANCE_ETH, SPLICE, 10, tmp_path / "binance_shifted.csv.gz")
     replay(spliced, market)
 
-    report = drift.check(market)
+    report = drift.check(market, 1)
     print(report.detail, report.psi, report.error_mean_before, report.error_mean_after)
     assert report.reference == reference
     assert report.recent_rows == 600 and report.recent_start >= SPLICE
@@ -87,7 +87,7 @@ def test_quiet_on_a_homogeneous_real_day(settings, tmp_path):
     replay(first, market)
     train_market(market, window_s=12 * 3600)
     replay(rest, market)
-    report = drift.check(market)
+    report = drift.check(market, 1)
     print(report.detail, report.psi, report.error_mean_before, report.error_mean_after)
     assert report.recent_rows == settings.DRIFT_WINDOW == 1000 and report.recent_start > cut
     assert report.error_rows == settings.DRIFT_ERROR_WINDOW
@@ -113,8 +113,8 @@ def test_beat_task_reports_and_retrains_early_when_asked(settings, tmp_path, cel
     Market.objects.filter(pk=market.pk).update(enabled=True)
     try:
         found = check_drift()
-        assert "features drifted" in found[market.name]
-        report = DriftReport.objects.filter(market=market).first()
+        assert "features drifted" in found[f"{market.name} +1"]
+        report = DriftReport.objects.filter(market=market, horizon=1).first()
         assert report.retrain_queued
         event = ModelEvent.objects.get(artifact=reference, action="drift retrain")
         assert "early retraining queued" in event.reason

@@ -91,14 +91,21 @@ def test_replay_counts_and_latencies_match_the_database(server):
     assert value(samples, "cryptopred_last_trade_timestamp_seconds", market=m) == market.last_trade_at.timestamp()
     assert value(samples, "cryptopred_stream_state", market=m, state=market.stream_state) == 1
     live = live_metrics(market)["served"]
-    assert value(samples, "cryptopred_live_windows", market=m, forecaster="all") == live["count"] == 1000
-    assert value(samples, "cryptopred_live_rmse", market=m, forecaster="all") == pytest.approx(live["model"]["rmse"])
-    assert value(samples, "cryptopred_live_persistence_rmse", market=m, forecaster="persistence") == pytest.approx(
-        live["persistence"]["rmse"]
+    assert value(samples, "cryptopred_live_windows", market=m, horizon="1", forecaster="all") == live["count"] == 1000
+    assert value(samples, "cryptopred_live_rmse", market=m, horizon="1", forecaster="all") == pytest.approx(
+        live["model"]["rmse"]
     )
-    assert value(samples, "cryptopred_live_directional_accuracy", market=m, forecaster="all") == 0.5
-    p_up = value(samples, "cryptopred_live_p_up_accuracy", market=m, forecaster="all")
+    assert value(
+        samples, "cryptopred_live_persistence_rmse", market=m, horizon="1", forecaster="persistence"
+    ) == pytest.approx(live["persistence"]["rmse"])
+    assert value(samples, "cryptopred_live_directional_accuracy", market=m, horizon="1", forecaster="all") == 0.5
+    p_up = value(samples, "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all")
     assert p_up == (live["direction"] or {}).get("accuracy")
+    six = live_metrics(market, 6)["served"]  # each horizon its own series
+    assert value(samples, "cryptopred_live_rmse", market=m, horizon="6", forecaster="all") == pytest.approx(
+        six["model"]["rmse"]
+    )
+    assert six["model"]["rmse"] > live["model"]["rmse"]
     assert value(samples, "cryptopred_celery_queue_length", queue="default") is not None
     assert value(samples, "cryptopred_scrape_error", part="live") is None
     # The scrape itself was counted by the request middleware; the next one shows it.
@@ -129,7 +136,11 @@ def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
     window_end = (last.start + timedelta(seconds=market.interval_s)).timestamp()
     step = MarketStep(market, skip_stale=True, clock=lambda: window_end + 0.25)
     stats = step.run()
-    assert stats.predictions == 1 and stats.skipped == stats.features - 1
+    # Each horizon h skips the windows whose target time (by the clock) has passed: all but the newest h.
+    assert stats.predictions == 1 + 3 + 6 and stats.skipped == 3 * stats.features - 10
+    made = Prediction.objects.filter(market=market)
+    assert {h: made.filter(horizon=h).count() for h in (1, 3, 6)} == {1: 1, 3: 3, 6: 6}
+    delays = [0.25 + 10 * k for h in (1, 3, 6) for k in range(h)]  # since each one's window end
     metrics.step_done(market.name, vars(stats), 0.01)
     earlier = scrape(server)  # other tests of this process may have published already
     count_before = value(earlier, "cryptopred_ws_publish_delay_seconds_count", channel="predictions") or 0
@@ -140,10 +151,10 @@ def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
     published = time.time()
     samples = scrape(server)
     m = market.name
-    assert value(samples, "cryptopred_prediction_delay_seconds_count", market=m) == 1
-    assert value(samples, "cryptopred_prediction_delay_seconds_sum", market=m) == pytest.approx(0.25)
+    assert value(samples, "cryptopred_prediction_delay_seconds_count", market=m) == len(delays)
+    assert value(samples, "cryptopred_prediction_delay_seconds_sum", market=m) == pytest.approx(sum(delays))
     assert value(samples, "cryptopred_prediction_delay_seconds_bucket", market=m, le="0.2") == 0
-    assert value(samples, "cryptopred_prediction_delay_seconds_bucket", market=m, le="0.3") == 1
+    assert value(samples, "cryptopred_prediction_delay_seconds_bucket", market=m, le="0.3") == 3
     assert value(samples, "cryptopred_predictions_skipped_total", market=m) == stats.skipped
     # The publish's delay is measured from the item's window end to the send.
     assert value(samples, "cryptopred_ws_publish_delay_seconds_count", channel="predictions") == count_before + 1

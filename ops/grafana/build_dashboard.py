@@ -221,16 +221,16 @@ def build() -> dict:
     d.panel(
         "Live RMSE (bp), served vs persistence on the same windows",
         [
-            (f'cryptopred_live_rmse_bps{{{m},forecaster="all"}}', "served {{market}}"),
-            (f'cryptopred_live_persistence_rmse_bps{{{m},forecaster="all"}}', "persistence {{market}}"),
+            (f'cryptopred_live_rmse_bps{{{m},forecaster="all"}}', "served {{market}} +{{horizon}}"),
+            (f'cryptopred_live_persistence_rmse_bps{{{m},forecaster="all"}}', "persistence {{market}} +{{horizon}}"),
         ],
         "none",
     )
     d.panel(
         "Live directional accuracy and 80 % coverage",
         [
-            (f'cryptopred_live_directional_accuracy{{{m},forecaster="all"}}', "direction {{market}}"),
-            (f'cryptopred_live_coverage_80{{{m},forecaster="all"}}', "coverage {{market}}"),
+            (f'cryptopred_live_directional_accuracy{{{m},forecaster="all"}}', "direction {{market}} +{{horizon}}"),
+            (f'cryptopred_live_coverage_80{{{m},forecaster="all"}}', "coverage {{market}} +{{horizon}}"),
         ],
         "percentunit",
     )
@@ -247,15 +247,15 @@ def build() -> dict:
     d.panel(
         "Challengers in shadow: live RMSE vs persistence",
         [
-            (f"cryptopred_challenger_rmse{{{m}}}", "{{model}} {{market}}"),
-            (f"cryptopred_challenger_persistence_rmse{{{m}}}", "persistence ({{model}}) {{market}}"),
+            (f"cryptopred_challenger_rmse{{{m}}}", "{{model}} {{market}} +{{horizon}}"),
+            (f"cryptopred_challenger_persistence_rmse{{{m}}}", "persistence ({{model}}) {{market}} +{{horizon}}"),
         ],
         "none",
     )
     d.panel(
         "Feature drift: largest PSI",
         [
-            (f"cryptopred_feature_drift_max_psi{{{m}}}", "{{market}}"),
+            (f"cryptopred_feature_drift_max_psi{{{m}}}", "{{market}} +{{horizon}}"),
         ],
         "none",
         thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 0.25}],
@@ -263,8 +263,8 @@ def build() -> dict:
     d.panel(
         "Drift detected (1 = yes)",
         [
-            (f"cryptopred_feature_drift{{{m}}}", "features {{market}}"),
-            (f"cryptopred_error_drift{{{m}}}", "errors {{market}}"),
+            (f"cryptopred_feature_drift{{{m}}}", "features {{market}} +{{horizon}}"),
+            (f"cryptopred_error_drift{{{m}}}", "errors {{market}} +{{horizon}}"),
         ],
     )
     d.row("Operations")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
+from core import horizons
 from core.formatting import DEFAULT_DECIMALS, bps, count, model_label
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
@@ -34,6 +34,14 @@ def chart_interval(market: Market, chart_range: str) -> int:
     return max(1, -(-target // market.interval_s)) * market.interval_s
 
 
+def duration_label(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
 def interval_label(seconds: int) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600}-hour"
@@ -44,14 +52,22 @@ def interval_label(seconds: int) -> str:
 
 @dataclass
 class MarketSummary:
+    """A market at one horizon: its latest prediction, the model serving it and its live metrics."""
+
     market: Market
     last_candle: Candle | None
     prediction: Prediction | None
     active_model: ModelArtifact | None
-    metrics: dict  # inference.metrics.live_metrics(market): served overall, and per served forecaster
+    metrics: dict  # inference.metrics.live_metrics(market, horizon): served overall, and per served forecaster
     decimals: int = DEFAULT_DECIMALS
     notes: list[Note] = field(default_factory=list)  # warnings about the model on show (gate, live loss)
     sparkline: dict | None = None
+    horizon: int = 1
+
+    @property
+    def ahead(self) -> str:
+        """The horizon as a duration: "10 s", "1 min"."""
+        return duration_label(self.horizon * self.market.interval_s)
 
     @property
     def direction(self) -> str | None:
@@ -116,20 +132,20 @@ def latest_book(market: Market) -> BookWindow | None:
     return BookWindow.objects.filter(market=market, interval_s=market.interval_s).order_by("-start").first()
 
 
-def latest_prediction(market: Market) -> Prediction | None:
+def latest_prediction(market: Market, horizon: int) -> Prediction | None:
     return (
-        Prediction.objects.filter(market=market, interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON)
+        Prediction.objects.filter(market=market, interval_s=market.interval_s, horizon=horizon)
         .select_related("model")
         .order_by("-made_at")
         .first()
     )
 
 
-def active_model(market: Market) -> ModelArtifact | None:
+def active_model(market: Market, horizon: int) -> ModelArtifact | None:
     return ModelArtifact.objects.filter(
         market=market,
         interval_s=market.interval_s,
-        horizon=settings.PREDICTION_HORIZON,
+        horizon=horizon,
         status=ModelArtifact.Status.ACTIVE,
     ).first()
 
@@ -179,18 +195,32 @@ def model_notes(model: ModelArtifact | None, metrics: dict | None = None) -> lis
     return notes
 
 
-def summarize(market: Market, sparkline: bool = False) -> MarketSummary:
-    metrics = live_metrics(market)
-    model = active_model(market)
+def at_horizon(market: Market, horizon: int, last: Candle | None, decimals: int) -> MarketSummary:
+    metrics = live_metrics(market, horizon)
+    model = active_model(market, horizon)
     summary = MarketSummary(
-        market, last_candle(market), latest_prediction(market), model, metrics, decimals=price_decimals(market)
+        market, last, latest_prediction(market, horizon), model, metrics, decimals=decimals, horizon=horizon
     )
     if model is not None:
         own = next((g for g in metrics["models"] if g["served_by"]["id"] == model.pk), None)
         summary.notes = model_notes(model, own or {"count": 0})
+    return summary
+
+
+def summarize(market: Market, sparkline: bool = False) -> MarketSummary:
+    """The market at its shortest horizon (the one the overview, the chart and the first card show)."""
+    summary = at_horizon(market, horizons.shortest(), last_candle(market), price_decimals(market))
     if sparkline:
         summary.sparkline = sparkline_of(market, summary.last_candle)
     return summary
+
+
+def horizon_summaries(first: MarketSummary) -> list[MarketSummary]:
+    """The market at every horizon, shortest first (first, a summary at one of them, is reused)."""
+    return [
+        first if h == first.horizon else at_horizon(first.market, h, first.last_candle, first.decimals)
+        for h in horizons.configured()
+    ]
 
 
 def overview() -> list[MarketSummary]:
@@ -200,10 +230,9 @@ def overview() -> list[MarketSummary]:
 
 
 def recent_predictions(market: Market, limit: int = RECENT_PREDICTIONS) -> list[Prediction]:
+    """The newest predictions at every horizon, newest first."""
     return list(
-        Prediction.objects.filter(
-            market=market, interval_s=market.interval_s, horizon=settings.PREDICTION_HORIZON
-        ).order_by("-made_at")[:limit]
+        Prediction.objects.filter(market=market, interval_s=market.interval_s).order_by("-made_at", "horizon")[:limit]
     )
 
 
@@ -234,13 +263,14 @@ def sparkline_of(market: Market, last: Candle | None) -> dict | None:
     )
     step = max(1, len(closes) // SPARKLINE_POINTS)
     closes = closes[::-step][::-1]  # keep the newest
+    horizon = horizons.shortest()
     bands = list(
         Prediction.objects.filter(
             market=market,
             interval_s=market.interval_s,
-            horizon=settings.PREDICTION_HORIZON,
+            horizon=horizon,
             target_time__gt=start,
-            target_time__lte=end + timedelta(seconds=market.interval_s * settings.PREDICTION_HORIZON),
+            target_time__lte=end + timedelta(seconds=market.interval_s * horizon),
         )
         .order_by("target_time")
         .values_list("target_time", "lower", "upper")
@@ -250,7 +280,7 @@ def sparkline_of(market: Market, last: Candle | None) -> dict | None:
     if len(closes) < 2:
         return None
     lo, hi = min(values), max(values)
-    span_t = (end - start).total_seconds() + market.interval_s * settings.PREDICTION_HORIZON
+    span_t = (end - start).total_seconds() + market.interval_s * horizon
     pad = 3
 
     def x(t) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 from django.shortcuts import render
 
+from core import horizons
 from markets.models import Market
 from markets.services import MarketError, get_market
 from monitoring.models import DriftReport
@@ -40,8 +41,10 @@ def market_detail(request, name: str):
     if chart_range not in services.RANGES:
         chart_range = services.DEFAULT_RANGE
     ranges = range_context(market)
+    summary = services.summarize(market)
     context = {
-        "summary": services.summarize(market),
+        "summary": summary,
+        "horizons": services.horizon_summaries(summary),
         "book": services.latest_book(market),
         "recent": services.recent_predictions(market),
         "ranges": ranges,
@@ -69,8 +72,18 @@ def market_accuracy(request, name: str):
 
 
 @read_access
+def market_horizons(request, name: str):
+    """The horizons side by side alone: the market page reloads it when predictions are scored."""
+    summary = services.summarize(market_or_404(name))
+    return render(request, "web/_horizons.html", {"horizons": services.horizon_summaries(summary)})
+
+
+@read_access
 def models(request):
     history = services.model_history()
     for market in history:
-        market.drift = DriftReport.objects.filter(market=market).first()  # the latest check (monitoring.drift)
+        # The latest check at each horizon (monitoring.drift).
+        market.drifts = [
+            (h, DriftReport.objects.filter(market=market, horizon=h).first()) for h in horizons.configured()
+        ]
     return render(request, "web/models.html", {"history": history, "nav": "models"})

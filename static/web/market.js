@@ -1,6 +1,7 @@
 /* Market page: candles + predicted price and 80 % band on a Lightweight Charts chart, kept live over the websocket.
    Each range is drawn whole at the candle interval its button names (coarser candles merged server-side by the
-   candles API's ?interval=); live candles of the market's interval are merged into the newest bar here. */
+   candles API's ?interval=); live candles of the market's interval are merged into the newest bar here.
+   The chart and the latest-prediction card follow the shortest horizon; the horizons table shows every one. */
 (function () {
   "use strict";
   const C = window.Cryptopred;
@@ -13,6 +14,8 @@
   const market = root.dataset.market;
   const interval = Number(root.dataset.interval); // the market's candle interval (s)
   const decimals = Number(root.dataset.decimals);
+  const horizon = Number(root.dataset.horizon); // the horizon the chart and the latest-prediction card show
+  const latestCard = document.getElementById("latest-card");
   const api = `/api/v1/markets/${encodeURIComponent(market)}`;
   let range = chartEl.dataset.range;
   let barInterval = Number(chartEl.dataset.interval); // the interval drawn (s), a multiple of the market's
@@ -100,7 +103,7 @@
       const query = `start=${encodeURIComponent(start)}&limit=1000`;
       const [cs, ps] = await Promise.all([
         C.getAllPages(`${api}/candles/?${query}&interval=${barInterval}s`),
-        C.getAllPages(`${api}/predictions/?${query}`),
+        C.getAllPages(`${api}/predictions/?${query}&horizon=${horizon}`),
       ]);
       candles.clear();
       predictions.clear();
@@ -143,7 +146,7 @@
     tbody.replaceChildren(...rows.map((p) => {
       const tr = document.createElement("tr");
       const cells = [
-        [C.fmt.clock(p.made_at)], [C.fmt.clock(p.target_time)], [C.fmt.modelLabel(p.model)],
+        [C.fmt.clock(p.made_at)], [`+${p.horizon}`], [C.fmt.clock(p.target_time)], [C.fmt.modelLabel(p.model)],
         [C.fmt.price(p.price, decimals), "num"], [C.fmt.interval(p.lower, p.upper, decimals), "num"],
         [C.fmt.price(p.realized, decimals), "num"], [C.fmt.errorBps(p), "num"],
       ];
@@ -203,8 +206,8 @@
   }
 
   /* "P(up) 64 % · model": the probability that the target ends higher rather than lower, and what gave it. */
-  function showUp(msg) {
-    const el = page.querySelector('[data-field="p-up"]');
+  function showUp(holder, msg) {
+    const el = holder.querySelector('[data-field="p-up"]');
     if (!el) return;
     if (msg.p_up === null || msg.p_up === undefined) {
       el.textContent = "—";
@@ -218,10 +221,16 @@
   }
 
   function onPrediction(msg) {
+    const row = document.querySelector(`#horizons tr[data-horizon="${msg.horizon}"]`);
+    if (row) {
+      C.showPrediction(row, msg, lastClose);
+      showUp(row, msg);
+    }
+    if (msg.horizon !== horizon) return;
     keepPrediction(msg);
     drawPredictions();
-    C.showPrediction(page, msg, lastClose);
-    showUp(msg);
+    C.showPrediction(latestCard, msg, lastClose);
+    showUp(latestCard, msg);
     followModel(String(msg.model && msg.model.id ? msg.model.id : ""));
   }
 
@@ -255,17 +264,23 @@
     });
   });
 
-  /* The accuracy panel: live metrics per served forecaster, rendered by the server (the same template as the page). */
+  /* A fragment of the page rendered again by the server (the same template as the page): its element by id. */
+  async function fragment(path, id) {
+    const response = await fetch(`${location.pathname}${path}`, { credentials: "same-origin" });
+    if (!response.ok) return null;
+    const holder = document.createElement("div");
+    holder.innerHTML = await response.text();
+    return holder.querySelector(`#${id}`);
+  }
+
+  /* The accuracy panel (live metrics per served forecaster) and the horizons table, as scoring moves them. */
   async function refreshMetrics() {
     try {
-      const response = await fetch(`${location.pathname}accuracy/`, { credentials: "same-origin" });
-      if (!response.ok) return;
-      const holder = document.createElement("div");
-      holder.innerHTML = await response.text();
-      const fresh = holder.querySelector("#accuracy");
+      const [fresh, horizons] = await Promise.all([fragment("accuracy/", "accuracy"), fragment("horizons/", "horizons")]);
       const open = document.querySelector("#accuracy details[open]");
       if (fresh && open) fresh.querySelector("details")?.setAttribute("open", "");
       if (fresh) document.getElementById("accuracy").replaceWith(fresh);
+      if (horizons) document.getElementById("horizons").replaceWith(horizons);
     } catch (err) {
       console.warn(err);
     }

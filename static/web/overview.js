@@ -37,7 +37,7 @@
   });
   cards.forEach((_, market) => {
     stream.subscribe("candles", market);
-    stream.subscribe("predictions", market);
+    stream.subscribe("predictions", market, Number(cards.get(market).dataset.horizon)); // the card's horizon
   });
 
   async function refreshStates() {

@@ -23,9 +23,11 @@
       this.connect();
     }
 
-    subscribe(channel, market) {
-      this.subscriptions.push({ channel, market });
-      this.send({ action: "subscribe", channel, market });
+    /* horizon: one horizon of the predictions; left out, every horizon. */
+    subscribe(channel, market, horizon) {
+      const subscription = horizon === undefined ? { channel, market } : { channel, market, horizon };
+      this.subscriptions.push(subscription);
+      this.send({ action: "subscribe", ...subscription });
     }
 
     send(message) {
@@ -46,7 +48,7 @@
         this.failures = 0;
         this.lastFrame = Date.now();
         this.setState("live");
-        this.subscriptions.forEach(({ channel, market }) => this.send({ action: "subscribe", channel, market }));
+        this.subscriptions.forEach((subscription) => this.send({ action: "subscribe", ...subscription }));
         this.onOpen(this.opened++ > 0);
       };
       ws.onmessage = (event) => {

@@ -47,9 +47,12 @@ def artifact(market: Market, version: int, status: str, rmse: float) -> ModelArt
     )  # fmt: skip
 
 
-def predict(market: Market, made_at: datetime, base: str, value: str, model: ModelArtifact | None = None, **kw):
+def predict(
+    market: Market, made_at: datetime, base: str, value: str, model: ModelArtifact | None = None, horizon=1, **kw
+):
     return Prediction.objects.create(
-        market=market, interval_s=10, horizon=1, made_at=made_at, target_time=made_at + timedelta(seconds=10),
+        market=market, interval_s=10, horizon=horizon, made_at=made_at,
+        target_time=made_at + timedelta(seconds=10 * horizon),
         base_close=Decimal(base), price=Decimal(value), lower=Decimal(value) - 2, upper=Decimal(value) + 2,
         model=model, model_version=model.version if model else None,
         algorithm=model.algorithm if model else PERSISTENCE, latency_ms=1.0, **kw,
@@ -158,6 +161,30 @@ def test_market_page_persistence_and_recent_predictions(client, market, anonymou
 
     # An unknown range falls back to the default rather than failing.
     assert 'aria-pressed="true">1h<' in client.get("/markets/gemini:ETH-USD/?range=9y").content.decode()
+
+
+def test_market_page_shows_the_horizons_side_by_side(client, market, anonymous_read):
+    candle(market, T0, "2000.25")
+    for horizon, value in [(1, "2001"), (3, "2003"), (6, "2006")]:
+        predict(market, T0 + timedelta(seconds=10), "2000", value, horizon=horizon, realized=Decimal("2002"))
+    page = client.get("/markets/gemini:ETH-USD/").content.decode()
+    assert 'Latest prediction <span class="muted">+1, 10 s ahead</span>' in page
+    fragment = client.get("/markets/gemini:ETH-USD/horizons/").content.decode()
+    assert fragment.strip() in page  # the page's table, refreshed alone by the page's script
+    rows = fragment.split('<tr data-horizon="')[1:]
+    assert [row.split('"')[0] for row in rows] == ["1", "3", "6"]
+    for row, ahead, value, target in zip(
+        rows,
+        ["10 s", "30 s", "1 min"],
+        ["2,001.00", "2,003.00", "2,006.00"],
+        ["06:00:20", "06:00:40", "06:01:10"],
+        strict=True,
+    ):
+        assert f'<span class="muted">{ahead}</span>' in row
+        assert f'data-field="pred-price">{value}<' in row and f"for {target}" in row
+        assert 'data-metric="rmse">' in row and "(1)" in row  # each horizon's own live metrics: one scored window
+    recent = page.split('id="recent-predictions"')[1]
+    assert [f"<td>+{h}</td>" in recent for h in (1, 3, 6)] == [True, True, True]
 
 
 @pytest.mark.parametrize("name", ["nope", "gemini:DOGE-USD"])

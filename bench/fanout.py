@@ -86,7 +86,7 @@ def main() -> None:
         cpu_before = sum(cpu.cpu_times()[:2])
         for payload in payloads:
             published[payload["made_at"]] = time.time()
-            publish("predictions", market, [payload])
+            publish("predictions", market, [payload], 1)
             time.sleep(args.gap)
         arrivals = [item for _ in procs for item in results.get(timeout=120)]
         server_cpu = (sum(cpu.cpu_times()[:2]) - cpu_before) / len(payloads) * 1000

@@ -50,7 +50,7 @@ def listen(url: str, received: list, subscribed: threading.Event, stop: threadin
 
     async def run():
         async with connect(url) as ws:
-            await ws.send(json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET}))
+            await ws.send(json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET, "horizon": 1}))
             assert json.loads(await ws.recv())["type"] == "subscribed"
             subscribed.set()
             while not stop.is_set():

@@ -35,9 +35,7 @@ def test_training_task_trains_every_horizon_on_a_worker(celery_worker_app, edge)
     assert result == {
         "market": ETH,
         "status": "trained",
-        "models": [
-            {"horizon": a.horizon, "model_id": a.pk, "status": a.status, "reason": a.reason} for a in artifacts
-        ],
+        "models": [{"horizon": a.horizon, "model_id": a.pk, "status": a.status, "reason": a.reason} for a in artifacts],
     }
     assert [a.horizon for a in artifacts] == [1, 3, 6]
     assert artifacts[0].status == "active"  # the planted edge (see conftest)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core.config import ConfigError, celery_broker_url, check_redis_url, database_config
+from core.config import ConfigError, celery_broker_url, check_redis_url, database_config, env_ints
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("REDIS_URL", "http://localhost:6379", "REDIS_URL: unsupported scheme 'http'"),
         ("REDIS_URL", "redis://localhost:notaport/0", "REDIS_URL: invalid port"),
         ("PORT", "http", "PORT: expected an integer"),
+        ("PREDICTION_HORIZONS", "1,x", "PREDICTION_HORIZONS: expected integers separated by commas like 1,3,6"),
+        ("PREDICTION_HORIZONS", "3,0", "PREDICTION_HORIZONS: every value must be at least 1, got '3,0'"),
     ],
 )
 def test_invalid_setting_is_one_line(var, value, expected):
@@ -42,6 +44,13 @@ def test_invalid_setting_is_one_line(var, value, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
+
+
+def test_horizons_are_read_in_order_without_repeats(monkeypatch):
+    monkeypatch.setenv("PREDICTION_HORIZONS", " 6, 1,3,3")
+    assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)
+    monkeypatch.setenv("PREDICTION_HORIZONS", "")
+    assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)  # unset or empty: the default
 
 
 def free_port() -> int:

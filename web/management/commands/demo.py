@@ -18,7 +18,7 @@ from markets.models import Market
 from markets.services import get_or_create_market
 from modeling import registry
 from modeling.models import ModelArtifact
-from modeling.services import train_market
+from modeling.services import train_horizons
 from modeling.training import TrainingError
 from pipeline.management.commands.replay import parse_speed
 from web import demo
@@ -26,8 +26,8 @@ from web import demo
 
 class Command(BaseCommand):
     help = (
-        "Replay the first --history of the bundled real trades at full speed, train a model on them, then run "
-        "web, worker and beat while the rest is replayed at --speed x real time. Ctrl-C stops everything."
+        "Replay the first --history of the bundled real trades at full speed, train a model per horizon on them, "
+        "then run web, worker and beat while the rest is replayed at --speed x real time. Ctrl-C stops everything."
     )
 
     def add_arguments(self, parser):
@@ -83,11 +83,15 @@ class Command(BaseCommand):
 
     def train(self, market: Market, history_s: int, promote: bool) -> None:
         try:
-            artifact = train_market(market, window_s=history_s)
+            artifacts = train_horizons(market, window_s=history_s)
         except TrainingError as exc:
             self.stderr.write(f"demo: no model trained ({exc}); predictions fall back to persistence")
             return
-        self.stdout.write(f"demo: model v{artifact.version} {artifact.algorithm} {artifact.status}: {artifact.reason}")
-        if artifact.status != ModelArtifact.Status.ACTIVE and promote:
-            registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
-            self.stdout.write(f"demo: v{artifact.version} promoted anyway (--promote)")
+        for artifact in artifacts:
+            self.stdout.write(
+                f"demo: +{artifact.horizon} model v{artifact.version} {artifact.algorithm} {artifact.status}: "
+                f"{artifact.reason}"
+            )
+            if artifact.status != ModelArtifact.Status.ACTIVE and promote:
+                registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
+                self.stdout.write(f"demo: +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")

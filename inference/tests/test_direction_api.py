@@ -120,7 +120,7 @@ def test_websocket_pushes_carry_the_direction(trained, tmp_path, server):
             assert pushed["type"] == "prediction" and FIELDS <= set(pushed)
             assert pushed["target"] == "mid" and pushed["direction_source"] == artifact.direction_source
             stored = await database_sync_to_async(
-                Prediction.objects.filter(market=market, made_at=pushed["made_at"]).get
+                Prediction.objects.filter(market=market, made_at=pushed["made_at"], horizon=pushed["horizon"]).get
             )()
             assert pushed["p_up"] == stored.p_up and pushed["p_move"] == stored.p_move
 

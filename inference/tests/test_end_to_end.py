@@ -49,7 +49,8 @@ def test_replayed_file_yields_predictions_over_websocket_and_rest(server, market
 
     async def scenario() -> list[dict]:
         async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}")) as ws:
-            await ws.send(json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET}))
+            # The horizon of the model trained (the others are served by persistence).
+            await ws.send(json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET, "horizon": 1}))
             assert json.loads(await ws.recv())["type"] == "subscribed"
             done = await asyncio.to_thread(replay_in_subprocess, parts[1])
             assert done.returncode == 0, done.stderr
@@ -61,7 +62,7 @@ def test_replayed_file_yields_predictions_over_websocket_and_rest(server, market
             return pushed
 
     def newest_made_at() -> str:
-        newest = Prediction.objects.filter(market=market).latest("made_at")
+        newest = Prediction.objects.filter(market=market, horizon=1).latest("made_at")
         return newest.made_at.isoformat().replace("+00:00", "Z")
 
     pushed = asyncio.run(scenario())

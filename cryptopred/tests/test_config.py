@@ -126,3 +126,12 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate():
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "run `.venv/bin/python manage.py migrate` first" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", [(), (1, 0), ("3",)])
+def test_horizons_set_in_code_are_checked(settings, value):
+    from cryptopred.checks import check_settings
+
+    settings.PREDICTION_HORIZONS = value
+    expected = f"PREDICTION_HORIZONS: must be one or more positive whole numbers of candle intervals, got {value!r}"
+    assert [error.msg for error in check_settings(None)] == [expected]

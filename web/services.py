@@ -34,20 +34,24 @@ def chart_interval(market: Market, chart_range: str) -> int:
     return max(1, -(-target // market.interval_s)) * market.interval_s
 
 
+UNITS = ((3600, "h", "hour"), (60, "min", "minute"), (1, "s", "second"))  # (seconds, short name, long name)
+
+
+def in_units(seconds: int) -> tuple[int, str, str]:
+    """(count, short name, long name) of the largest unit seconds is a whole number of."""
+    return next((seconds // size, short, long) for size, short, long in UNITS if seconds % size == 0)
+
+
 def duration_label(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
+    """How far ahead a horizon is: 10 s, 1 min."""
+    amount, short, _ = in_units(seconds)
+    return f"{amount} {short}"
 
 
 def interval_label(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}-hour"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}-minute"
-    return f"{seconds}-second"
+    """A candle interval: 10-second, 5-minute."""
+    amount, _, long = in_units(seconds)
+    return f"{amount}-{long}"
 
 
 @dataclass

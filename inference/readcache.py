@@ -23,11 +23,13 @@ only while they stand; one computed while they moved is not stored.
   market's step: a model's live metrics follow its scores).
 What changes without a step or a model save (stream state and last trade of a
 market, its newest book window, the candle in progress, rows changed by a
-queryset UPDATE) shows within API_READ_CACHE_TTL_S, the entries' lifetime. So
-does a bump lost to a Redis outage.
+queryset UPDATE) shows within API_READ_CACHE_TTL_S, the answers' lifetime, plus
+the time DRF takes to answer again: past its lifetime an answer is sent to the
+other requests of the process while one asks DRF. So does a bump lost to a
+Redis outage.
 
 Misses of one key in a process wait for the first one's answer rather than each
-asking DRF (a burst at each expiry would queue on the database).
+asking DRF (a burst at each change would queue on the database).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Iterable
 from functools import cache, lru_cache
 from typing import NamedTuple
@@ -88,6 +91,7 @@ class Miss(NamedTuple):
     generations: tuple[str, str]  # their Redis keys
     values: tuple[bytes, bytes]  # when the request began
     counter: str  # the throttle window that counted the request
+    began: float  # Unix time: the answer is as old as the data DRF reads after it
 
 
 class Answer(NamedTuple):
@@ -97,17 +101,22 @@ class Answer(NamedTuple):
     body: bytes
 
 
-def encode_entry(values: tuple[bytes, bytes], handler: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
-    """generations \\n handler \\n headers (name:value, NUL-separated: neither holds one) \\n body."""
+class Entry(NamedTuple):
+    tag: bytes  # the generations' values it was computed under
+    began: float
+    answer: Answer
+
+
+def encode_entry(miss: Miss, handler: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    """generations \\n began \\n handler \\n headers (name:value, NUL-separated: neither holds one) \\n body."""
     head = b"\0".join(f"{name}:{value}".encode("latin-1") for name, value in headers)
-    return b".".join(values) + b"\n" + handler.encode() + b"\n" + head + b"\n" + body
+    return b"\n".join([b".".join(miss.values), repr(miss.began).encode(), handler.encode(), head, body])
 
 
-def decode_entry(entry: bytes) -> tuple[bytes, Answer]:
-    """(generations, the 200 answer) of a stored entry."""
-    tag, handler, head, body = entry.split(b"\n", 3)
+def decode_entry(entry: bytes) -> Entry:
+    tag, began, handler, head, body = entry.split(b"\n", 4)
     headers = [tuple(h.split(b":", 1)) for h in head.split(b"\0")] if head else []
-    return tag, Answer(200, handler.decode(), headers, body)
+    return Entry(tag, float(began), Answer(200, handler.decode(), headers, body))
 
 
 class Config(NamedTuple):
@@ -118,7 +127,7 @@ class Config(NamedTuple):
     rates: tuple[tuple[int, int], tuple[int, int]]  # (anonymous, authenticated): (requests, period s)
     ssl_redirect: bool  # plain HTTP goes to Django, whose SecurityMiddleware redirects it
     proxy_ssl_header: tuple[bytes, bytes] | None  # (ASGI header name, value that means HTTPS)
-    ttl_ms: int
+    ttl_s: float
 
 
 @cache
@@ -132,7 +141,7 @@ def _config() -> Config:
         (rate_for(False), rate_for(True)),
         settings.SECURE_SSL_REDIRECT,
         _asgi_header(settings.SECURE_PROXY_SSL_HEADER),
-        round(settings.API_READ_CACHE_TTL_S * 1000),
+        settings.API_READ_CACHE_TTL_S,
     )
 
 
@@ -242,7 +251,7 @@ class ReadCache:
     async def answer(self, scope) -> Answer | Miss | None:
         """The answer from the cache, a Miss for Django to answer and store, or None to leave it to Django."""
         config = _config()
-        if config.ttl_ms <= 0:  # the cache is off
+        if config.ttl_s <= 0:  # the cache is off
             return None
         headers = dict(scope["headers"])
         if not _host_allowed(headers.get(b"host", b""), config.allowed_hosts):
@@ -266,15 +275,16 @@ class ReadCache:
         values = tuple(v or b"0" for v in values)
         if count > limit and entry is not None:
             metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
-            _, stored = decode_entry(entry)
+            stored = decode_entry(entry).answer
             body = throttled_body(retry_after)
             headers = [h for h in stored.headers if h[0].lower() != b"content-length"]
             headers += [(b"Retry-After", str(math.ceil(retry_after)).encode()), (b"Content-Length", b"%d" % len(body))]
             return Answer(429, stored.handler, headers, body)
         if entry is not None:
-            tag, stored = decode_entry(entry)
-            if tag == b".".join(values):
-                return stored
+            stored = decode_entry(entry)
+            # Fresh, or past its lifetime while a request of this process asks DRF again: the one before meanwhile.
+            if stored.tag == b".".join(values) and (time.time() - stored.began < config.ttl_s or key in self.computing):
+                return stored.answer
         if count > limit:
             await self.redis()[0].decr(counter)  # Django counts it and answers the 429
             return None
@@ -282,15 +292,15 @@ class ReadCache:
             await computing.wait()
             if (stored := await self.read(key, generations)) is not None:
                 return stored
-        return Miss(key, generations, values, counter)
+        return Miss(key, generations, values, counter, time.time())
 
     async def read(self, key: str, generations: tuple[str, str]) -> Answer | None:
         """The stored answer of the key if it is current (after waiting for another request to store it)."""
         *values, entry = await self.redis()[0].mget(*generations, key)
         if entry is None:
             return None
-        tag, stored = decode_entry(entry)
-        return stored if tag == b".".join(v or b"0" for v in values) else None
+        stored = decode_entry(entry)
+        return stored.answer if stored.tag == b".".join(v or b"0" for v in values) else None
 
     def client_ident(self, scope, headers: dict, config: Config) -> tuple[str, bool] | None:
         """(throttle ident, authenticated) as DRF would find them, or None if only Django can tell."""
@@ -364,9 +374,10 @@ class StoreAnswers(MiddlewareMixin):
             and not response.streaming
             and not response.cookies
         ):
-            entry = encode_entry(miss.values, request.resolver_match.view_name, response.items(), response.content)
+            entry = encode_entry(miss, request.resolver_match.view_name, response.items(), response.content)
+            keep_ms = round(2 * _config().ttl_s * 1000)  # past its lifetime, served while it is being refreshed
             try:
-                _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, _config().ttl_ms])
+                _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms])
             except RedisError as exc:
                 log.warning("read cache: answer not stored, Redis unavailable: %s", exc)
         return response

@@ -203,6 +203,33 @@ def test_entries_expire_after_their_lifetime(served, django_app):
     assert django_app.calls == calls + 1
 
 
+def test_an_expired_answer_is_sent_while_one_request_asks_drf_again(served, django_app):
+    _, token = served
+    path = "/api/v1/markets/"
+
+    async def slow_drf(scope, receive, send):
+        await asyncio.sleep(0.3)
+        await django_app(scope, receive, send)
+
+    app = ReadCache(slow_drf)
+
+    async def slow_drf_then_others():
+        refresh = asyncio.ensure_future(request(app, path, token))
+        await asyncio.sleep(0.05)  # the refresh is with DRF
+        others = await asyncio.gather(*(request(app, path, token) for _ in range(3)))
+        return others, refresh.done(), await refresh
+
+    with override_settings(API_READ_CACHE_TTL_S=0.3):
+        before = call(app, path, token)
+        call(app, path, token)
+        time.sleep(0.35)
+        calls = django_app.calls
+        others, refreshed_before, refreshed = asyncio.run(slow_drf_then_others())
+    assert django_app.calls == calls + 1
+    assert others == [before] * 3 and not refreshed_before
+    assert refreshed[0] == 200
+
+
 def test_concurrent_misses_of_one_key_ask_drf_once(served, django_app):
     app, token = served
 

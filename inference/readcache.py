@@ -21,9 +21,9 @@ only while they stand; one computed while they moved is not stored.
   saved or deleted);
 - the other paths (markets/, models/): the catalogue's and the data's (any
   market's step: a model's live metrics follow its scores).
-What changes without a step or a model save (stream state and last trade of a
-market, its newest book window, the candle in progress, rows changed by a
-queryset UPDATE) shows within API_READ_CACHE_TTL_S, the answers' lifetime, plus
+What changes without a step or a model save (stream state and last trade time
+of a market, rows changed by a queryset UPDATE) shows within
+API_READ_CACHE_TTL_S, the answers' lifetime, plus
 the time DRF takes to answer again: past its lifetime an answer is sent to the
 other requests of the process while one asks DRF. So does a bump lost to a
 Redis outage.
@@ -117,6 +117,14 @@ def decode_entry(entry: bytes) -> Entry:
     tag, began, handler, head, body = entry.split(b"\n", 4)
     headers = [tuple(h.split(b":", 1)) for h in head.split(b"\0")] if head else []
     return Entry(tag, float(began), Answer(200, handler.decode(), headers, body))
+
+
+def throttled(stored: Answer, retry_after: float) -> Answer:
+    """DRF's 429 on the endpoint of a stored answer: its headers, Retry-After and the Throttled message."""
+    body = throttled_body(retry_after)
+    headers = [h for h in stored.headers if h[0].lower() != b"content-length"]
+    headers += [(b"Retry-After", str(math.ceil(retry_after)).encode()), (b"Content-Length", b"%d" % len(body))]
+    return Answer(429, stored.handler, headers, body)
 
 
 class Config(NamedTuple):
@@ -275,11 +283,7 @@ class ReadCache:
         values = tuple(v or b"0" for v in values)
         if count > limit and entry is not None:
             metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
-            stored = decode_entry(entry).answer
-            body = throttled_body(retry_after)
-            headers = [h for h in stored.headers if h[0].lower() != b"content-length"]
-            headers += [(b"Retry-After", str(math.ceil(retry_after)).encode()), (b"Content-Length", b"%d" % len(body))]
-            return Answer(429, stored.handler, headers, body)
+            return throttled(decode_entry(entry).answer, retry_after)
         if entry is not None:
             stored = decode_entry(entry)
             # Fresh, or past its lifetime while a request of this process asks DRF again: the one before meanwhile.

@@ -10,7 +10,7 @@ multiplies by how often they make it.
     a few counter increments after commit; per step run the StepStats counters
     and a duration; per prediction a compute-time observation; per scoring one
     increment. Counted with the real replay below.
-  - API (bench/api.py, the latest-prediction fast path): one DeferredCounts.inc
+  - API (bench/api.py, a read answered by the read cache): one DeferredCounts.inc
     per request (a dict update; the event loop writes the sums once a second).
 The ingest estimate leaves out the step's one indexed query for challengers per
 run (8 runs in bench/ingest.py), well under a millisecond each.
@@ -65,7 +65,7 @@ def main() -> None:
         "HTTP request counter, direct": per_call(
             lambda: metrics.HTTP_REQUESTS.labels("api:latest-prediction", "200").inc()
         ),
-        "fast path DeferredCounts.inc": asyncio.run(deferred_per_call()),
+        "read cache DeferredCounts.inc": asyncio.run(deferred_per_call()),
     }
     for name, seconds in costs.items():
         print(f"{name:36s} {seconds * 1e6:6.2f} µs")
@@ -84,7 +84,7 @@ def main() -> None:
         f"ingest: {ingest_s * 1e3:.2f} ms per 1,001,535 trades "
         f"= {ingest_s / 5.0 * 100:.3f} % of a 5.0 s replay (README: ~200,000 trades/s)"
     )
-    request = costs["fast path DeferredCounts.inc"]
+    request = costs["read cache DeferredCounts.inc"]
     print(
         f"api: {request * 1e6:.2f} µs per request = {request * 8450 * 100:.2f} % of a core at 8,450 req/s "
         f"(README's figure; one request = {1e6 / 8450:.0f} µs of the web process)"

@@ -17,14 +17,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from core import metrics  # noqa: E402
 from cryptopred.routing import websocket_urlpatterns  # noqa: E402
 from cryptopred.websocket import SameSiteSession  # noqa: E402
-from inference.fastpath import LatestPredictionFastPath  # noqa: E402
+from inference.readcache import ReadCache  # noqa: E402
 
 metrics.PROCESSES.labels("web").inc()  # one per uvicorn worker process
 
 application = ProtocolTypeRouter(
     {
-        # Bots poll the latest prediction: answered from Redis when no Django machinery is needed.
-        "http": LatestPredictionFastPath(django_asgi_app),
+        # API reads (bots poll them) answered from Redis, as DRF answered them, when the data has not changed.
+        "http": ReadCache(django_asgi_app),
         # Session users (the web UI, from a page of ALLOWED_HOSTS) are known to consumers; bots use a token.
         "websocket": SameSiteSession(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "monitoring.middleware.RequestMetrics",  # counts every answer by view and status; adds no header
-    "inference.fastpath.LearnHeaders",  # outermost: sees the headers every other middleware added
+    "inference.readcache.StoreAnswers",  # outermost: stores the headers every other middleware added
     "django.middleware.security.SecurityMiddleware",
     "cryptopred.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -201,6 +201,9 @@ API_ANONYMOUS_READ = env_bool("API_ANONYMOUS_READ", False)  # `make up` turns it
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")  # per token (or logged-in user)
 API_ANON_THROTTLE_RATE = env_str("API_ANON_THROTTLE_RATE", "300/min")  # per client address
 API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)  # a valid token is re-checked after this long
+# Lifetime of a cached API answer: the staleness of what changes without a pipeline step (inference.readcache);
+# 0 turns the cache off.
+API_READ_CACHE_TTL_S = env_float("API_READ_CACHE_TTL_S", 1.0)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 20, minimum=1)

@@ -1,6 +1,6 @@
 """Counts every answer Django gives (cryptopred_http_requests_total), by view name and status.
 
-The latest-prediction fast path (inference.fastpath) answers before Django and counts its own.
+API reads answered by the read cache (inference.readcache) never reach Django: it counts its own.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from django.db.models import Max
 from core import horizons, metrics
 from features import definitions, engine, store
 from features.models import FeatureRow
-from inference import services
+from inference import readcache, services
 from inference.models import Prediction
 from markets.ingest import series
 from markets.models import BookWindow, Candle, Market
@@ -97,6 +97,8 @@ class MarketStep:
         self._refresh_amended(stats)
         while self._advance(stats):
             pass
+        if any(vars(stats).values()):
+            readcache.market_changed(self.market)  # REST answers of the market show what this step wrote
         return stats
 
     def _load_watermarks(self) -> None:

@@ -5,7 +5,7 @@ valid key is remembered in this process, by its digest, for API_TOKEN_CACHE_S
 seconds, so a bot polling the latest prediction costs Redis round trips only.
 Revoking, rotating or deleting a token, or deactivating its user, takes effect
 at once in the process that does it, and within API_TOKEN_CACHE_S everywhere
-else (twice that on the fast path, which re-checks in the background; an open
+else (twice that on the read cache, which re-checks in the background; an open
 websocket re-checks at that pace, at most once a second). An expiry takes
 effect at its time everywhere: a remembered key is refused once its token has
 expired.

@@ -1,8 +1,8 @@
 """Per-client request rates: one bucket per API token (or logged-in user), one per address otherwise.
 
 Fixed windows counted in Redis with one INCR: the same counters serve the DRF
-views and the latest-prediction fast path (inference.fastpath), so a client has
-one budget whichever way its requests are answered.
+views and the read cache (inference.readcache), so a client has one budget
+whichever way its requests are answered.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from core.redis_client import get_redis
 log = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-# Count a request in its window (KEYS[1], expiring after ARGV[1] s); with a second key, also return its value,
-# so the fast path counts and reads the cached prediction in one round trip.
+# Count a request in its window (KEYS[1], expiring after ARGV[1] s) and return the count, then the value of
+# every further key: the read cache counts and reads its answer in one round trip.
 COUNT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-if KEYS[2] then return {count, redis.call('GET', KEYS[2])} end
-return {count}
+local result = {redis.call('INCR', KEYS[1])}
+if result[1] == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+for i = 2, #KEYS do result[i] = redis.call('GET', KEYS[i]) end
+return result
 """
 
 

@@ -50,7 +50,7 @@ MARKET_ID_TTL_S = 5.0
 
 
 def known_market_id(name: str) -> int | None:
-    """The id of a market a latest-prediction request found recently (see inference.fastpath)."""
+    """The id of a market a latest-prediction request found recently."""
     hit = _market_ids.get(name)
     return hit[0] if hit is not None and time.monotonic() - hit[1] < MARKET_ID_TTL_S else None
 
@@ -62,7 +62,7 @@ def forget_market_ids(sender, instance: Market, **kwargs) -> None:
         try:
             get_redis().delete(*(latest_key(instance.pk, h) for h in horizons.configured()))
         except RedisError:
-            pass  # the fast path only serves markets the view found; a deleted one is not found
+            pass  # read only for a market the view found; a deleted one is not found
 
 
 def cached_latest(market_id: int, horizon: int) -> bytes | None:

@@ -30,11 +30,11 @@ MARKET = "kraken:ETH-USD"
 
 @pytest.fixture(autouse=True)
 def clean_redis():
-    """Cached predictions and throttle counters are keyed by ids and addresses that tests reuse."""
+    """Cached predictions, answers and throttle counters are keyed by ids and addresses that tests reuse."""
     redis = get_redis()
 
     def wipe():
-        for pattern in ("inference:latest:*", "inference:throttle:*"):
+        for pattern in ("inference:latest:*", "inference:throttle:*", "inference:readcache:*"):
             for key in redis.scan_iter(pattern):
                 redis.delete(key)
 

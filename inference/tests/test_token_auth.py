@@ -1,8 +1,8 @@
-"""A revoked or expired token is refused everywhere: REST (DRF), the fast path and the websocket, open ones included.
+"""A revoked or expired token is refused everywhere: REST (DRF), the read cache and the websocket, open ones included.
 
 Against the real app under uvicorn. A revocation made by another process (here: an
 UPDATE, which no signal of this process sees) takes effect within the cache time
-(API_TOKEN_CACHE_S for DRF; twice that on the fast path and on an open websocket);
+(API_TOKEN_CACHE_S for DRF; twice that on the read cache and on an open websocket);
 an expiry at its time.
 """
 
@@ -37,7 +37,7 @@ SUBSCRIBE = {"action": "subscribe", "channel": "predictions", "market": MARKET}
 
 @pytest.fixture
 def view_calls(monkeypatch) -> list:
-    """Requests for the latest prediction that reached the DRF view (the others were the fast path's)."""
+    """Requests for the latest prediction that reached the DRF view (the others were the read cache's)."""
     calls, get = [], views.LatestPrediction.get
 
     def counted(self, request, *args, **kwargs):
@@ -74,7 +74,7 @@ def test_a_token_revoked_elsewhere_is_refused_everywhere_within_the_cache_time(
         assert await asyncio.to_thread(statuses, server, token.key) == (200, 200)
         for _ in range(3):
             assert (await asyncio.to_thread(statuses, server, token.key))[1] == 200
-        assert len(view_calls) == 1  # the rest were answered by the fast path
+        assert len(view_calls) == 1  # the rest were answered by the read cache
         async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}")) as ws:
             await ws.send(json.dumps(SUBSCRIBE))
             assert json.loads(await ws.recv())["type"] == "subscribed"

@@ -1,0 +1,419 @@
+"""One cached read path for every GET under /api/v1/: DRF's own answers, kept in Redis, sent before Django.
+
+A request it may answer (GET under /api/v1/, no browsable API or session cookie,
+a Host Django accepts, HTTPS when Django requires it) is authenticated and
+throttled as DRF does it: the token keyword and cache of the authentication
+class, the throttle's buckets, script and Throttled message. One Redis round
+trip counts the request and reads the cached answer with the generations it
+depends on. A hit is sent as DRF sent it (status, headers, body); a miss goes to
+Django, and the StoreAnswers middleware keeps a 200 JSON answer under the
+generations the request began with. Anything else (an unknown token, a cold
+cache, a Redis outage) goes to Django, which gives the same answer the long way.
+
+Key: authenticated or not (the session is consulted only without a token, which
+adds Vary: Cookie), scheme, Host and Accept (`next` links and the JSON indent
+follow them), path and raw query string.
+
+Freshness: an answer carries the generations it was computed under and is served
+only while they stand; one computed while they moved is not stored.
+- a market's paths: its own counter (bumped after a pipeline step wrote its
+  candles, predictions or scores) and the catalogue's (market and model rows
+  saved or deleted);
+- the other paths (markets/, models/): the catalogue's and the data's (any
+  market's step: a model's live metrics follow its scores).
+What changes without a step or a model save (stream state and last trade time
+of a market, rows changed by a queryset UPDATE) shows within
+API_READ_CACHE_TTL_S, the answers' lifetime, plus
+the time DRF takes to answer again: past its lifetime an answer is sent to the
+other requests of the process while one asks DRF. So does a bump lost to a
+Redis outage.
+
+Misses of one key in a process wait for the first one's answer rather than each
+asking DRF (a burst at each change would queue on the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable
+from functools import cache, lru_cache
+from typing import NamedTuple
+
+import redis.asyncio
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.http.request import split_domain_port, validate_host
+from django.utils.deprecation import MiddlewareMixin
+from redis.exceptions import NoScriptError, RedisError
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from core import metrics
+from core.redis_client import get_redis
+from inference.api.authentication import check, remembered
+from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
+from markets.models import Market
+from markets.services import MarketError, parse_market_name
+from modeling.models import ModelArtifact
+
+log = logging.getLogger(__name__)
+REQUESTS = metrics.DeferredCounts(metrics.HTTP_REQUESTS)
+PREFIX = "/api/v1/"
+MARKET_PATH = re.compile(r"^/api/v1/markets/([^/]+)/")
+SCOPE_KEY = "cryptopred.readcache"  # the Miss of a request that Django answers, for StoreAnswers
+CATALOGUE = "inference:readcache:gen:catalogue"
+DATA = "inference:readcache:gen:data"
+# Store only if both generations (KEYS[1], KEYS[2]) still have the values read when the request began.
+STORE_SCRIPT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] or (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+
+
+def market_generation(name: str) -> str:
+    return f"inference:readcache:gen:market:{name}"
+
+
+class Miss(NamedTuple):
+    key: str
+    generations: tuple[str, str]  # their Redis keys
+    values: tuple[bytes, bytes]  # when the request began
+    counter: str  # the throttle window that counted the request
+    began: float  # Unix time: the answer is as old as the data DRF reads after it
+
+
+class Answer(NamedTuple):
+    status: int
+    handler: str  # its label in cryptopred_http_requests_total, as the Django view's
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Entry(NamedTuple):
+    tag: bytes  # the generations' values it was computed under
+    began: float
+    answer: Answer
+
+
+def encode_entry(miss: Miss, handler: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    """generations \\n began \\n handler \\n headers (name:value, NUL-separated: neither holds one) \\n body."""
+    head = b"\0".join(f"{name}:{value}".encode("latin-1") for name, value in headers)
+    return b"\n".join([b".".join(miss.values), repr(miss.began).encode(), handler.encode(), head, body])
+
+
+def decode_entry(entry: bytes) -> Entry:
+    tag, began, handler, head, body = entry.split(b"\n", 4)
+    headers = [tuple(h.split(b":", 1)) for h in head.split(b"\0")] if head else []
+    return Entry(tag, float(began), Answer(200, handler.decode(), headers, body))
+
+
+def throttled(stored: Answer, retry_after: float) -> Answer:
+    """DRF's 429 on the endpoint of a stored answer: its headers, Retry-After and the Throttled message."""
+    body = throttled_body(retry_after)
+    headers = [h for h in stored.headers if h[0].lower() != b"content-length"]
+    headers += [(b"Retry-After", str(math.ceil(retry_after)).encode()), (b"Content-Length", b"%d" % len(body))]
+    return Answer(429, stored.handler, headers, body)
+
+
+class Config(NamedTuple):
+    allowed_hosts: tuple[str, ...]
+    session_cookie: bytes
+    token_cache_s: float
+    anonymous_read: bool
+    rates: tuple[tuple[int, int], tuple[int, int]]  # (anonymous, authenticated): (requests, period s)
+    ssl_redirect: bool  # plain HTTP goes to Django, whose SecurityMiddleware redirects it
+    proxy_ssl_header: tuple[bytes, bytes] | None  # (ASGI header name, value that means HTTPS)
+    ttl_s: float
+
+
+@cache
+def _config() -> Config:
+    """The settings this path reads, looked up once (settings lookups are a noticeable share of its cost)."""
+    return Config(
+        tuple(settings.ALLOWED_HOSTS),
+        settings.SESSION_COOKIE_NAME.encode(),
+        settings.API_TOKEN_CACHE_S,
+        settings.API_ANONYMOUS_READ,
+        (rate_for(False), rate_for(True)),
+        settings.SECURE_SSL_REDIRECT,
+        _asgi_header(settings.SECURE_PROXY_SSL_HEADER),
+        settings.API_READ_CACHE_TTL_S,
+    )
+
+
+def _asgi_header(meta_header: tuple[str, str] | None) -> tuple[bytes, bytes] | None:
+    """("HTTP_X_FORWARDED_PROTO", "https") -> (b"x-forwarded-proto", b"https")."""
+    if not meta_header:
+        return None
+    name, value = meta_header
+    return name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")
+
+
+def _secure(scope, headers: dict, proxy_ssl_header: tuple[bytes, bytes] | None) -> bool:
+    """Django's HttpRequest.is_secure() on an ASGI scope: the proxy's header when present, else the scheme."""
+    if proxy_ssl_header is not None:
+        name, value = proxy_ssl_header
+        forwarded = headers.get(name)
+        if forwarded is not None:
+            return forwarded.split(b",", 1)[0].strip() == value
+    return scope.get("scheme") == "https"
+
+
+@receiver(setting_changed, dispatch_uid="inference.readcache.config")
+def _settings_changed(**kwargs) -> None:
+    _config.cache_clear()
+    _host_allowed.cache_clear()
+
+
+@lru_cache(maxsize=256)
+def _host_allowed(host_header: bytes, allowed_hosts: tuple[str, ...]) -> bool:
+    """Django's ALLOWED_HOSTS check, remembered per Host header value."""
+    host, _ = split_domain_port(host_header.decode("latin-1"))
+    return validate_host(host, allowed_hosts)
+
+
+@lru_cache(maxsize=1024)
+def generations_of(path: str) -> tuple[str, str] | None:
+    """The generation keys an answer of the path depends on; None for an ill-formed market name (not cached)."""
+    match = MARKET_PATH.match(path)
+    if match is None:
+        return CATALOGUE, DATA
+    try:
+        exchange, base, quote = parse_market_name(match[1])
+    except MarketError:
+        return None
+    # The market's name as its rows spell it: kraken:eth-usd reads the same market as kraken:ETH-USD.
+    return CATALOGUE, market_generation(f"{exchange}:{base}-{quote}")
+
+
+def cache_key(authenticated: bool, secure: bool, headers: dict, scope) -> str:
+    """Everything of the request that DRF's answer depends on besides the data, digested."""
+    parts = (
+        b"1" if authenticated else b"0",
+        b"https" if secure else b"http",
+        headers.get(b"host", b""),
+        headers.get(b"accept", b""),
+        scope["path"].encode(),
+        scope["query_string"],
+    )
+    return "inference:readcache:" + hashlib.sha256(b"\n".join(parts)).hexdigest()
+
+
+class ReadCache:
+    """ASGI application in front of Django: answers cached API reads, passes everything else on."""
+
+    def __init__(self, app):
+        self.app = app
+        self.clients: dict[int, tuple] = {}  # per event loop (uvicorn runs one)
+        self.rechecking: set[str] = set()
+        self.tasks: set[asyncio.Future] = set()  # keeps background re-checks referenced
+        self.computing: dict[str, asyncio.Event] = {}  # keys being answered by Django in this process
+
+    async def __call__(self, scope, receive, send) -> None:
+        outcome = None
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(PREFIX):
+            try:
+                outcome = await self.answer(scope)
+            except RedisError:  # Redis is down: Django answers from the database
+                outcome = None
+        if isinstance(outcome, Answer):
+            await self.send(outcome, send)
+        elif isinstance(outcome, Miss):
+            await self.compute(outcome, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def send(self, answer: Answer, send) -> None:
+        REQUESTS.inc(answer.handler, str(answer.status))
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def compute(self, miss: Miss, scope, receive, send) -> None:
+        """Django answers; StoreAnswers keeps the answer; requests of the key that wait meanwhile then read it."""
+        # Registered before any await: a request of the key that looks now waits for this one.
+        event = asyncio.Event()
+        self.computing.setdefault(miss.key, event)
+        try:
+            try:
+                await self.redis()[0].decr(miss.counter)  # Django's throttle counts this request
+            except RedisError:
+                pass  # then Django runs without Redis too
+            await self.app({**scope, SCOPE_KEY: miss}, receive, send)
+        finally:
+            if self.computing.get(miss.key) is event:
+                del self.computing[miss.key]
+            event.set()
+
+    async def answer(self, scope) -> Answer | Miss | None:
+        """The answer from the cache, a Miss for Django to answer and store, or None to leave it to Django."""
+        config = _config()
+        if config.ttl_s <= 0:  # the cache is off
+            return None
+        headers = dict(scope["headers"])
+        if not _host_allowed(headers.get(b"host", b""), config.allowed_hosts):
+            return None
+        secure = _secure(scope, headers, config.proxy_ssl_header)
+        if config.ssl_redirect and not secure:
+            return None
+        if b"text/html" in headers.get(b"accept", b"") or config.session_cookie in headers.get(b"cookie", b""):
+            return None
+        generations = generations_of(scope["path"])
+        if generations is None:
+            return None
+        client_id = self.client_ident(scope, headers, config)
+        if client_id is None:
+            return None
+        ident, authenticated = client_id
+        key = cache_key(authenticated, secure, headers, scope)
+        limit, period = config.rates[authenticated]
+        counter, retry_after = bucket(ident, period)
+        count, *values, entry = await self.count_and_read(counter, *generations, key, period + 1)
+        values = tuple(v or b"0" for v in values)
+        if count > limit and entry is not None:
+            metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
+            return throttled(decode_entry(entry).answer, retry_after)
+        if entry is not None:
+            stored = decode_entry(entry)
+            # Fresh, or past its lifetime while a request of this process asks DRF again: the one before meanwhile.
+            if stored.tag == b".".join(values) and (time.time() - stored.began < config.ttl_s or key in self.computing):
+                return stored.answer
+        if count > limit:
+            await self.redis()[0].decr(counter)  # Django counts it and answers the 429
+            return None
+        if (computing := self.computing.get(key)) is not None:
+            await computing.wait()
+            if (stored := await self.read(key, generations)) is not None:
+                return stored
+        return Miss(key, generations, values, counter, time.time())
+
+    async def read(self, key: str, generations: tuple[str, str]) -> Answer | None:
+        """The stored answer of the key if it is current (after waiting for another request to store it)."""
+        *values, entry = await self.redis()[0].mget(*generations, key)
+        if entry is None:
+            return None
+        stored = decode_entry(entry)
+        return stored.answer if stored.tag == b".".join(v or b"0" for v in values) else None
+
+    def client_ident(self, scope, headers: dict, config: Config) -> tuple[str, bool] | None:
+        """(throttle ident, authenticated) as DRF would find them, or None if only Django can tell."""
+        authorization = headers.get(b"authorization", b"").decode("latin-1").split()
+        if authorization:
+            if len(authorization) != 2 or authorization[0] != TokenAuthentication.keyword:
+                return None
+            key = authorization[1]
+            credentials = remembered(key, 2 * config.token_cache_s)
+            if credentials is None:
+                return None
+            if remembered(key, config.token_cache_s) is None:
+                self.recheck(key)  # meanwhile served: a burst of re-checks in Django would stall every client
+            return token_ident(credentials[1].pk), True
+        if config.anonymous_read:
+            return address_ident(scope["client"][0] if scope.get("client") else ""), False
+        return None
+
+    async def count_and_read(self, *keys_and_expiry) -> list:
+        """[request count, generation values..., cached entry]: the throttle's script, one round trip."""
+        client, sha = self.redis()
+        *keys, expiry = keys_and_expiry
+        try:
+            return await client.evalsha(sha, len(keys), *keys, expiry)
+        except NoScriptError:  # a restarted or flushed Redis forgot the script
+            return await client.eval(COUNT_SCRIPT, len(keys), *keys, expiry)
+
+    def recheck(self, key: str) -> None:
+        """Re-check a remembered token against the database in the background, once at a time."""
+        if key in self.rechecking:
+            return
+        self.rechecking.add(key)
+
+        async def run() -> None:
+            try:
+                await database_sync_to_async(check)(key)
+            except AuthenticationFailed:
+                pass  # forgotten: the next request goes to Django, which answers 401
+            finally:
+                self.rechecking.discard(key)
+
+        self.tasks.add(task := asyncio.ensure_future(run()))
+        task.add_done_callback(self.tasks.discard)
+
+    def redis(self) -> tuple:
+        """The async client of the running loop and the SHA1 of the shared counting script.
+
+        EVALSHA directly: redis-py's Script wrapper costs a noticeable share of this path.
+        """
+        loop = id(asyncio.get_running_loop())
+        if loop not in self.clients:
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+            self.clients[loop] = client, hashlib.sha1(COUNT_SCRIPT.encode()).hexdigest()
+        return self.clients[loop]
+
+
+class StoreAnswers(MiddlewareMixin):
+    """Outermost Django middleware: keeps the answer of a request the read cache missed.
+
+    Outermost, so the stored headers are all that Django's middleware stack adds
+    (security headers, Vary, Allow, Content-Length), as it wrote them.
+    Only a 200 JSON answer that sets no cookie: an error is DRF's to give each time.
+    """
+
+    def process_response(self, request, response):
+        miss = getattr(request, "scope", {}).get(SCOPE_KEY)
+        if (
+            miss is not None
+            and response.status_code == 200
+            and response.get("Content-Type") == "application/json"
+            and not response.streaming
+            and not response.cookies
+        ):
+            entry = encode_entry(miss, request.resolver_match.view_name, response.items(), response.content)
+            keep_ms = round(2 * _config().ttl_s * 1000)  # past its lifetime, served while it is being refreshed
+            try:
+                _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms])
+            except RedisError as exc:
+                log.warning("read cache: answer not stored, Redis unavailable: %s", exc)
+        return response
+
+
+@cache
+def _store_script():
+    return get_redis().register_script(STORE_SCRIPT)
+
+
+def _bump(*generations: str) -> None:
+    """Move the generations on once the transaction has committed (an answer read before would be stored)."""
+
+    def bump() -> None:
+        try:
+            with get_redis().pipeline(transaction=False) as pipe:
+                for key in generations:
+                    pipe.incr(key)
+                pipe.execute()
+        except RedisError as exc:  # its answers expire within API_READ_CACHE_TTL_S
+            log.warning("read cache: generations %s not moved on, Redis unavailable: %s", generations, exc)
+
+    transaction.on_commit(bump)
+
+
+def market_changed(market: Market) -> None:
+    """The market's candles, predictions or scores changed: its answers, and those across markets, are stale."""
+    _bump(market_generation(market.name), DATA)
+
+
+@receiver([post_save, post_delete], sender=Market, dispatch_uid="inference.readcache.market")
+@receiver([post_save, post_delete], sender=ModelArtifact, dispatch_uid="inference.readcache.model")
+def catalogue_changed(sender, **kwargs) -> None:
+    """A market or a model was saved or deleted (admin, training, promotion): every answer is stale."""
+    _bump(CATALOGUE)

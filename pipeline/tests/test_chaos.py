@@ -1,4 +1,4 @@
-"""Faults against real processes (make chaos): a streams worker killed -9 mid-stream, and restarted."""
+"""Faults against real processes (make chaos): streams workers killed -9 mid-stream, Redis killed under a replay."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from core import embedded
 from features.models import FeatureRow
+from inference.models import Prediction
 from markets.lease import held, stream_key
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
 from markets.tests.fake_kraken import FakeKraken
-from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows, reference_candles
+from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 from pipeline.tasks import ensure_streams
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -37,12 +39,16 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def test_database_url() -> str:
+    """The suite's database (pytest-django's test database) as a URL for another process."""
+    return urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+
+
 def streams_worker(fake: FakeKraken, name: str) -> subprocess.Popen:
     """A real streams worker process on the suite's database and Redis, fed by the stand-in Kraken."""
-    database = urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
     env = {
         **os.environ,
-        "DATABASE_URL": database,
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "KRAKEN_WS_URL": fake.ws_url,
         "KRAKEN_REST_URL": fake.rest_url,
@@ -101,3 +107,33 @@ def test_a_streams_worker_killed_mid_stream_loses_and_doubles_nothing():
     assert list(csv.reader(io.StringIO(out.getvalue())))[1:] == reference_candles(shifted, 10)
     finals = set(Candle.objects.filter(market=market, final=True).values_list("start", flat=True))
     assert finals <= set(FeatureRow.objects.filter(market=market).values_list("start", flat=True))
+
+
+def test_a_replay_rides_out_a_redis_outage_with_one_line_each_way(tmp_path):
+    """Redis (a private one) killed mid-replay and started 5 s later: the replay stores everything, exit 0,
+    and says so in one line when Redis goes and one when it is back; no traceback."""
+    redis_url, _ = embedded.ensure_redis(tmp_path)
+    market = get_or_create_market("gemini:ETH-USD")
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": redis_url}
+    argv = [sys.executable, "manage.py", "replay", str(GEMINI), "--market", market.name, "--speed", "3000"]
+    replay = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: Prediction.objects.filter(market=market).exists(), timeout=120)
+        os.kill(int((tmp_path / "redis" / "redis.pid").read_text()), signal.SIGKILL)
+        made = Prediction.objects.filter(market=market).count()
+        # Predictions go on (the database has them); each one's live push and cache met the outage.
+        wait_for(lambda: Prediction.objects.filter(market=market).count() > made + 100 or replay.poll() is not None)
+        time.sleep(5)
+        embedded.ensure_redis(tmp_path)
+        out, err = replay.communicate(timeout=300)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+        embedded.stop_redis(tmp_path)
+    assert replay.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"read {len(read_rows(GEMINI))}, stored {len(read_rows(GEMINI))}, duplicates 0" in out
+    problems = [line for line in err.splitlines() if " INFO " not in line]
+    assert len(problems) == 2, problems
+    assert "redis unavailable" in problems[0] and "retrying" in problems[0]
+    assert "redis back after" in problems[1]

@@ -1,7 +1,5 @@
 """`manage.py up` on a fresh data dir: embedded servers, healthy system, clean Ctrl-C, outages ridden out."""
 
-import csv
-import gzip
 import json
 import os
 import signal
@@ -9,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from cryptopred.tests.test_config import ROOT, free_port
-from markets.tests.helpers import GEMINI, read_rows
+from markets.tests.helpers import GEMINI, first_hours, read_rows
 
 # Outage length of the chaos test; `OUTAGE_S=20 make chaos` runs the issue's 20 s.
 OUTAGE_S = float(os.environ.get("OUTAGE_S", "8"))
@@ -198,7 +195,7 @@ def test_up_rides_out_redis_and_postgres_stopped_under_a_replay_and_websocket_cl
         status, body = health_until(up, port, lambda status, _: status == 200)
         assert status == 200, body
         # Long enough to outlast both outages: these 6 h of trades take about 40 s + 4 outages at this speed.
-        trades = first_hours(GEMINI, 6, tmp_path / "trades.csv")
+        trades = first_hours(GEMINI, 6, tmp_path / "trades.csv.gz")
         speed = str(round(6 * 3600 / (40 + 4 * OUTAGE_S)))
         argv = [sys.executable, "manage.py", "replay", str(trades), "--market", "gemini:ETH-USD", "--speed", speed]
         replay = subprocess.Popen(
@@ -237,17 +234,6 @@ def test_up_rides_out_redis_and_postgres_stopped_under_a_replay_and_websocket_cl
     rows = len(read_rows(trades))
     assert f"read {rows}, stored {rows}, duplicates 0" in out, out
     assert "Traceback" not in err, err[-3000:]
-
-
-def first_hours(source: Path, hours: float, path: Path) -> Path:
-    """The trades of source's first hours, as a trades file of its own."""
-    rows = read_rows(source)
-    end = datetime.fromisoformat(rows[0]["ts"]) + timedelta(hours=hours)
-    with gzip.open(path.with_suffix(".csv.gz"), "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if datetime.fromisoformat(r["ts"]) < end)
-    return path.with_suffix(".csv.gz")
 
 
 def wait(condition, what: str, timeout: float = 120.0) -> None:

@@ -27,7 +27,7 @@ from markets.lease import held, holder, stream_key
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
 from markets.tests.fake_kraken import FakeKraken
-from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
+from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -192,7 +192,8 @@ def test_a_replay_rides_out_a_redis_outage_with_one_line_each_way(tmp_path):
     redis_url, _ = embedded.ensure_redis(tmp_path)
     market = get_or_create_market("gemini:ETH-USD")
     env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": redis_url}
-    argv = [sys.executable, "manage.py", "replay", str(GEMINI), "--market", market.name, "--speed", "3000"]
+    trades = first_hours(GEMINI, 6, tmp_path / "trades.csv.gz")
+    argv = [sys.executable, "manage.py", "replay", str(trades), "--market", market.name, "--speed", "1000"]
     replay = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: Prediction.objects.filter(market=market).exists(), timeout=120)
@@ -209,7 +210,7 @@ def test_a_replay_rides_out_a_redis_outage_with_one_line_each_way(tmp_path):
         embedded.stop_redis(tmp_path)
     assert replay.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert f"read {len(read_rows(GEMINI))}, stored {len(read_rows(GEMINI))}, duplicates 0" in out
+    assert f"read {len(read_rows(trades))}, stored {len(read_rows(trades))}, duplicates 0" in out
     problems = [line for line in err.splitlines() if " INFO " not in line]
     assert len(problems) == 2, problems
     assert "redis unavailable" in problems[0] and "retrying" in problems[0]

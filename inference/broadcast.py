@@ -53,7 +53,11 @@ def publish(channel: str, market: Market, payloads: list[dict]) -> None:
 
     def send() -> bool:
         sending = asyncio.run_coroutine_threadsafe(_send(layer, group_name(channel, market), texts), _loop(os.getpid()))
-        sending.result(SEND_TIMEOUT_S)
+        try:
+            sending.result(SEND_TIMEOUT_S)
+        except TimeoutError:
+            sending.cancel()  # a hung Redis must not leave sends piling up on the loop
+            raise
         return True
 
     try:

@@ -45,7 +45,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def test_database_url() -> str:
+def suite_database_url() -> str:
     """The suite's database (pytest-django's test database) as a URL for another process."""
     return urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
 
@@ -54,7 +54,7 @@ def streams_worker(fake: FakeKraken, name: str, streams: int = 2) -> subprocess.
     """A real streams worker process on the suite's database and Redis, fed by the stand-in Kraken."""
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": suite_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "KRAKEN_WS_URL": fake.ws_url,
         "KRAKEN_REST_URL": fake.rest_url,
@@ -191,7 +191,7 @@ def test_a_replay_rides_out_a_redis_outage_with_one_line_each_way(tmp_path):
     and says so in one line when Redis goes and one when it is back; no traceback."""
     redis_url, _ = embedded.ensure_redis(tmp_path)
     market = get_or_create_market("gemini:ETH-USD")
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": redis_url}
+    env = {**os.environ, "DATABASE_URL": suite_database_url(), "REDIS_URL": redis_url}
     trades = first_hours(GEMINI, 6, tmp_path / "trades.csv.gz")
     argv = [sys.executable, "manage.py", "replay", str(trades), "--market", market.name, "--speed", "1000"]
     replay = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -6,19 +6,14 @@ The values come from features.engine, the one computation for live, training and
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 
-import redis
-
 from core.bulk import upsert
-from core.redis_client import get_redis
+from core.redis_client import best_effort, get_redis
 from features import definitions
 from features.engine import FeatureBatch, compute_features, feature_version
 from features.models import FeatureRow
 from markets.models import Market
-
-log = logging.getLogger(__name__)
 
 
 def to_rows(market: Market, batch: FeatureBatch, keep: set[datetime] | None = None) -> list[FeatureRow]:
@@ -99,10 +94,9 @@ def publish_latest(row: FeatureRow) -> None:
         "mid": None if row.mid is None else str(row.mid),
         "values": row.values,
     }
-    try:
-        get_redis().set(latest_key(row.market, row.interval_s), json.dumps(payload))
-    except redis.RedisError as exc:  # the stored row is what matters; the cache catches up at the next close
-        log.warning("latest feature vector of %s not cached: %s", row.market, exc)
+    # The stored row is what matters; the cache catches up at the next close.
+    key = latest_key(row.market, row.interval_s)
+    best_effort(f"caching the latest feature vector of {row.market}", lambda: get_redis().set(key, json.dumps(payload)))
 
 
 def latest_vector(market: Market, interval_s: int) -> dict | None:

@@ -13,6 +13,7 @@ from functools import cache
 from channels.layers import get_channel_layer
 
 from core import metrics
+from core.redis_client import best_effort
 from markets.models import Market
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,32 @@ def publish(channel: str, market: Market, payloads: list[dict], horizon: int | N
     """Push payloads to the market's subscribers (of that horizon, for predictions), encoded once for all of them.
 
     Called by the pipeline step: a failing channel layer is logged, never
-    raised (subscribers catch up over REST; the step must not be retried for it).
+    raised (subscribers catch up over REST; the step must not be retried for it);
+    a Redis outage is logged once (see core.redis_client.best_effort).
     """
     layer = get_channel_layer()
     texts = [json.dumps(payload, separators=(",", ":")) for payload in payloads]
     if layer is None or not texts:
         return
-    try:
+
+    def send() -> bool:
         sending = asyncio.run_coroutine_threadsafe(
             _send(layer, group_name(channel, market, horizon), texts), _loop(os.getpid())
         )
-        sending.result(SEND_TIMEOUT_S)
-        metrics.published(channel, payloads, time.time())
+        try:
+            sending.result(SEND_TIMEOUT_S)
+        except TimeoutError:
+            sending.cancel()  # a hung Redis must not leave sends piling up on the loop
+            raise
+        return True
+
+    try:
+        sent = best_effort(f"publishing {channel} of {market}", send)
     except Exception:
         log.exception("publishing %s of %s failed", channel, market)
+        return
+    if sent:
+        metrics.published(channel, payloads, time.time())
 
 
 async def _send(layer, group: str, texts: list[str]) -> None:

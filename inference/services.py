@@ -15,12 +15,11 @@ from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
-from redis import RedisError
 from threadpoolctl import ThreadpoolController
 
 from core import horizons, metrics
 from core.bulk import set_realized, upsert
-from core.redis_client import get_redis
+from core.redis_client import best_effort, get_redis
 from features.engine import version_target
 from features.models import FeatureRow
 from inference import broadcast
@@ -82,10 +81,8 @@ def predict_rows(market: Market, rows: list[FeatureRow], horizon: int) -> list[P
     if predictions:
         recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
         broadcast.publish("predictions", market, [{"type": "prediction", **data} for data in recent], horizon)
-        try:
-            get_redis().set(latest_key(market.pk, horizon), encode(recent[-1]))
-        except RedisError:
-            log.exception("caching the latest prediction of %s failed", market)
+        key, latest = latest_key(market.pk, horizon), encode(recent[-1])
+        best_effort(f"caching the latest prediction of {market}", lambda: get_redis().set(key, latest))
         score_due(market, [(p.interval_s, p.target_time) for p in predictions])
     return predictions
 

@@ -1,7 +1,7 @@
 """/healthz component: every enabled market of an exchange with a live source has a running stream task."""
 
 from core.health import register
-from markets.lease import held, stream_key
+from markets.lease import holder, stream_key
 from markets.models import Market
 from markets.sources import streamed_markets
 
@@ -25,9 +25,11 @@ def check_streams() -> dict:
     """
     markets = {}
     for market in streamed_markets():
-        running = held(stream_key(market.name))
+        worker = holder(stream_key(market.name))
+        running = worker is not None
         markets[market.name] = {
             "running": running,
+            "worker": worker,  # "host pid" of the process streaming it
             "state": market.stream_state if running else "no stream task",
             "detail": market.stream_detail,
             "last_trade_at": market.last_trade_at.isoformat() if market.last_trade_at else None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -21,7 +23,8 @@ RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del'
 class Lease:
     def __init__(self, key: str, ttl_s: float):
         self.key, self.ttl_ms = key, int(ttl_s * 1000)
-        self.token = uuid.uuid4().hex
+        # Names the holder (host and pid) for whoever looks at the key, and is unique to this lease.
+        self.token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
@@ -77,3 +80,9 @@ def stream_key(market_name: str) -> str:
 
 def held(key: str) -> bool:
     return bool(get_redis().exists(key))
+
+
+def holder(key: str) -> str | None:
+    """The process holding the lease, as "host pid"; None when nobody does."""
+    token = get_redis().get(key)
+    return token.decode().rsplit(" ", 1)[0] if token else None

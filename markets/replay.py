@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
+from core.redis_client import best_effort
 from markets.candles import Tick
 from markets.ingest import Ingestor, IngestStats, TradeRefused
 from markets.lease import held, stream_key
@@ -36,8 +37,9 @@ def replay(
     row: TradeFileError naming its line, its batch rolled back.
     """
     ingestor = Ingestor(market, on_commit=on_commit, strict=True)
-    # A market that is streaming keeps its stream's state; a replay into it only adds trades.
-    shown = not held(stream_key(market.name))
+    # A market that is streaming keeps its stream's state; a replay into it only adds trades. (Redis down: the
+    # stream cannot say, and the replay shows its own state.)
+    shown = not best_effort(f"checking the stream of {market}", lambda: held(stream_key(market.name)))
     if shown:
         Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.REPLAY)
     try:

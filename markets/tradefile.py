@@ -66,17 +66,9 @@ def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Ti
         raise ValueError(f"bad ts {excerpt(raw_ts)}: {exc}") from None
     try:
         price, qty = Decimal(raw_price), Decimal(raw_qty)
-        # Also the positivity check: infinities fall outside, NaN raises InvalidOperation.
-        in_range = MIN_VALUE <= price < MAX_PRICE and MIN_VALUE <= qty < MAX_QTY
     except InvalidOperation:
         raise ValueError(f"bad price/qty {excerpt(raw_price)}/{excerpt(raw_qty)}: not decimal numbers") from None
-    if not in_range:
-        if not (price > 0 and qty > 0):
-            raise ValueError(f"price and qty must be positive, got {excerpt(raw_price)}/{excerpt(raw_qty)}")
-        raise ValueError(
-            f"price/qty {excerpt(raw_price)}/{excerpt(raw_qty)} out of range: the database stores numeric(30,12);"
-            " a price must be at least 1e-12 and below 1e16, a quantity at least 1e-12 and below 1e18"
-        )
+    check_price_qty(price, qty, raw_price, raw_qty)
     if side not in SIDES:
         raise ValueError(f"bad side {excerpt(side)}: expected buy or sell (taker side)")
     rank = previous[1] + 1 if previous is not None and previous[0] == ts else 0
@@ -89,10 +81,40 @@ def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Ti
         if rank >= SAME_TS_LIMIT:
             raise ValueError(f"more than {SAME_TS_LIMIT} rows share ts {raw_ts} and have no trade_id")
         trade_id = derived_id(ts, rank)
-    if not MIN_ID <= trade_id <= MAX_ID:
-        what = f"trade_id {excerpt(raw_id)}" if raw_id else f"the trade_id derived from ts {raw_ts}"
-        raise ValueError(f"{what} out of range: the database stores a 64-bit integer (bigint)")
+    check_trade_id(trade_id, f"trade_id {excerpt(raw_id)}" if raw_id else f"the trade_id derived from ts {raw_ts}")
     return Tick(trade_id, ts, price, qty, side), rank
+
+
+def check_price_qty(price: Decimal, qty: Decimal, raw_price: str, raw_qty: str) -> None:
+    """ValueError unless price and qty fit the database; raw_price and raw_qty are the input's own spelling.
+
+    Shared by trade files and live sources, so that both refuse the same values.
+    """
+    try:
+        # Also the positivity check: infinities fall outside, NaN raises InvalidOperation.
+        in_range = MIN_VALUE <= price < MAX_PRICE and MIN_VALUE <= qty < MAX_QTY
+    except InvalidOperation:
+        raise ValueError(f"bad price/qty {excerpt(raw_price)}/{excerpt(raw_qty)}: not decimal numbers") from None
+    if not in_range:
+        if not (price > 0 and qty > 0):
+            raise ValueError(f"price and qty must be positive, got {excerpt(raw_price)}/{excerpt(raw_qty)}")
+        raise ValueError(
+            f"price/qty {excerpt(raw_price)}/{excerpt(raw_qty)} out of range: the database stores numeric(30,12);"
+            " a price must be at least 1e-12 and below 1e16, a quantity at least 1e-12 and below 1e18"
+        )
+
+
+def check_trade_id(trade_id: int, what: str) -> None:
+    """ValueError unless trade_id fits the database's bigint; what names it in the message."""
+    if not MIN_ID <= trade_id <= MAX_ID:
+        raise ValueError(f"{what} out of range: the database stores a 64-bit integer (bigint)")
+
+
+def checked_tick(trade_id: int, ts: datetime, price: Decimal, qty: Decimal, side: str) -> Tick:
+    """A live source's trade; ValueError where a trades file's row is refused: values the database cannot hold."""
+    check_price_qty(price, qty, str(price), str(qty))
+    check_trade_id(trade_id, f"trade_id {excerpt(str(trade_id))}")
+    return Tick(trade_id, ts, price, qty, side)
 
 
 def excerpt(raw: str, limit: int = 40) -> str:

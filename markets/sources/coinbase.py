@@ -9,7 +9,7 @@ from django.conf import settings
 
 from markets.candles import Tick
 from markets.sources.base import BookMessage, MalformedBook, MalformedFrame, Source, SubscriptionRejected, book_level
-from markets.tradefile import parse_ts
+from markets.tradefile import checked_tick, parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ BOOK_LEVELS = 50_000
 
 def coinbase_tick(item: dict) -> Tick:
     try:
-        return Tick(
+        return checked_tick(
             trade_id=int(item["trade_id"]),
             ts=parse_ts(item["time"]),
             price=Decimal(item["price"]),
@@ -30,7 +30,8 @@ def coinbase_tick(item: dict) -> Tick:
             side=TAKER_SIDE[item["side"]],
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise MalformedFrame(f"bad trade {item!r}: {type(exc).__name__} {exc}") from None
+        # Cut short: a hostile frame can hold megabyte fields.
+        raise MalformedFrame(f"bad trade {str(item)[:200]}: {type(exc).__name__} {str(exc)[:200]}") from None
 
 
 def book_message(event: dict, timestamp) -> BookMessage:

@@ -24,7 +24,7 @@ from markets.sources.base import (
     book_level,
     load_frame,
 )
-from markets.tradefile import derived_id, parse_ts
+from markets.tradefile import checked_tick, derived_id, parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def rest_pair(market) -> str:
 
 def ws_tick(item: dict) -> Tick:
     try:
-        return Tick(
+        return checked_tick(
             trade_id=int(item["trade_id"]),
             ts=parse_ts(item["timestamp"]),
             price=Decimal(str(item["price"])),
@@ -53,7 +53,8 @@ def ws_tick(item: dict) -> Tick:
             side=SIDES[item["side"]],
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise MalformedFrame(f"bad trade {item!r}: {type(exc).__name__} {exc}") from None
+        # Cut short: a hostile frame can hold megabyte fields.
+        raise MalformedFrame(f"bad trade {str(item)[:200]}: {type(exc).__name__} {str(exc)[:200]}") from None
 
 
 def rest_ticks(rows: list) -> list[Tick]:
@@ -71,7 +72,7 @@ def rest_ticks(rows: list) -> list[Tick]:
             ts = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
             rank = previous[1] + 1 if previous and previous[0] == ts else 0
             trade_id = int(row[6]) if len(row) > 6 else derived_id(ts, rank)
-            ticks.append(Tick(trade_id, ts, Decimal(row[0]), Decimal(row[1]), SIDES[row[3]]))
+            ticks.append(checked_tick(trade_id, ts, Decimal(row[0]), Decimal(row[1]), SIDES[row[3]]))
         except (IndexError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise KrakenError(f"malformed trade row {row!r}: {type(exc).__name__} {exc}") from None
         previous = (ts, rank)

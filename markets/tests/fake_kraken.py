@@ -1,6 +1,7 @@
 """A local Kraken speaking WebSocket v2 (`trade`) and REST `Trades`, fed with real trades.
 
-The "exchange" publishes the rows of a real trades file one after another.
+The "exchange" publishes the rows of a real trades file one after another,
+the same rows under each of its pairs (one clock for all).
 Both endpoints only ever show what has been published so far, so a client that
 disconnects misses trades that only REST can give back.
 """
@@ -11,6 +12,7 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,16 +31,18 @@ class FakeKraken:
     def __init__(
         self,
         rows: list[dict],
-        symbol: str = "BTC/USDT",
-        pair: str = "XBTUSDT",
         published: int = 0,
         end_at: datetime | None = None,
+        pairs: dict[str, str] | None = None,
     ):
-        """rows: real trades (or none); their times are shifted so the last one is at end_at (default: 1 min ago)."""
+        """rows: real trades (or none); their times are shifted so the last one is at end_at (default: 1 min ago).
+
+        pairs: websocket symbol -> REST pair name of each pair served (default BTC/USDT only).
+        """
         end = end_at or datetime.now(UTC) - timedelta(minutes=1)
         shift = end - datetime.fromisoformat(rows[-1]["ts"]) if rows else timedelta(0)
         self.rows = [{**r, "ts": datetime.fromisoformat(r["ts"]) + shift} for r in rows]
-        self.symbol, self.pair = symbol, pair
+        self.pairs = pairs or {"BTC/USDT": "XBTUSDT"}
         self.published = published
         self.lock = threading.Lock()
         # Knobs the tests turn:
@@ -51,17 +55,20 @@ class FakeKraken:
         self.late: dict[int, float] = {}  # live: row index -> seconds its stamp lags the time it is sent
         self.connections = 0
         self.rest_calls = 0
+        self.streaming: Counter[str] = Counter()  # symbol -> connections streaming its trades now
+        self.most_streaming: Counter[str] = Counter()  # symbol -> the most such connections at any one time
 
     # --- websocket v2 ---------------------------------------------------------------------
-    def trade_item(self, row: dict) -> str:
+    @staticmethod
+    def trade_item(symbol: str, row: dict) -> str:
         # Prices and quantities go out as JSON numbers, digits exactly as in the file.
         return (
-            f'{{"symbol":"{self.symbol}","side":"{row["side"]}","price":{row["price"]},"qty":{row["qty"]},'
+            f'{{"symbol":"{symbol}","side":"{row["side"]}","price":{row["price"]},"qty":{row["qty"]},'
             f'"ord_type":"limit","trade_id":{row["trade_id"]},"timestamp":"{iso(row["ts"])}"}}'
         )
 
-    def trade_frame(self, kind: str, rows: list[dict]) -> str:
-        items = ",".join(self.trade_item(r) for r in rows)
+    def trade_frame(self, symbol: str, kind: str, rows: list[dict]) -> str:
+        items = ",".join(self.trade_item(symbol, r) for r in rows)
         return f'{{"channel":"trade","type":"{kind}","data":[{items}]}}'
 
     def ws_handler(self, conn: ServerConnection) -> None:
@@ -89,7 +96,7 @@ class FakeKraken:
     def subscribed(self, conn: ServerConnection, message: dict) -> None:
         symbol = message["params"]["symbol"][0]
         now = iso(datetime.now(UTC))
-        if message["params"]["channel"] != "trade" or symbol != self.symbol:
+        if message["params"]["channel"] != "trade" or symbol not in self.pairs:
             conn.send(
                 json.dumps(
                     {
@@ -111,8 +118,19 @@ class FakeKraken:
             conn.send(raw)
         self.garbage = []
         with self.lock:
+            self.streaming[symbol] += 1
+            self.most_streaming[symbol] = max(self.most_streaming[symbol], self.streaming[symbol])
+        try:
+            self.stream(conn, symbol)
+        finally:
+            with self.lock:
+                self.streaming[symbol] -= 1
+
+    def stream(self, conn: ServerConnection, symbol: str) -> None:
+        """Snapshot, then updates as trades are published, until the client goes or drop_after cuts it."""
+        with self.lock:
             sent = self.published
-        conn.send(self.trade_frame("snapshot", self.rows[max(0, sent - 50) : sent]))
+        conn.send(self.trade_frame(symbol, "snapshot", self.rows[max(0, sent - 50) : sent]))
         frames = 0
         while True:
             with self.lock:
@@ -124,7 +142,7 @@ class FakeKraken:
                 sent += len(batch)
                 self.published = max(self.published, sent)
             if batch:
-                conn.send(self.trade_frame("update", batch))
+                conn.send(self.trade_frame(symbol, "update", batch))
                 frames += 1
             conn.send('{"channel":"heartbeat"}')
             if self.drop_after is not None and frames >= self.drop_after:
@@ -140,7 +158,8 @@ class FakeKraken:
         if self.rate_limited:
             self.rate_limited -= 1
             return '{"error":["EGeneral:Too many requests"]}'
-        if query.get("pair") != [self.pair]:
+        pair = query.get("pair", [""])[0]
+        if pair not in self.pairs.values():
             return '{"error":["EQuery:Unknown asset pair"]}'
         since = int(query.get("since", ["0"])[0])
         with self.lock:
@@ -152,7 +171,7 @@ class FakeKraken:
             for r in page
         )
         last = ns(page[-1]["ts"]) if page else since
-        return f'{{"error":[],"result":{{"{self.pair}":[{rows}],"last":"{last}"}}}}'
+        return f'{{"error":[],"result":{{"{pair}":[{rows}],"last":"{last}"}}}}'
 
     # --- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> FakeKraken:

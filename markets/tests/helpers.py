@@ -7,7 +7,7 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +23,17 @@ KRAKEN_BTCUSDT = SAMPLE / "kraken_BTCUSDT_trades_2023-11-17_to_2023-11-19.csv.gz
 def read_rows(path: Path) -> list[dict]:
     with gzip.open(path, "rt", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def first_hours(source: Path, hours: float, path: Path) -> Path:
+    """The trades of source's first hours, as a trades file of its own (gzip) at path."""
+    rows = read_rows(source)
+    end = datetime.fromisoformat(rows[0]["ts"]) + timedelta(hours=hours)
+    with gzip.open(path, "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if datetime.fromisoformat(r["ts"]) < end)
+    return path
 
 
 def reference_candles(rows: list[dict], interval: int) -> list[list[str]]:

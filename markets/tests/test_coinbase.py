@@ -10,7 +10,8 @@ from websockets.sync.server import serve
 
 from markets.models import Market, Trade
 from markets.services import get_or_create_market
-from markets.sources.base import SubscriptionRejected
+from markets.sources.base import MalformedFrame, SubscriptionRejected
+from markets.sources.coinbase import CoinbaseSource
 from markets.stream import StreamRunner
 from markets.tests.helpers import SAMPLE, read_rows, run_until
 
@@ -73,3 +74,23 @@ def test_rejected_subscription_names_product(coinbase):
     market = Market.objects.create(exchange="coinbase", base="DOGE", quote="EUR", symbol="DOGE-EUR")
     with pytest.raises(SubscriptionRejected, match="DOGE-EUR"):
         StreamRunner(market).run()
+
+
+@pytest.mark.parametrize(
+    ("price", "size", "trade_id", "problem"),
+    [
+        ("1e400", "0.1", "1", "out of range"),
+        ("Infinity", "0.1", "1", "out of range"),
+        ("2500.1", "1e18", "1", "out of range"),
+        ("2500.1", "0.1", str(2**63), "bigint"),
+        ("NaN", "0.1", "1", "not decimal numbers"),
+    ],
+)
+def test_out_of_range_trades_are_malformed(price, size, trade_id, problem):
+    """The limits of a trades file's rows (see test_replay): values the database cannot hold."""
+    source = CoinbaseSource(Market(exchange="coinbase", base="ETH", quote="USD", symbol="ETH-USD"))
+    trade = {"product_id": "ETH-USD", "trade_id": trade_id, "price": price, "size": size, "side": "BUY"}
+    trade["time"] = "2026-08-09T12:00:00.123456Z"
+    frame = {"channel": "market_trades", "events": [{"type": "update", "trades": [trade]}]}
+    with pytest.raises(MalformedFrame, match=problem):
+        source.parse(frame)

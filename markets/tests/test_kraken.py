@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from markets.models import Market, Trade
 from markets.services import get_or_create_market
 from markets.sources.base import MalformedFrame, SubscriptionRejected, load_frame
-from markets.sources.kraken import KrakenSource, rest_ticks
+from markets.sources.kraken import KrakenError, KrakenSource, rest_ticks
 from markets.stream import StreamRunner
-from markets.tests.fake_kraken import FakeKraken
+from markets.tests.fake_kraken import FakeKraken, iso
 from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,6 +50,44 @@ def test_disconnects_gaps_and_snapshot_overlap_lose_and_duplicate_nothing(fake):
     call_command("export_candles", "--market", "kraken:BTC-USDT", stdout=out)
     shifted = [{**r, "ts": r["ts"].isoformat()} for r in fake.rows]
     assert list(csv.reader(io.StringIO(out.getvalue())))[1:] == reference_candles(shifted, 10)
+
+
+# Trades a trades file would be refused for (see test_replay): the database could not hold them.
+OUT_OF_RANGE = [
+    '"price":1e400,"qty":0.1,"trade_id":1',
+    '"price":"NaN","qty":0.1,"trade_id":1',
+    '"price":100.5,"qty":1e18,"trade_id":1',
+    '"price":100.5,"qty":0.1,"trade_id":18446744073709551616',
+    f'"price":{"9" * 100_000}.5,"qty":0.1,"trade_id":1',
+]
+
+
+def test_out_of_range_live_trades_are_malformed_frames(fake, caplog):
+    """Each frame is skipped, counted and logged in one short line; the stream and its good trades go on."""
+    fake.published = len(ROWS) - 200
+    stamp = iso(fake.rows[-1]["ts"])
+    fake.garbage = [
+        f'{{"channel":"trade","type":"update","data":[{{"symbol":"BTC/USDT","side":"buy",{fields},'
+        f'"ord_type":"limit","timestamp":"{stamp}"}}]}}'
+        for fields in OUT_OF_RANGE
+    ]
+    market = get_or_create_market("kraken:BTC-USDT")
+    runner = StreamRunner(market)
+    run_until(runner, lambda: Trade.objects.filter(market=market).count() >= len(ROWS))
+
+    stored = list(Trade.objects.filter(market=market).order_by("trade_id").values_list("trade_id", flat=True))
+    assert stored == [int(r["trade_id"]) for r in ROWS]
+    assert runner.malformed == len(OUT_OF_RANGE)
+    lines = [r.getMessage() for r in caplog.records if "malformed frame" in r.getMessage()]
+    assert len(lines) == len(OUT_OF_RANGE) and all(len(line) < 600 for line in lines), lines
+    assert "out of range" in lines[0] and "not decimal numbers" in lines[1] and "bigint" in lines[3]
+
+
+def test_out_of_range_history_rows_are_refused():
+    with pytest.raises(KrakenError, match="out of range"):
+        rest_ticks([["1e400", "0.1", 1762795433.9717445, "b", "l", "", 1]])
+    with pytest.raises(KrakenError, match="bigint"):
+        rest_ticks([["100.5", "0.1", 1762795433.9717445, "b", "l", "", 2**63]])
 
 
 def test_rejected_subscription_names_symbol(fake):

@@ -1,3 +1,5 @@
+import os
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -75,6 +77,7 @@ def test_streams_run_on_a_real_worker_and_are_revived(celery_worker_app, setting
         assert run_stream(market.pk) == "already streaming"
         health = check_streams()
         assert health["ok"] and health["markets"]["kraken:BTC-USDT"]["state"] == Market.StreamState.LIVE
+        assert health["markets"]["kraken:BTC-USDT"]["worker"] == f"{socket.gethostname()} {os.getpid()}"  # in-process
 
         # Kill the stream task: it dies on its next frame and, like a killed worker, leaves its lease to expire.
         killed, kept = threading.Event(), []

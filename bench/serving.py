@@ -93,11 +93,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None):
-    """uvicorn serving app on 127.0.0.1:port in its own process, as `manage.py up` runs it."""
+def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None, workers: int = 1):
+    """uvicorn serving app on 127.0.0.1:port in its own process, as `manage.py up` runs it.
+
+    With workers > 1 (WEB_CONCURRENCY) the process yielded is uvicorn's supervisor: the workers are its children.
+    """
     argv = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log"]
-    argv += ["--log-level", "warning"]
+    argv += ["--ws-per-message-deflate", "false", "--log-level", "warning", "--workers", str(workers)]
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 30

@@ -133,7 +133,11 @@ class Server:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            "cryptopred.asgi:application", ws="websockets-sansio", lifespan="off", log_level="warning"
+            "cryptopred.asgi:application",
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,  # as `manage.py up` runs it
+            lifespan="off",
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -196,7 +200,8 @@ class AppProcess:
             "LOG_LEVEL": "WARNING",
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
-        argv += ["--ws", "websockets-sansio", "--lifespan", "off", "--log-level", "warning"]
+        argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]
+        argv += ["--log-level", "warning"]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -16,6 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 BINANCE_ETH = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 22 trades/s
 MARKET = "bench:ETH-USDT"
@@ -115,4 +117,10 @@ def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None, 
         yield proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # thousands of websockets to close: the figures are in already
+            for worker in psutil.Process(proc.pid).children(recursive=True):
+                worker.kill()
+            proc.kill()
+            proc.wait(10)

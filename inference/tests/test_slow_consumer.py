@@ -162,6 +162,7 @@ def test_a_client_that_never_reads_neither_delays_the_others_nor_grows_the_serve
     assert [m["n"] for m in queued] == expected[-OUTBOX_SIZE:]
     assert len(sent) + count + OUTBOX_SIZE == PUSHES and count > 0
     assert result["drops"] == count
+    assert app.log.read_text().count("is not reading") == 1, "one warning for the connection, not one per drop"
 
     grown = result["rss"][PUSHES] - result["rss"][STEADY_FROM]
     assert grown < RSS_BOUND, f"server RSS grew by {grown / 2**20:.2f} MiB over the last {PUSHES - STEADY_FROM} pushes"

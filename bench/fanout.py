@@ -90,6 +90,7 @@ def subscribers(port: int, names: list[str], rounds: int, ready, results) -> Non
         arrivals: list = []
         opening = asyncio.Semaphore(OPENING)
         transports = await asyncio.gather(*(one(name, opening, arrivals) for name in names))
+        subscribed = time.process_time()
         expected, idle = len(names) * rounds, 0
         while len(arrivals) < expected and idle < 60:  # every push, or a minute without any
             seen = len(arrivals)
@@ -97,7 +98,7 @@ def subscribers(port: int, names: list[str], rounds: int, ready, results) -> Non
             idle = 0 if len(arrivals) > seen else idle + 1
         for transport in transports:
             transport.close()
-        results.put(arrivals)
+        results.put((arrivals, time.process_time() - subscribed))
 
     asyncio.run(run())
 
@@ -198,16 +199,17 @@ def main() -> None:
             f" ({layer}); load average {load()}",
             flush=True,
         )
-        clients = [psutil.Process(p.pid) for p in procs]
         published = {}
-        web_cpu, client_cpu = cpu_seconds(web), cpu_seconds(clients)
+        web_cpu = cpu_seconds(web)
         for payload in payloads:
             for market in markets:
                 published[market.name, payload["made_at"]] = time.time()
                 publish("predictions", market, [{**payload, "market": market.name}])
             time.sleep(args.gap)
-        web_cpu, client_cpu = cpu_seconds(web) - web_cpu, cpu_seconds(clients) - client_cpu
-        arrivals = [item for _ in procs for item in results.get(timeout=300)]
+        reports = [results.get(timeout=300) for _ in procs]  # once every push has arrived (or never will)
+        web_cpu = cpu_seconds(web) - web_cpu
+        arrivals = [item for items, _ in reports for item in items]
+        client_cpu = sum(cpu for _, cpu in reports)
         for proc in procs:
             proc.join(10)
     latencies = [(arrived - published[name, made_at]) * 1000 for name, made_at, arrived in arrivals]

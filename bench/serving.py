@@ -21,6 +21,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 BINANCE_ETH = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 22 trades/s
 MARKET = "bench:ETH-USDT"
+# uvicorn kills a worker that does not answer its supervisor's ping in time (5 s by default), with every connection
+# it holds: a worker busy with a fan-out on an overloaded host is not hung (`manage.py up` allows the same).
+WORKER_HEALTHCHECK_S = 30
 
 
 def setup_django() -> None:
@@ -103,6 +106,7 @@ def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None, 
     argv = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log"]
     argv += ["--ws-per-message-deflate", "false", "--log-level", "warning", "--workers", str(workers)]
+    argv += ["--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S)]
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 30

@@ -46,6 +46,10 @@ def programs() -> list[Program]:
                 "--no-access-log",
                 "--workers",
                 str(settings.WEB_CONCURRENCY),
+                # Its supervisor kills a worker that does not answer a ping within this long, and with it every
+                # websocket it holds (5 s by default): one busy with a fan-out on a loaded host is not hung.
+                "--timeout-worker-healthcheck",
+                "30",
             ],
         ),
         Program(

@@ -16,9 +16,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 BINANCE_ETH = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 22 trades/s
 MARKET = "bench:ETH-USDT"
+# uvicorn kills a worker that does not answer its supervisor's ping in time (5 s by default), with every connection
+# it holds: a worker busy with a fan-out on an overloaded host is not hung (`manage.py up` allows the same).
+WORKER_HEALTHCHECK_S = 30
 
 
 def setup_django() -> None:
@@ -93,11 +98,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None):
-    """uvicorn serving app on 127.0.0.1:port in its own process, as `manage.py up` runs it."""
+def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None, workers: int = 1):
+    """uvicorn serving app on 127.0.0.1:port in its own process, as `manage.py up` runs it.
+
+    With workers > 1 (WEB_CONCURRENCY) the process yielded is uvicorn's supervisor: the workers are its children.
+    """
     argv = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--ws", "websockets-sansio", "--lifespan", "off", "--no-access-log"]
-    argv += ["--log-level", "warning"]
+    argv += ["--ws-per-message-deflate", "false", "--log-level", "warning", "--workers", str(workers)]
+    argv += ["--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S)]
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 30
@@ -112,4 +121,10 @@ def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None):
         yield proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # thousands of websockets to close: the figures are in already
+            for worker in psutil.Process(proc.pid).children(recursive=True):
+                worker.kill()
+            proc.kill()
+            proc.wait(10)

@@ -121,7 +121,9 @@ WS_CONNECTIONS = Gauge("cryptopred_ws_connections", "Open websocket connections"
 WS_SUBSCRIPTIONS = Gauge(
     "cryptopred_ws_subscriptions", "Websocket subscriptions", ["channel"], multiprocess_mode="livesum"
 )
-WS_DROPPED = Counter("cryptopred_ws_pushes_dropped", "Pushes dropped for websocket clients that do not read")
+WS_DROPPED = Counter(
+    "cryptopred_ws_pushes_dropped", "Pushes dropped (the oldest queued) for websocket clients that do not keep up"
+)
 
 # processes and Celery
 PROCESSES = Gauge(

@@ -11,6 +11,10 @@ A malformed message gets an error frame that quotes at most a short excerpt of i
 token closes the connection (code 4401), and so does a token that stops being valid while the connection is open
 (re-checked every API_TOKEN_CACHE_S, at most once a second, and at its expiry); a frame above WS_MAX_MESSAGE_BYTES
 closes it with 1009, any failure of the consumer itself with 1011 (its subscriptions released).
+
+A client that reads slower than pushes arrive has at most OUTBOX_SIZE of them queued for it: the oldest queued
+is dropped for each new one (counted in cryptopred_ws_pushes_dropped_total), and the next frame it gets is
+{"type": "dropped", "count": n}, then the newest pushes in order (what it missed is on the REST API).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 MAX_BRACKETS = 16  # every message is one flat object: more brackets than this are refused before parsing
 MAX_NAME = 64  # characters of a market name worth looking up (and quoting back)
-OUTBOX_SIZE = 100  # pushes queued for a client that does not read; more are dropped
+OUTBOX_SIZE = 100  # pushes queued for a client that does not read; beyond it the oldest are dropped
 MIN_RECHECK_S = 1.0  # an open connection re-checks its token at most this often
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user = self.scope.get("user")
         # (channel, market name, horizon or None for all) -> its groups (predictions: one per horizon)
         self.subscriptions: dict[tuple[str, str, int | None], tuple[str, ...]] = {}
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)  # the only queue: see write()
+        self.dropped = 0  # pushes dropped since the client last got a frame from the outbox
+        self.dropped_total = 0
         self.writer = asyncio.ensure_future(self.write())
         self.watcher: asyncio.Future | None = None  # re-checks the token the connection authenticated with
         await self.accept()
@@ -84,6 +90,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if getattr(self, "counted", False):
             self.counted = False
             metrics.WS_CONNECTIONS.dec()
+            if self.dropped_total:
+                log.info("websocket client %s: %d pushes dropped in all", self.scope.get("client"), self.dropped_total)
         subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
         for channel, _, _ in subscriptions:
             metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
@@ -254,16 +262,32 @@ class StreamConsumer(AsyncWebsocketConsumer):
         return (channel, market.name, horizon), tuple(group_name(channel, market, h) for h in ahead)
 
     def push(self, text: str) -> None:
-        """A prediction or candle from the pipeline (encoded once for all subscribers), to send in order."""
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        """A prediction or candle from the pipeline (encoded once for all subscribers), to send in order.
+
+        A full outbox drops its oldest push: a stale prediction is worth less than the newest one, and a
+        client that catches up gets the current state first. Logged once per connection, not per drop.
+        """
+        if self.outbox.full():
+            self.outbox.get_nowait()
+            self.dropped += 1
+            self.dropped_total += 1
             metrics.WS_DROPPED.inc()
-            log.warning("websocket client %s is not reading: push dropped", self.scope.get("client"))
+            if self.dropped_total == 1:
+                log.warning("websocket client %s is not reading: dropping its oldest pushes", self.scope.get("client"))
+        self.outbox.put_nowait(text)
 
     async def write(self) -> None:
+        """Send the outbox in order, a dropped notice before the first push after a gap.
+
+        uvicorn's send() waits while the connection's write buffer is above its high-water mark (64 KiB): a
+        client that does not read holds this task, not memory, and its pushes wait (and drop) in the outbox.
+        """
         while True:
-            await self.send(text_data=await self.outbox.get())
+            text = await self.outbox.get()
+            if self.dropped:
+                count, self.dropped = self.dropped, 0
+                await self.reply({"type": "dropped", "count": count})
+            await self.send(text_data=text)
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))

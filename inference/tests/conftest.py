@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+import psutil
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Max, Min
 
 from apitokens.models import ApiToken
@@ -23,7 +30,8 @@ from modeling.forecast import Forecaster, volatility_scale
 from modeling.models import ModelArtifact
 from modeling.services import load_dataset
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample"
 KRAKEN_ETH = SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz"  # 1,000 real trades over 110 minutes
 MARKET = "kraken:ETH-USD"
 
@@ -125,7 +133,11 @@ class Server:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            "cryptopred.asgi:application", ws="websockets-sansio", lifespan="off", log_level="warning"
+            "cryptopred.asgi:application",
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,  # as `manage.py up` runs it
+            lifespan="off",
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -163,3 +175,61 @@ def thread_connections_close(django_db_setup):
 def server(thread_connections_close):
     with Server() as running:
         yield running
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppProcess:
+    """cryptopred.asgi under uvicorn in its own process, on the test database; its log in a file."""
+
+    def __init__(self, log: Path):
+        parts = urlsplit(os.environ["DATABASE_URL"])
+        test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+        self.port, self.log = free_port(), log
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_db,
+            "API_ANONYMOUS_READ": "true",
+            # Throttling stays on (its code runs), at rates the fuzzing cannot reach: handlers see every request.
+            "API_THROTTLE_RATE": "1000000/s",
+            "API_ANON_THROTTLE_RATE": "1000000/s",
+            "LOG_LEVEL": "WARNING",
+        }
+        argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
+        argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]
+        argv += ["--log-level", "warning"]
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                httpx.get(self.url("/api/v1/markets/"), timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"uvicorn did not start: {self.log.read_text()}")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def rss(self) -> int:
+        return psutil.Process(self.process.pid).memory_info().rss
+
+    def open_connections(self) -> list:
+        return [
+            c
+            for c in psutil.Process(self.process.pid).net_connections(kind="tcp")
+            if c.laddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
+        ]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)

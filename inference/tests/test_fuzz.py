@@ -19,19 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
-import psutil
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,11 +36,10 @@ from apitokens.models import ApiToken
 from modeling import registry
 from pipeline.services import replay
 
-from .conftest import MARKET, api_user, train_model
+from .conftest import MARKET, AppProcess, api_user, train_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 # FUZZ_SCALE=N runs N times the examples, new random ones each run (exploring locally; CI keeps the fixed set).
 SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
 REST_EXAMPLES = 300 * SCALE
@@ -61,63 +54,6 @@ FUZZ = settings(
 )
 REPLIES = {"error", "pong", "subscribed", "unsubscribed", "auth"}
 CLOSING_ERRORS = ("message too big", "invalid token", "token expired", "token revoked", "user inactive")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class AppProcess:
-    """cryptopred.asgi under uvicorn in its own process, on the test database; its log in a file."""
-
-    def __init__(self, log: Path):
-        parts = urlsplit(os.environ["DATABASE_URL"])
-        test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-        self.port, self.log = free_port(), log
-        env = {
-            **os.environ,
-            "DATABASE_URL": test_db,
-            "API_ANONYMOUS_READ": "true",
-            # Throttling stays on (its code runs), at rates the fuzzing cannot reach: handlers see every request.
-            "API_THROTTLE_RATE": "1000000/s",
-            "API_ANON_THROTTLE_RATE": "1000000/s",
-            "LOG_LEVEL": "WARNING",
-        }
-        argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
-        argv += ["--ws", "websockets-sansio", "--lifespan", "off", "--log-level", "warning"]
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                httpx.get(self.url("/api/v1/markets/"), timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"uvicorn did not start: {self.log.read_text()}")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def rss(self) -> int:
-        return psutil.Process(self.process.pid).memory_info().rss
-
-    def open_connections(self) -> list:
-        return [
-            c
-            for c in psutil.Process(self.process.pid).net_connections(kind="tcp")
-            if c.laddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
-        ]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 # --- strategies -----------------------------------------------------------------------------------------------

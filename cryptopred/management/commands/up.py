@@ -37,11 +37,19 @@ def programs() -> list[Program]:
                 str(settings.PORT),
                 "--ws",
                 "websockets-sansio",
+                # Per connection a zlib context (~40 KiB) and a compression of every push: twice the CPU of a
+                # fan-out and of an idle connection's memory, to save bytes on small JSON (bench/fanout.py).
+                "--ws-per-message-deflate",
+                "false",
                 "--lifespan",
                 "off",
                 "--no-access-log",
                 "--workers",
                 str(settings.WEB_CONCURRENCY),
+                # Its supervisor kills a worker that does not answer a ping within this long, and with it every
+                # websocket it holds (5 s by default): one busy with a fan-out on a loaded host is not hung.
+                "--timeout-worker-healthcheck",
+                "30",
             ],
         ),
         Program(

@@ -76,7 +76,7 @@ def test_live_metrics_equal_a_direct_computation(market, parts):
     replay(parts[1], market)
     replay(parts[2], market)
 
-    scored = Prediction.objects.filter(market=market, realized__isnull=False).order_by("-made_at")
+    scored = Prediction.objects.filter(market=market, horizon=1, realized__isnull=False).order_by("-made_at")
     by_model = list(scored.filter(model=artifact))
     by_persistence = list(scored.filter(model__isnull=True))
     assert len(by_model) > 150 and len(by_persistence) > 50  # the window cuts the model's history
@@ -111,7 +111,7 @@ def test_no_scored_predictions_yet(market):
 def test_live_direction_metrics_equal_a_direct_computation(market, parts):
     """The served P(up) calls on the windows that moved, next to the base rate's, as plain Python counts them."""
     replay(parts[0], market)
-    scored = list(Prediction.objects.filter(market=market, realized__isnull=False).order_by("made_at"))
+    scored = list(Prediction.objects.filter(market=market, horizon=1, realized__isnull=False).order_by("made_at"))
     for i, p in enumerate(scored):
         p.p_up, p.p_up_base = (0.3, 0.7, 0.5)[i % 3], 0.45
     Prediction.objects.bulk_update(scored, ["p_up", "p_up_base"])

@@ -128,7 +128,9 @@ def test_train_records_the_target_and_stores_the_direction_forecast(bitstamp, se
     stored = direction.DirectionForecaster.from_payload(payload["direction"])
     assert stored.features == list(BOOK_FEATURES) and stored.up.source == artifact.direction_source
     # The close can still be asked for on a market with a book (its trades' last price).
-    closing = json.loads(run("train", "--market", MARKET, "--target", "close", "--train-window", "2h", "--json"))
+    [closing] = json.loads(
+        run("train", "--market", MARKET, "--target", "close", "--train-window", "2h", "--horizon", "1", "--json")
+    )
     assert closing["target"] == "close" and closing["direction_source"] in (MODEL, BASE_RATE)
 
 

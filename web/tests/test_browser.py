@@ -50,6 +50,11 @@ def connection_state(driver) -> str:
     return driver.find_element(By.ID, "conn-state").get_attribute("data-state")
 
 
+def text_of(driver, selector: str) -> str:
+    """The element's text read in one script call: the page may replace the element between two calls."""
+    return driver.execute_script("return document.querySelector(arguments[0]).textContent.trim()", selector)
+
+
 def chart(driver):
     return driver.find_element(By.ID, "chart")
 
@@ -110,6 +115,20 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
     label = model_label(model)
     wait_until(driver, lambda d: label in d.find_element(By.ID, "model-card").text, message="model card is stale")
     assert driver.find_element(By.CSS_SELECTOR, '#next-title + .facts [data-field="model"]').text == label
+    # Every horizon side by side, each row following its own pushes: the model at +1, persistence further ahead.
+    decimals = price_decimals(market)
+    for horizon in (1, 3, 6):
+        newest = market.predictions.filter(horizon=horizon).latest("made_at")
+        row = f'#horizons tr[data-horizon="{horizon}"]'
+        expected = price(newest.price, decimals)
+        wait_until(
+            driver,
+            lambda d, row=row, expected=expected: text_of(d, f'{row} [data-field="pred-price"]') == expected,
+            message=f"horizon {horizon} is stale",
+        )
+        assert text_of(driver, f'{row} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}"
+    assert text_of(driver, '#horizons tr[data-horizon="1"] [data-field="model"]') == label
+    assert "Persistence" in text_of(driver, '#horizons tr[data-horizon="6"] [data-field="model"]')
     screenshot(driver, "market-live")
 
 

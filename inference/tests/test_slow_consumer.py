@@ -119,7 +119,7 @@ async def scenario(app: AppProcess, market) -> dict:
         before, rounds, rss = dropped_total(app), [], {}
         for n in range(PUSHES):
             started = time.monotonic()
-            await asyncio.to_thread(publish, "predictions", market, [push(n)])
+            await asyncio.to_thread(publish, "predictions", market, [push(n)], 1)
             await asyncio.wait_for(done[n].wait(), 10)
             rounds.append(time.monotonic() - started)
             if n + 1 in (STEADY_FROM, PUSHES):

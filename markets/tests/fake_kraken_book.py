@@ -192,7 +192,8 @@ class FakeKrakenBook(FakeKraken):
     """FakeKraken (trades, REST) plus `instrument` and a live `book` made from an L2Feed."""
 
     def __init__(self, feed: L2Feed, rows: list[dict] | None = None, symbol: str = "BTC/USD", pair: str = "XBTUSD"):
-        super().__init__(rows or [], symbol=symbol, pair=pair, published=len(rows or []))
+        super().__init__(rows or [], pairs={symbol: pair}, published=len(rows or []))
+        self.symbol = symbol
         self.feed = feed
         for bids, asks in feed.states:  # the declared precision must hold every value exactly
             for value, places in [(p, PRICE_PRECISION) for p in [*bids, *asks]] + [

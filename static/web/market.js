@@ -133,7 +133,9 @@
       recentTimer = null;
       refreshMetrics();
       try {
-        const body = await C.getJSON(`${api}/predictions/?limit=20&start=${encodeURIComponent(new Date((lastCandle - 3600) * 1000).toISOString())}`);
+        // The page runs oldest first: ask for the last 20 windows only (every horizon of each), keep the newest 20.
+        const since = new Date((lastCandle - 20 * interval) * 1000).toISOString();
+        const body = await C.getJSON(`${api}/predictions/?limit=1000&start=${encodeURIComponent(since)}`);
         renderRecent(body.results.slice(-20).reverse());
       } catch (err) {
         console.warn(err);

@@ -129,6 +129,13 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
         assert text_of(driver, f'{row} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}"
     assert text_of(driver, '#horizons tr[data-horizon="1"] [data-field="model"]') == label
     assert "Persistence" in text_of(driver, '#horizons tr[data-horizon="6"] [data-field="model"]')
+    # The recent predictions table starts with the newest.
+    newest = f"{market.predictions.latest('made_at').made_at:%H:%M:%S}"
+    wait_until(
+        driver,
+        lambda d: text_of(d, "#recent-predictions tbody tr").startswith(newest),
+        message="recent predictions are not the newest",
+    )
     screenshot(driver, "market-live")
 
 

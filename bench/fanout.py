@@ -170,7 +170,7 @@ def main() -> None:
 
     print(f"replaying real trades to have predictions ... (load average {load()})", flush=True)
     markets = bench_markets(args.markets)
-    predictions = Prediction.objects.filter(market=markets[0]).order_by("-made_at")[: args.rounds]
+    predictions = Prediction.objects.filter(market=markets[0], horizon=1).order_by("-made_at")[: args.rounds]
     payloads = [{"type": "prediction", **PredictionSerializer(p).data} for p in predictions]
     names = [markets[i % len(markets)].name for i in range(args.clients)]
     port = free_port()

@@ -57,7 +57,7 @@ class TradeRefused(ValueError):
         return cls(reason, lambda t: t.trade_id == tick.trade_id and t.ts == tick.ts)
 
 
-MAX_VOLUME = Decimal("1e18")  # candle volumes are numeric(30,12)
+MAX_VOLUME = Decimal("1e28")  # candle volumes are numeric(40,12)
 
 
 def check_volume(bars: list[Bar], interval_s: int) -> None:
@@ -74,7 +74,7 @@ def check_volume(bars: list[Bar], interval_s: int) -> None:
 
             raise TradeRefused(
                 f"the volume of the {iso(epoch_to_datetime(bar.start))} candle reaches {bar.volume:.3E}:"
-                " out of range (the database stores numeric(30,12), below 1e18)",
+                " out of range (the database stores numeric(40,12), below 1e28)",
                 crosses,
             )
 

@@ -7,6 +7,9 @@ from decimal import Decimal
 from django.db import models
 
 PRICE = {"max_digits": 30, "decimal_places": 12}
+# A window's volume adds up trades' quantities (each below 1e18, markets.tradefile.MAX_QTY): 1e10 such
+# trades in one window before it no longer fits.
+VOLUME = {"max_digits": 40, "decimal_places": 12}
 
 
 class Market(models.Model):
@@ -101,9 +104,9 @@ class Candle(models.Model):
     high = models.DecimalField(**PRICE)
     low = models.DecimalField(**PRICE)
     close = models.DecimalField(**PRICE)
-    volume = models.DecimalField(**PRICE)
-    buy_volume = models.DecimalField(**PRICE)
-    sell_volume = models.DecimalField(**PRICE)
+    volume = models.DecimalField(**VOLUME)
+    buy_volume = models.DecimalField(**VOLUME)
+    sell_volume = models.DecimalField(**VOLUME)
     trades = models.PositiveIntegerField()
     vwap = models.DecimalField(**PRICE, null=True, blank=True)
     final = models.BooleanField(default=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,7 @@ SAME_TS_LIMIT = 1000
 # Python's 28 digits, needs a price below 1e16), trade ids bigint.
 MIN_VALUE, MAX_PRICE, MAX_QTY = Decimal("1e-12"), Decimal("1e16"), Decimal("1e18")
 MIN_ID, MAX_ID = -(2**63), 2**63 - 1
+WHOLE = re.compile(r"-?[0-9]{1,20}")  # longer is out of range anyway: never int() of a huge string
 
 
 class TradeFileError(ValueError):
@@ -110,9 +112,17 @@ def check_trade_id(trade_id: int, what: str) -> None:
         raise ValueError(f"{what} out of range: the database stores a 64-bit integer (bigint)")
 
 
-def checked_tick(trade_id: int, ts: datetime, price: Decimal, qty: Decimal, side: str) -> Tick:
-    """A live source's trade; ValueError where a trades file's row is refused: values the database cannot hold."""
+def checked_tick(trade_id: object, ts: datetime, price: Decimal, qty: Decimal, side: str) -> Tick:
+    """A live source's trade; ValueError where a trades file's row is refused: values the database cannot hold.
+
+    trade_id as the exchange sent it: an integer or a string of digits (1.5, true or "1e3" is no id,
+    where int() would quietly make one of it).
+    """
     check_price_qty(price, qty, str(price), str(qty))
+    if isinstance(raw := trade_id, str) and WHOLE.fullmatch(raw):
+        trade_id = int(raw)
+    if not isinstance(trade_id, int) or isinstance(trade_id, bool):
+        raise ValueError(f"trade_id {excerpt(str(raw))} is not a whole number")
     check_trade_id(trade_id, f"trade_id {excerpt(str(trade_id))}")
     return Tick(trade_id, ts, price, qty, side)
 

@@ -23,7 +23,7 @@ BOOK_LEVELS = 50_000
 def coinbase_tick(item: dict) -> Tick:
     try:
         return checked_tick(
-            trade_id=int(item["trade_id"]),
+            trade_id=item["trade_id"],
             ts=parse_ts(item["time"]),
             price=Decimal(item["price"]),
             qty=Decimal(item["size"]),

@@ -46,7 +46,7 @@ def rest_pair(market) -> str:
 def ws_tick(item: dict) -> Tick:
     try:
         return checked_tick(
-            trade_id=int(item["trade_id"]),
+            trade_id=item["trade_id"],
             ts=parse_ts(item["timestamp"]),
             price=Decimal(str(item["price"])),
             qty=Decimal(str(item["qty"])),
@@ -71,7 +71,7 @@ def rest_ticks(rows: list) -> list[Tick]:
             micros = int(seconds.quantize(MICROSECOND, rounding=ROUND_DOWN) * 1_000_000)
             ts = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
             rank = previous[1] + 1 if previous and previous[0] == ts else 0
-            trade_id = int(row[6]) if len(row) > 6 else derived_id(ts, rank)
+            trade_id = row[6] if len(row) > 6 else derived_id(ts, rank)
             ticks.append(checked_tick(trade_id, ts, Decimal(row[0]), Decimal(row[1]), SIDES[row[3]]))
         except (IndexError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise KrakenError(f"malformed trade row {row!r}: {type(exc).__name__} {exc}") from None

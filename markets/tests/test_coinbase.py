@@ -84,6 +84,8 @@ def test_rejected_subscription_names_product(coinbase):
         ("2500.1", "1e18", "1", "out of range"),
         ("2500.1", "0.1", str(2**63), "bigint"),
         ("NaN", "0.1", "1", "not decimal numbers"),
+        ("2500.1", "0.1", "1.5", "not a whole number"),
+        ("2500.1", "0.1", "1" * 5000, "not a whole number"),
     ],
 )
 def test_out_of_range_trades_are_malformed(price, size, trade_id, problem):

@@ -59,6 +59,8 @@ OUT_OF_RANGE = [
     '"price":100.5,"qty":1e18,"trade_id":1',
     '"price":100.5,"qty":0.1,"trade_id":18446744073709551616',
     f'"price":{"9" * 100_000}.5,"qty":0.1,"trade_id":1',
+    '"price":100.5,"qty":0.1,"trade_id":1.5',  # no id: int() would make it 1
+    '"price":100.5,"qty":0.1,"trade_id":true',
 ]
 
 

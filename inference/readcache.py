@@ -58,7 +58,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from core import metrics
-from core.redis_client import get_redis
+from core.redis_client import best_effort, get_redis
 from inference.api.authentication import check, remembered
 from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
 from markets.models import Market
@@ -380,10 +380,10 @@ class StoreAnswers(MiddlewareMixin):
         ):
             entry = encode_entry(miss, request.resolver_match.view_name, response.items(), response.content)
             keep_ms = round(2 * _config().ttl_s * 1000)  # past its lifetime, served while it is being refreshed
-            try:
-                _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms])
-            except RedisError as exc:
-                log.warning("read cache: answer not stored, Redis unavailable: %s", exc)
+            best_effort(
+                "storing a read cache answer",
+                lambda: _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms]),
+            )
         return response
 
 
@@ -395,16 +395,14 @@ def _store_script():
 def _bump(*generations: str) -> None:
     """Move the generations on once the transaction has committed (an answer read before would be stored)."""
 
-    def bump() -> None:
-        try:
-            with get_redis().pipeline(transaction=False) as pipe:
-                for key in generations:
-                    pipe.incr(key)
-                pipe.execute()
-        except RedisError as exc:  # its answers expire within API_READ_CACHE_TTL_S
-            log.warning("read cache: generations %s not moved on, Redis unavailable: %s", generations, exc)
+    def incr() -> None:
+        with get_redis().pipeline(transaction=False) as pipe:
+            for key in generations:
+                pipe.incr(key)
+            pipe.execute()
 
-    transaction.on_commit(bump)
+    # Redis down: its answers expire within API_READ_CACHE_TTL_S; the outage is logged once, not per step.
+    transaction.on_commit(lambda: best_effort("moving the read cache's generations on", incr))
 
 
 def market_changed(market: Market) -> None:

@@ -65,6 +65,11 @@ BOOK_UPDATES = Counter("cryptopred_book_updates", "Order-book changes in stored 
 BOOK_WINDOWS = Counter("cryptopred_book_windows_stored", "Book windows upserted", ["market"])
 BOOK_CHECKSUM_FAILURES = Counter("cryptopred_book_checksum_failures", "Book checksums that did not match", ["market"])
 BOOK_RESYNCS = Counter("cryptopred_book_resyncs", "Books fetched again from scratch", ["market"])
+BOOK_RECEIVE_STAMPED = Counter(
+    "cryptopred_book_receive_stamped",
+    "Book messages without an exchange time (e.g. a Kraken snapshot), stamped with their receive time",
+    ["market"],
+)
 FEED_LAG = Histogram(
     "cryptopred_feed_lag_seconds",
     "Exchange trade time to received here (live feed)",

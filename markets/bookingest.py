@@ -10,10 +10,11 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 
+from core import metrics
 from markets.book import BookBar, BookTop, OrderBook
 from markets.bookstore import new_windows, record_book_status, store_windows
 from markets.candles import epoch_to_datetime
@@ -34,6 +35,7 @@ class BookStats:
     checksum_failures: int = 0
     resyncs: int = 0  # requests for a fresh snapshot sent
     windows: int = 0  # windows stored
+    receive_stamped: int = 0  # messages applied that carried no exchange time: stamped with their receive time
 
 
 class BookIngestor:
@@ -43,7 +45,8 @@ class BookIngestor:
       update sets its levels and truncates to the depth; the exchange's
       checksum, when sent, is verified after every message. A verified,
       uncrossed book feeds the market's BookWindows (BookTop of the first
-      BOOK_FEATURE_LEVELS levels), stamped with the exchange's time.
+      BOOK_FEATURE_LEVELS levels), stamped with the exchange's time, or with
+      the receive time for a message that has none (counted).
     - A book that cannot be right (checksum mismatch, crossed, a malformed
       frame, a sequence gap, a disconnect) is lost: it is no longer observed
       until a snapshot resumes it. For all but a disconnect a resync is due at
@@ -84,8 +87,11 @@ class BookIngestor:
         self.stats = BookStats()
 
     # --- messages -------------------------------------------------------------------------
-    def apply(self, message: BookMessage, now: float) -> None:
-        """Apply one message (now: time.monotonic()); raises MalformedBook for a book that cannot be right."""
+    def apply(self, message: BookMessage, now: float, received: datetime | None = None) -> None:
+        """Apply one message (now: time.monotonic()); raises MalformedBook for a book that cannot be right.
+
+        received: when the message arrived (default: now), its time if the exchange sent none.
+        """
         book = self.book
         try:
             if message.snapshot:
@@ -112,23 +118,28 @@ class BookIngestor:
             problem = f"{message.frame}: crossed book after it (best bid {bid} >= best ask {ask})"
             self.lost(problem, now, quiet=True)
             raise MalformedBook(problem)
+        stamped = message.ts
+        if stamped is None:
+            stamped = received or datetime.now(UTC)
+            self.stats.receive_stamped += 1
+            metrics.BOOK_RECEIVE_STAMPED.labels(self.market.name).inc()
         if not self.valid:
-            self._resume(message)
+            self._resume(message, stamped)
         top = BookTop.from_book(book, self.levels)
         if top is None:  # a side is empty: not a state the windows can hold
             return
-        ts, floor = message.ts, self._floor()
+        ts, floor = stamped, self._floor()
         if floor is not None and ts.timestamp() < floor:
             ts = epoch_to_datetime(floor)
         self.pending += self.windows.observe(ts, top)
-        self.last_ts = message.ts
+        self.last_ts = stamped
 
-    def _resume(self, message: BookMessage) -> None:
+    def _resume(self, message: BookMessage, ts: datetime) -> None:
         """A snapshot makes the book known again (a resync's, or the first of a connection)."""
         self.valid = True
         self.resync_at = None
         windows = self.windows
-        if windows.start is not None and message.ts.timestamp() >= windows.start + self.interval_s:
+        if windows.start is not None and ts.timestamp() >= windows.start + self.interval_s:
             # The book was lost in the open window and is back only after its end: its end state is unknown.
             self._abandon()
         book = self.book

@@ -40,13 +40,14 @@ class BookMessage:
 
     A snapshot replaces the book; an update sets its levels (qty is the new
     absolute size, 0 deletes the level). checksum is the exchange's checksum of
-    the book after this message, when it sends one (see Source.book_checksum).
+    the book after this message, when it sends one (see Source.book_checksum):
+    a message without one is verified by the next one that has one.
     """
 
     snapshot: bool
     bids: list[Level]
     asks: list[Level]
-    ts: datetime  # the exchange's time of the book state
+    ts: datetime | None  # the exchange's time of the book state; None when it sent none (the receive time is used)
     checksum: int | None = None
     frame: str = ""  # names the frame in logs, e.g. "book update of BTC/USD at 2026-…Z"
 

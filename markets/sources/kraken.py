@@ -124,14 +124,23 @@ class KrakenRest:
 
 
 def book_message(kind: str, entry: dict) -> BookMessage:
-    """One `data` entry of a v2 book frame; MalformedBook names the frame and the problem."""
-    frame = f"book {kind} of {entry.get('symbol')} at {entry.get('timestamp')}"
-    try:
-        ts = parse_ts(entry["timestamp"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
+    """One `data` entry of a v2 book frame; MalformedBook names the frame and the problem.
+
+    As documented, `timestamp` comes with updates only (a snapshot may have
+    none: ts None) and prices and quantities are JSON numbers (strings are
+    taken too). A checksum, when present, must be an unsigned 32-bit integer.
+    """
+    raw_ts = entry.get("timestamp")
+    frame = f"book {kind} of {entry.get('symbol')}" + (f" at {raw_ts}" if raw_ts is not None else "")
+    ts = None
+    if raw_ts is not None:
+        try:
+            ts = parse_ts(raw_ts)
+        except (TypeError, ValueError) as exc:
+            raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
     checksum = entry.get("checksum")
-    if isinstance(checksum, bool) or not isinstance(checksum, int) or not 0 <= checksum < 2**32:
+    valid = isinstance(checksum, int) and not isinstance(checksum, bool) and 0 <= checksum < 2**32
+    if checksum is not None and not valid:
         raise MalformedBook(f"{frame}: bad checksum {checksum!r}")
     sides = []
     for name in ("bids", "asks"):

@@ -116,7 +116,7 @@ def build() -> dict:
         ],
     )
     d.panel(
-        "Order book: updates /s, checksum failures and resyncs /min",
+        "Order book: updates /s; checksum failures, resyncs, receive-time stamps /min",
         [
             (f"sum by (market) (rate(cryptopred_book_updates_total{{{m}}}[$__rate_interval]))", "updates/s {{market}}"),
             (
@@ -124,6 +124,10 @@ def build() -> dict:
                 "checksum failures {{market}}",
             ),
             (f"sum by (market) (rate(cryptopred_book_resyncs_total{{{m}}}[5m])) * 60", "resyncs {{market}}"),
+            (
+                f"sum by (market) (rate(cryptopred_book_receive_stamped_total{{{m}}}[5m])) * 60",
+                "receive-time stamps {{market}}",
+            ),
         ],
     )
     d.panel(

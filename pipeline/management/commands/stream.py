@@ -40,7 +40,8 @@ class Command(BaseCommand):
             f" malformed frames {runner.malformed}"
             + (
                 f", book messages {book.messages}, book windows {book.windows},"
-                f" checksum failures {book.checksum_failures}, resyncs {book.resyncs}"
+                f" checksum failures {book.checksum_failures}, resyncs {book.resyncs},"
+                f" receive-time stamps {book.receive_stamped}"
                 if book is not None
                 else ""
             )

@@ -1,7 +1,11 @@
 """A local Coinbase Advanced Trade websocket: `market_trades`, `heartbeats` and `level2` from a real L2 book.
 
 Frames are shaped like the captured session in data/sample/messages
-(coinbase_advanced_ws_level2.jsonl, …_subscriptions.jsonl, …_heartbeats.jsonl).
+(coinbase_advanced_ws_level2.jsonl, …_subscriptions.jsonl, …_heartbeats.jsonl)
+and the channel documentation: channel, timestamp (nanoseconds, trailing zeros
+dropped), sequence_num, events; a `subscriptions` frame after each request
+listing everything subscribed (heartbeats as ["heartbeats"]); a heartbeat every
+second with its counter and the server's current_time.
 The book is an L2Feed (real Bitstamp snapshots published one every `period`
 seconds): a level2 subscriber gets an `l2_data` snapshot event of the whole
 book, then one update event per step with the levels that changed
@@ -27,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from markets.tests.fake_kraken import iso
-from markets.tests.fake_kraken_book import L2Feed, Published
+from markets.tests.fake_kraken_book import Event, L2Feed, Published
 
 HEARTBEAT_S = 1.0
 
@@ -45,11 +49,16 @@ class Connection:
     def send(self, frame: dict, skip: bool = False) -> None:
         """Send with the next sequence number (skip: use the number up without sending: a lost frame)."""
         with self.lock:
-            frame = {"channel": frame.pop("channel"), "timestamp": iso(datetime.now(UTC)), **frame}
+            frame = {"channel": frame.pop("channel"), "timestamp": nanos(datetime.now(UTC)), **frame}
             frame["sequence_num"] = self.sequence
             self.sequence += 1
             if not skip:
                 self.conn.send(json.dumps(frame))
+
+
+def nanos(ts: datetime) -> str:
+    """RFC 3339 with nanoseconds as Coinbase writes it (trailing zeros dropped): 2026-08-09T21:05:52.85643877Z."""
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + (f"{ts.microsecond:06d}000".rstrip("0") or "0") + "Z"
 
 
 def level(side: str, price: Decimal, qty: Decimal, ts: datetime) -> dict:
@@ -66,10 +75,11 @@ class FakeCoinbaseBook:
         self.updates_sent = 0
         self.connections = 0
         self.requests: list[tuple[float, dict]] = []  # (monotonic, request)
-        self.events: list[tuple[str, int, datetime, float]] = []
+        self.events: list[Event] = []
+        self.started = time.monotonic()
 
     def log(self, what: str, state: Published) -> None:
-        self.events.append((what, state.index, state.ts, time.monotonic()))
+        self.events.append(Event(what, state.index, state.ts, time.monotonic(), datetime.now(UTC)))
 
     def handler(self, raw_conn: ServerConnection) -> None:
         self.connections += 1
@@ -93,7 +103,7 @@ class FakeCoinbaseBook:
             conn.conn.send(json.dumps({"type": "error", "message": "Failed to subscribe"}))
             return
         if kind == "subscribe" and channel not in conn.subscriptions:
-            conn.subscriptions[channel] = products
+            conn.subscriptions[channel] = ["heartbeats"] if channel == "heartbeats" else products
             if channel == "heartbeats":
                 threading.Thread(target=self.heartbeats, args=(conn, stop), daemon=True).start()
             if channel == "level2":
@@ -120,14 +130,17 @@ class FakeCoinbaseBook:
             while not stop.wait(HEARTBEAT_S):
                 counter += 1
                 now = datetime.now(UTC)
-                event = {"current_time": now.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC"), "heartbeat_counter": counter}
+                # As captured: the server's clock, then its monotonic reading (Go's time format).
+                clock = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond:06d}000 +0000 UTC"
+                uptime = time.monotonic() - self.started
+                event = {"current_time": f"{clock} m=+{uptime:.9f}", "heartbeat_counter": counter}
                 conn.send({"channel": "heartbeats", "events": [event]})
 
     def l2_frame(self, kind: str, state: Published, bids: list, asks: list) -> dict:
         """An l2_data frame stamped with the state's time (when the exchange's book became it)."""
         updates = [level("bid", p, q, state.ts) for p, q in bids] + [level("offer", p, q, state.ts) for p, q in asks]
         event = {"type": kind, "product_id": self.product, "updates": updates}
-        return {"channel": "l2_data", "timestamp": iso(state.ts), "events": [event]}
+        return {"channel": "l2_data", "timestamp": nanos(state.ts), "events": [event]}
 
     def level2(self, conn: Connection, stop: threading.Event) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):

@@ -1,5 +1,9 @@
 """A local Kraken speaking WebSocket v2 (`trade`) and REST `Trades`, fed with real trades.
 
+Messages have the documented shapes: a `status` update on connecting, one
+subscribe ack per symbol, a `trade` snapshot (the latest 50 trades) then
+updates, and a `heartbeat` about once a second while no update is sent.
+
 The "exchange" publishes the rows of a real trades file one after another,
 the same rows under each of its pairs (one clock for all).
 Both endpoints only ever show what has been published so far, so a client that
@@ -21,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.sync.server import ServerConnection, serve
 
 PAGE = 1000
+HEARTBEAT_S = 1.0
 
 
 def iso(ts: datetime) -> str:
@@ -132,6 +137,7 @@ class FakeKraken:
             sent = self.published
         conn.send(self.trade_frame(symbol, "snapshot", self.rows[max(0, sent - 50) : sent]))
         frames = 0
+        quiet_since = time.monotonic()
         while True:
             with self.lock:
                 batch = self.rows[sent : sent + self.chunk]
@@ -141,10 +147,14 @@ class FakeKraken:
                         row["ts"] = stamp - timedelta(seconds=self.late.get(k, 0.0))
                 sent += len(batch)
                 self.published = max(self.published, sent)
+            now = time.monotonic()
             if batch:
                 conn.send(self.trade_frame(symbol, "update", batch))
                 frames += 1
-            conn.send('{"channel":"heartbeat"}')
+                quiet_since = now
+            elif now - quiet_since >= HEARTBEAT_S:  # documented: about once a second, when nothing else is sent
+                conn.send('{"channel":"heartbeat"}')
+                quiet_since = now
             if self.drop_after is not None and frames >= self.drop_after:
                 with self.lock:
                     self.published = min(len(self.rows), self.published + self.publish_while_down)

@@ -1,23 +1,25 @@
 """A local Kraken whose order book is a real one: WebSocket v2 `trade`, `instrument` and `book`.
 
 The exchange's book (L2Feed, "the truth") steps through the snapshots of a real
-L2 file (the bundled Bitstamp BTC/USD sample, 20 levels per side), one every
-`period` seconds, each stamped with the time it is published. A `book`
-subscriber gets a v2 snapshot of the top `depth` levels, then one update per
-step that changed them: the new or changed levels, qty 0 for a level gone from
-the book, and nothing for a level merely pushed out of scope (Kraken sends no
-delete for those; the client truncates). Every message carries the CRC32
-checksum of the book after it, computed here by plain code written from
-Kraken's guide, independent of markets.book. Prices and quantities are written
-at the precision the `instrument` channel declares (price 2, qty 8 decimals).
+L2 file (the bundled Bitstamp BTC/USD sample, 20 levels per side), one every 50
+to 200 ms (a real book's pace), each stamped with the time it is published. A
+`book` subscriber gets a v2 snapshot of the top `depth` levels, then one update
+per step that changed them: the new or changed levels, qty 0 for a level gone
+from the book, and nothing for a level merely pushed out of scope (Kraken sends
+no delete for those; the client truncates). Shapes as Kraken documents them:
+the snapshot has symbol, bids, asks and checksum but no timestamp; an update
+also has the timestamp; prices and quantities are JSON numbers, written at the
+precision the `instrument` channel declares (price 2, qty 8 decimals). Every
+message carries the CRC32 checksum of the book after it, computed here by
+plain code written from Kraken's guide, independent of markets.book.
 
 Knobs, each naming a state of the feed (the file's states are published in
 order, so a knob always hits the same real data): lose_state (the update to
 the first state from this index on is not sent, while the exchange's book
 moves on), drop_at_state (the connection is cut, with no close frame, right
 after the update to that state), inject (raw frames sent after the update to
-that state). Everything sent is logged in `events`, so that a test can tell
-where the disruptions were.
+that state). Everything sent is logged in `events` (with the state it showed
+and when it was sent), so that a test can tell where the disruptions were.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import csv
 import gzip
 import json
+import random
 import socket
 import threading
 import time
@@ -80,6 +83,17 @@ def kraken_crc32(bids: list, asks: list, price_places: int, qty_places: int) -> 
 
 
 @dataclass
+class Event:
+    """One book message of the stand-in (or a disruption), as a test reads it back."""
+
+    what: str  # snapshot, update, lost, drop, inject
+    index: int  # the feed state it showed
+    ts: datetime  # that state's time
+    monotonic: float  # when it was sent (time.monotonic())
+    sent_at: datetime  # when it was sent, wall clock
+
+
+@dataclass
 class Published:
     index: int  # its position in the feed
     ts: datetime
@@ -88,11 +102,13 @@ class Published:
 
 
 class L2Feed:
-    """The exchange's book over time: the file's states published one every `period` seconds, stamped then."""
+    """The exchange's book over time: the file's states, one every `period` seconds (a (low, high) range: drawn
+    per step from a seeded generator), each stamped when it is published."""
 
-    def __init__(self, period: float = 0.04, path: Path = BITSTAMP_L2):
+    def __init__(self, period: float | tuple[float, float] = (0.05, 0.2), path: Path = BITSTAMP_L2, seed: int = 1):
         self.states = read_l2_states(path)
-        self.period = period
+        self.period = period if isinstance(period, tuple) else (period, period)
+        self.random = random.Random(seed)
         self.published: list[Published] = []
         self.changed = threading.Condition()
         self.stopping = threading.Event()
@@ -113,7 +129,7 @@ class L2Feed:
             self.changed.notify_all()
 
     def _run(self) -> None:
-        while not self.stopping.wait(self.period):
+        while not self.stopping.wait(self.random.uniform(*self.period)):
             self.publish()
 
     def after(self, index: int, timeout: float = 0.1) -> list[Published]:
@@ -145,14 +161,18 @@ def level_json(price: Decimal, qty: Decimal) -> str:
     return f'{{"price":{price:.{PRICE_PRECISION}f},"qty":{qty:.{QTY_PRECISION}f}}}'
 
 
-def book_frame(symbol: str, kind: str, bids: list, asks: list, timestamp: str, book: tuple[list, list]) -> str:
-    """A v2 book frame of these levels; its checksum is that of book, the top levels after it."""
+def book_frame(symbol: str, kind: str, bids: list, asks: list, timestamp: str | None, book: tuple[list, list]) -> str:
+    """A v2 book frame of these levels; its checksum is that of book, the top levels after it.
+
+    timestamp None: none in the frame (as documented for a snapshot).
+    """
     checksum = kraken_crc32(book[0], book[1], PRICE_PRECISION, QTY_PRECISION)
+    stamp = f',"timestamp":"{timestamp}"' if timestamp is not None else ""
     return (
         f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
         f'"bids":[{",".join(level_json(p, q) for p, q in bids)}],'
         f'"asks":[{",".join(level_json(p, q) for p, q in asks)}],'
-        f'"checksum":{checksum},"timestamp":"{timestamp}"}}]}}'
+        f'"checksum":{checksum}{stamp}}}]}}'
     )
 
 
@@ -205,11 +225,11 @@ class FakeKrakenBook(FakeKraken):
         self.drop_at_state: int | None = None  # cut the connection right after the update to this state
         self.inject: dict[int, list[str]] = {}  # raw frames sent right after the update to this state
         self.updates_sent = 0
-        self.events: list[tuple[str, int, datetime, float]] = []  # (what, state index, its ts, monotonic)
+        self.events: list[Event] = []
         self.requests: list[tuple[float, dict]] = []  # (monotonic, message) of book and instrument requests
 
     def log(self, what: str, state: Published) -> None:
-        self.events.append((what, state.index, state.ts, time.monotonic()))
+        self.events.append(Event(what, state.index, state.ts, time.monotonic(), datetime.now(UTC)))
 
     # --- websocket ------------------------------------------------------------------------
     def ws_handler(self, conn: ServerConnection) -> None:
@@ -236,7 +256,8 @@ class FakeKrakenBook(FakeKraken):
                     if error:
                         self.ack(conn, message, None, error)
                         continue
-                    self.ack(conn, message, {"channel": "book", "symbol": self.symbol, "depth": params["depth"]})
+                    result = {"channel": "book", "depth": params["depth"], "snapshot": True, "symbol": self.symbol}
+                    self.ack(conn, message, result)
                     stop = threading.Event()
                     thread = threading.Thread(target=self._book, args=(conn, params["depth"], stop), daemon=True)
                     thread.start()
@@ -281,7 +302,7 @@ class FakeKrakenBook(FakeKraken):
     def _send_book(self, conn: ServerConnection, depth: int, stop: threading.Event) -> None:
         state = self.feed.latest()
         view = best(state.bids, "bid", depth), best(state.asks, "ask", depth)
-        conn.send(book_frame(self.symbol, "snapshot", *view, iso(state.ts), view))
+        conn.send(book_frame(self.symbol, "snapshot", *view, None, view))
         self.log("snapshot", state)
         last = state.index
         while not stop.is_set():
@@ -312,11 +333,12 @@ class FakeKrakenBook(FakeKraken):
 
 
 def book_loop(symbol: str, depth: int, timestamp: str, path: Path = BITSTAMP_L2) -> tuple[str, list[str]]:
-    """v2 frames of the file's book: the snapshot of its first state, then the updates through every state and
-    back to the first, so that the updates can be sent round and round (the benchmark's busy book)."""
+    """v2 frames of the file's book: the snapshot of its first state (no timestamp, as documented), then the updates
+    through every state and back to the first, so that the updates can be sent round and round (the benchmark's
+    busy book)."""
     states = read_l2_states(path)
     views = [(best(bids, "bid", depth), best(asks, "ask", depth)) for bids, asks in states]
-    snapshot = book_frame(symbol, "snapshot", *views[0], timestamp, views[0])
+    snapshot = book_frame(symbol, "snapshot", *views[0], None, views[0])
     updates = []
     for i in range(1, len(states) + 1):
         (old, new), (bids, asks) = (views[i - 1], views[i % len(states)]), states[i % len(states)]

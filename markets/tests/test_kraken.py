@@ -75,7 +75,11 @@ def test_out_of_range_live_trades_are_malformed_frames(fake, caplog):
     ]
     market = get_or_create_market("kraken:BTC-USDT")
     runner = StreamRunner(market)
-    run_until(runner, lambda: Trade.objects.filter(market=market).count() >= len(ROWS))
+    # The gap fill can store every trade before the frames sent meanwhile are read: wait for both.
+    run_until(
+        runner,
+        lambda: runner.malformed >= len(OUT_OF_RANGE) and Trade.objects.filter(market=market).count() >= len(ROWS),
+    )
 
     stored = list(Trade.objects.filter(market=market).order_by("trade_id").values_list("trade_id", flat=True))
     assert stored == [int(r["trade_id"]) for r in ROWS]

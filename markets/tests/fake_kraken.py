@@ -32,6 +32,12 @@ def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def pong(ping: dict) -> str:
+    """The documented answer to a ping: its req_id back, with the times it came in and went out."""
+    now = iso(datetime.now(UTC))
+    return json.dumps({"method": "pong", "req_id": ping.get("req_id"), "time_in": now, "time_out": now})
+
+
 class FakeKraken:
     def __init__(
         self,
@@ -91,7 +97,7 @@ class FakeKraken:
             for raw in conn:
                 message = json.loads(raw)
                 if message.get("method") == "ping":
-                    conn.send(json.dumps({"method": "pong", "req_id": message.get("req_id")}))
+                    conn.send(pong(message))
                 elif message.get("method") == "subscribe":
                     self.subscribed(conn, message)
                     return

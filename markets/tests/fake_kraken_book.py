@@ -41,7 +41,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from markets.tests.fake_kraken import FakeKraken, iso
+from markets.tests.fake_kraken import FakeKraken, iso, pong
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 BITSTAMP_L2 = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0030.csv.gz"
@@ -243,7 +243,7 @@ class FakeKrakenBook(FakeKraken):
                 method, params = message.get("method"), message.get("params") or {}
                 channel = params.get("channel")
                 if method == "ping":
-                    conn.send(json.dumps({"method": "pong", "req_id": message.get("req_id")}))
+                    conn.send(pong(message))
                 elif channel == "trade" and method == "subscribe":
                     threading.Thread(target=self._trades, args=(conn, message), daemon=True).start()
                 elif channel == "instrument" and method == "subscribe":

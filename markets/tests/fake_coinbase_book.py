@@ -1,4 +1,5 @@
-"""A local Coinbase Advanced Trade websocket: `market_trades`, `heartbeats` and `level2` from a real L2 book.
+"""A local Coinbase Advanced Trade websocket: `market_trades` (a captured session), `heartbeats` and `level2`
+from a real L2 book.
 
 Frames are shaped like the captured session in data/sample/messages
 (coinbase_advanced_ws_level2.jsonl, …_subscriptions.jsonl, …_heartbeats.jsonl)
@@ -6,8 +7,9 @@ and the channel documentation: channel, timestamp (nanoseconds, trailing zeros
 dropped), sequence_num, events; a `subscriptions` frame after each request
 listing everything subscribed (heartbeats as ["heartbeats"]); a heartbeat every
 second with its counter and the server's current_time.
-The book is an L2Feed (real Bitstamp snapshots published one every `period`
-seconds): a level2 subscriber gets an `l2_data` snapshot event of the whole
+Trades: the captured `market_trades` session, replayed at its own pace from the
+subscription on. The book is an L2Feed (real Bitstamp snapshots published one
+every 50 to 200 ms): a level2 subscriber gets an `l2_data` snapshot event of the whole
 book, then one update event per step with the levels that changed
 (`new_quantity` the new size, "0" for a level gone). Every frame of a
 connection, whatever its channel, carries the next `sequence_num`.
@@ -31,9 +33,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from markets.tests.fake_kraken import iso
-from markets.tests.fake_kraken_book import Event, L2Feed, Published
+from markets.tests.fake_kraken_book import SAMPLE, Event, L2Feed, Published
 
 HEARTBEAT_S = 1.0
+TRADES = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"
 
 
 class Connection:
@@ -73,6 +76,7 @@ class FakeCoinbaseBook:
         self.lose_state: int | None = None
         self.inject: dict[int, list[dict]] = {}
         self.updates_sent = 0
+        self.trades_sent = 0
         self.connections = 0
         self.requests: list[tuple[float, dict]] = []  # (monotonic, request)
         self.events: list[Event] = []
@@ -113,6 +117,8 @@ class FakeCoinbaseBook:
             self.send_subscriptions(conn)
             if channel == "level2":
                 conn.level2[0].start()  # the snapshot follows the subscriptions frame
+            if channel == "market_trades":
+                threading.Thread(target=self.market_trades, args=(conn, stop), daemon=True).start()
         elif kind == "unsubscribe" and channel in conn.subscriptions:
             del conn.subscriptions[channel]
             if channel == "level2" and conn.level2 is not None:
@@ -123,6 +129,31 @@ class FakeCoinbaseBook:
 
     def send_subscriptions(self, conn: Connection) -> None:
         conn.send({"channel": "subscriptions", "events": [{"subscriptions": dict(conn.subscriptions)}]})
+
+    def market_trades(self, conn: Connection, stop: threading.Event) -> None:
+        """The captured session's market_trades frames (snapshot, then updates) at their own pace, the product's
+        trades only, every time moved by the same amount so that the session starts now."""
+        frames = [json.loads(line) for line in TRADES.read_text().splitlines()]
+        frames = [frame for frame in frames if "events" in frame]  # not the client's own request
+        first = datetime.fromisoformat(frames[0]["timestamp"])
+        shift, started = datetime.now(UTC) - first, time.monotonic()
+        with contextlib.suppress(ConnectionClosed, OSError):
+            for frame in frames:
+                due = (datetime.fromisoformat(frame["timestamp"]) - first).total_seconds()
+                if stop.wait(max(0.0, due - (time.monotonic() - started))):
+                    return
+                events = []
+                for event in frame["events"]:
+                    trades = [
+                        trade | {"time": nanos(datetime.fromisoformat(trade["time"]) + shift)}
+                        for trade in event["trades"]
+                        if trade["product_id"] == self.product
+                    ]
+                    if trades:
+                        events.append(event | {"trades": trades})
+                if events:
+                    conn.send({"channel": "market_trades", "events": events})
+                    self.trades_sent += sum(len(event["trades"]) for event in events)
 
     def heartbeats(self, conn: Connection, stop: threading.Event) -> None:
         counter = 0

@@ -52,6 +52,7 @@ def feed():
 @pytest.fixture
 def fast(settings):
     settings.CANDLE_GRACE_S = GRACE_S
+    settings.CANDLE_GRACE_MODE = "fixed"  # trades' lag would shorten it
     settings.STREAM_BACKOFF_BASE_S = 0.05
     settings.STREAM_BACKOFF_MAX_S = 0.2
     settings.BOOK_DEPTH = 10
@@ -385,6 +386,7 @@ def test_coinbase_book_resyncs_on_a_sequence_gap_and_bad_frames(coinbase, feed, 
         run_until(runner, lambda: feed.latest().index >= 125, timeout=90)
 
     assert runner.malformed == 4 and runner.connects == 1
+    assert coinbase.trades_sent and runner.stats.stored  # the captured trades, between the book's frames
     assert runner.book.stats.resyncs == 5 and runner.book.stats.checksum_failures == 0
     market.refresh_from_db()
     assert (market.book_resyncs, market.book_checksum_failures, market.book_depth) == (5, 0, 20)

@@ -11,13 +11,18 @@ must have one.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
+import re
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client, override_settings
 
 from markets.book import OrderBook
@@ -356,6 +361,24 @@ def test_kraken_book_survives_a_lost_update_and_a_cut_connection(kraken, feed, c
     compared = check_windows(market, feed, disruptions(events, market.interval_s))
     assert compared >= 6
     assert BookWindow.objects.filter(market=market, updates__gt=0).count() >= compared - 1
+
+
+def test_stream_command_reports_receive_time_stamps(kraken, feed, monkeypatch):
+    """The summary counts the book messages stamped on receipt: here the one snapshot (it has no timestamp)."""
+    market = one_second_market("kraken:BTC-USD")
+    deadline = time.monotonic() + 60
+
+    class Clock:  # the command's --for clock: its time is up once a window is stored
+        @staticmethod
+        def monotonic() -> float:
+            done = BookWindow.objects.filter(market=market).exists() or time.monotonic() > deadline
+            return math.inf if done else 0.0
+
+    monkeypatch.setattr("pipeline.management.commands.stream.time", Clock)
+    out = io.StringIO()
+    call_command("stream", "--market", "kraken:BTC-USD", "--for", "60", stdout=out)
+    summary = out.getvalue()
+    assert re.search(r"book windows [1-9]\d*,", summary) and summary.rstrip().endswith("receive-time stamps 1")
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ class FakeKraken:
         self.rest_calls = 0
         self.streaming: Counter[str] = Counter()  # symbol -> connections streaming its trades now
         self.most_streaming: Counter[str] = Counter()  # symbol -> the most such connections at any one time
+        self.last_update: dict[ServerConnection, float] = {}  # when a channel last sent (heartbeats fill silences)
 
     # --- websocket v2 ---------------------------------------------------------------------
     @staticmethod
@@ -143,7 +144,7 @@ class FakeKraken:
             sent = self.published
         conn.send(self.trade_frame(symbol, "snapshot", self.rows[max(0, sent - 50) : sent]))
         frames = 0
-        quiet_since = time.monotonic()
+        self.last_update[conn] = time.monotonic()
         while True:
             with self.lock:
                 batch = self.rows[sent : sent + self.chunk]
@@ -157,10 +158,10 @@ class FakeKraken:
             if batch:
                 conn.send(self.trade_frame(symbol, "update", batch))
                 frames += 1
-                quiet_since = now
-            elif now - quiet_since >= HEARTBEAT_S:  # documented: about once a second, when nothing else is sent
+                self.last_update[conn] = now
+            elif now - self.last_update[conn] >= HEARTBEAT_S:  # documented: about once a second, when quiet
                 conn.send('{"channel":"heartbeat"}')
-                quiet_since = now
+                self.last_update[conn] = now
             if self.drop_after is not None and frames >= self.drop_after:
                 with self.lock:
                     self.published = min(len(self.rows), self.published + self.publish_while_down)

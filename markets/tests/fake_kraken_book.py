@@ -319,6 +319,7 @@ class FakeKrakenBook(FakeKraken):
                     self.log("lost", state)
                     continue
                 conn.send(book_frame(self.symbol, "update", bids, asks, iso(state.ts), view))
+                self.last_update[conn] = time.monotonic()
                 self.updates_sent += 1
                 self.log("update", state)
                 for at in [at for at in self.inject if state.index >= at]:

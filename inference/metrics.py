@@ -103,8 +103,10 @@ def live_value(market: Market, interval_s: int, horizon: int, made_at: list, p_u
 
 
 def group_metrics(market: Market, interval_s: int, horizon: int, rows: list[tuple]) -> dict:
-    """error_metrics of (made_at, *COLUMNS) rows, with their value."""
+    """error_metrics of (made_at, *COLUMNS) rows, with their value (None without rows, like direction)."""
     values, made_at = _split(rows)
+    if not rows:
+        return error_metrics(values, made_at) | {"value": None}
     p_up = [row[COLUMNS.index("p_up")] for row in values]
     return error_metrics(values, made_at) | {"value": live_value(market, interval_s, horizon, made_at, p_up)}
 

@@ -209,7 +209,7 @@ class SystemCollector:
                         persistence.add(*series, group["persistence"][field])
                     for key, family in direction.items():
                         family.add(*series, (group.get("direction") or {}).get(key))
-                    values = group.get("value", {}).get("timing", {})
+                    values = (group.get("value") or {}).get("timing", {})
                     if values.get("decisions"):
                         for key, family in timing.items():
                             family.add(*series, values.get(key))

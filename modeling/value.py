@@ -19,15 +19,17 @@ taker: enter long at A(t) when P(up) > threshold, or short at B(t) when
 (short), paying fee_bps on each side. Overlapping positions (h > 1) are
 independent units: their P&L adds up.
 
-Pure functions over arrays, but for book_quotes, which reads the stored windows.
+Pure functions over arrays, but for book_quotes, which reads the stored book windows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
+
+from markets.models import BookWindow, Market
 
 BPS = 1e4
 THRESHOLDS = tuple(round(0.5 + 0.025 * k, 3) for k in range(19))  # 0.5 .. 0.95
@@ -125,12 +127,8 @@ def choose_threshold(p_up: np.ndarray, q: Quotes, fee_bps: float) -> float:
     return best
 
 
-def book_quotes(market, interval_s: int, made_at: list[datetime], horizon: int) -> Quotes:
+def book_quotes(market: Market, interval_s: int, made_at: list[datetime], horizon: int) -> Quotes:
     """Quotes at each made_at (a window end) and horizon windows later, from the market's stored book windows."""
-    from datetime import timedelta
-
-    from markets.models import BookWindow
-
     step = timedelta(seconds=interval_s)
     starts = [t - step for t in made_at]
     targets = [t + (horizon - 1) * step for t in made_at]

@@ -129,7 +129,7 @@ def value_lines(value: dict) -> str:
         f" {t['rule_sell_bps']:.3f}, always wait {t['wait_buy_bps']:.3f} / {t['wait_sell_bps']:.3f},"
         f" foresight {t['oracle_buy_bps']:.3f} / {t['oracle_sell_bps']:.3f}"
     ]
-    line = f"taker at threshold {k['threshold']:g}, fee {k['fee_bps']:g} bps per side: {k['trades']} trades"
+    line = f"taker at threshold {k['threshold']:g}, fee {k['fee_bps']:g} bps per side: trades {k['trades']}"
     if k["trades"]:
         line += (
             f", hit rate {k['hit_rate']:.3f}, {k['pnl_bps_per_trade']:.3f} bps per trade,"

@@ -15,6 +15,11 @@ coverage_80 is null.
 Next to the price errors, the direction calls: accuracy of the served P(up)
 (> 0.5 calls up) on the windows whose target moved, with its Brier score and
 log loss, each next to the base rate of the same training run on the same windows.
+
+And what those calls are worth (value.timing, modeling.value.timing): on the
+scored windows with the book known at made_at and target_time, what waiting
+to buy or sell on the served P(up) saves per decision, in basis points of the
+mid, next to the microprice rule, always waiting and perfect foresight.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from inference.models import Prediction
 from markets.models import Market
 from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
+from modeling.value import book_quotes, timing
 
 PRICE_COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 COLUMNS = (*PRICE_COLUMNS, "p_up", "p_up_base")
@@ -90,6 +96,21 @@ def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
     }
 
 
+def live_value(market: Market, interval_s: int, horizon: int, made_at: list, p_up: list) -> dict:
+    """The timing value of the served P(up) of predictions made at made_at, from the stored book."""
+    quotes = book_quotes(market, interval_s, made_at, horizon)
+    return {"timing": timing(np.array(p_up, dtype=float), quotes)}
+
+
+def group_metrics(market: Market, interval_s: int, horizon: int, rows: list[tuple]) -> dict:
+    """error_metrics of (made_at, *COLUMNS) rows, with their value (None without rows, like direction)."""
+    values, made_at = _split(rows)
+    if not rows:
+        return error_metrics(values, made_at) | {"value": None}
+    p_up = [row[COLUMNS.index("p_up")] for row in values]
+    return error_metrics(values, made_at) | {"value": live_value(market, interval_s, horizon, made_at, p_up)}
+
+
 def _split(rows: list[tuple]) -> tuple[list[tuple], list]:
     """(made_at, *COLUMNS) rows -> COLUMNS rows and their made_at."""
     return [row[1:] for row in rows], [row[0] for row in rows]
@@ -124,9 +145,12 @@ def live_metrics(market: Market, horizon: int | None = None) -> dict:
         "horizon": horizon,
         "target": market_target(market),
         "window": window,
-        "served": error_metrics(*_split(overall)),
+        "served": group_metrics(market, market.interval_s, horizon, overall),
         "models": [
-            {"served_by": {"id": model_id, "version": version, "algorithm": algorithm}, **error_metrics(*_split(rows))}
+            {
+                "served_by": {"id": model_id, "version": version, "algorithm": algorithm},
+                **group_metrics(market, market.interval_s, horizon, rows),
+            }
             for (model_id, version, algorithm), rows in sorted(groups.items(), key=lambda item: item[0][0] or 0)
         ],
     }
@@ -135,4 +159,5 @@ def live_metrics(market: Market, horizon: int | None = None) -> dict:
 def model_live_metrics(artifact: ModelArtifact) -> dict:
     """Live metrics of one model's newest scored predictions."""
     scored = Prediction.objects.filter(model=artifact, realized__isnull=False).order_by("-made_at")
-    return error_metrics(*_split(list(scored.values_list("made_at", *COLUMNS)[: settings.LIVE_METRICS_WINDOW])))
+    rows = list(scored.values_list("made_at", *COLUMNS)[: settings.LIVE_METRICS_WINDOW])
+    return group_metrics(artifact.market, artifact.interval_s, artifact.horizon, rows)

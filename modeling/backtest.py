@@ -23,6 +23,7 @@ from modeling.direction import DirectionForecaster, carry
 from modeling.evaluation import direction_metrics, evaluate
 from modeling.forecast import Forecaster
 from modeling.training import Dataset, TrainingError, build_dataset, persistence_forecaster, train
+from modeling.value import Quotes, book_quotes, choose_threshold, taker, timing
 
 
 @dataclass
@@ -37,6 +38,7 @@ class BacktestConfig:
     validation_fraction: float
     min_rows: int
     target: str = "close"
+    fee_bps: float = 0.0  # per side, for the taker value
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Backtest:
     p_move: np.ndarray | None = None
     p_move_base: np.ndarray | None = None
     direction_source: np.ndarray | None = None  # "model" | "base rate" per row
+    quotes: Quotes | None = None  # top of book at each row's t and t + h (None: no book stored)
+    taker_choice: dict | None = None  # the taker threshold and the training rows it was chosen on
 
     def summary(self) -> dict:
         c, actual = self.ds.close, self.ds.actual
@@ -78,6 +82,7 @@ class Backtest:
             "by_algorithm": by_algorithm,
             "target": self.ds.target,
             "direction": self.direction_summary(),
+            "value": self.value_summary(),
             "retrains": self.retrains,
         }
 
@@ -98,6 +103,16 @@ class Backtest:
         sources = self.direction_source[np.isfinite(self.p_up)]
         out["served_by"] = {name: int((sources == name).sum()) for name in sorted(set(sources))}
         return out
+
+    def value_summary(self) -> dict | None:
+        """What the served P(up) is worth on the predicted rows (modeling.value); None without a book."""
+        if self.quotes is None or self.taker_choice is None:
+            return None
+        threshold = self.taker_choice["threshold"]
+        return {
+            "timing": timing(self.p_up, self.quotes),
+            "taker": taker(self.p_up, self.quotes, threshold, self.config.fee_bps) | {"chosen_on": self.taker_choice},
+        }
 
     def write_csv(self, path: Path) -> None:
         step = self.config.interval_s
@@ -177,6 +192,8 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
     algorithm = np.full(len(full), "", dtype=object)
     versions = np.zeros(len(full), dtype=int)
     retrains: list[dict] = []
+    quotes = _quotes(market, full)
+    taker_choice: dict | None = None
     for p in range(first_retrain, int(full.starts[-1]) + 1, config.retrain_every_s):
         known = (full.starts >= p - config.train_window_s) & (full.starts + (h + 1) * iv <= p)
         train_ds = full.subset(known)
@@ -188,6 +205,8 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
             persistence = persistence_forecaster(train_ds)
             direction, reference = carry(direction, outcome.direction), outcome.direction.forecaster
             event["direction"] = f"{direction.source} served; {outcome.direction.metrics['up']['reason']}"
+            if taker_choice is None and quotes is not None:
+                taker_choice = choose_taker_threshold(direction, train_ds, quotes.subset(known), config.fee_bps)
             if outcome.promote:
                 served, version = outcome.forecaster, version + 1
             elif outcome.retire_active:
@@ -227,4 +246,34 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         d[2],
         d[3],
         sources[predicted],
+        quotes.subset(predicted) if quotes is not None else None,
+        taker_choice,
     )
+
+
+def _quotes(market: Market, ds: Dataset) -> Quotes | None:
+    """The book at every row's window end and horizon windows later; None when the market has no book there."""
+    made_at = [datetime_from_epoch(int(s) + ds.interval_s) for s in ds.starts]
+    quotes = book_quotes(market, ds.interval_s, made_at, ds.horizon)
+    return quotes if np.isfinite(quotes.mid).any() else None
+
+
+def choose_taker_threshold(direction: DirectionForecaster, train_ds: Dataset, quotes: Quotes, fee_bps: float) -> dict:
+    """The taker threshold, chosen once for the whole backtest before any evaluated row.
+
+    At the first retrain point (--start) that trains a direction forecaster, the
+    forecaster served from there on predicts P(up) on that run's training rows
+    (the --train-window before --start whose target was known at --start: in
+    sample, the rows it was fitted on), and modeling.value.choose_threshold
+    picks the threshold with the best total net P&L there. No evaluated row
+    takes part in the choice.
+    """
+    p_up, _ = direction.predict(train_ds.X, train_ds.names)
+    threshold = choose_threshold(p_up, quotes, fee_bps)
+    return {
+        "threshold": threshold,
+        "start": iso(train_ds.starts[0]),
+        "end": iso(train_ds.starts[-1]),
+        "rows": len(train_ds),
+        "pnl_bps_total": taker(p_up, quotes, threshold, fee_bps)["pnl_bps_total"],
+    }

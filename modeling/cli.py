@@ -21,6 +21,17 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def bps_option(raw: str, option: str) -> float:
+    """A cost in basis points: a finite number from 0 to 10,000 (100 %)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 10_000:  # NaN fails too
+        raise CommandError(f"{option}: expected basis points from 0 to 10000, got {raw!r}")
+    return value
+
+
 def metrics_table(rows: dict[str, dict | None]) -> str:
     """Metrics side by side, one line per candidate, for terminal output."""
     keys = ["rows", "rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80", "persistence_rmse"]

@@ -24,6 +24,15 @@ from markets.models import Market
 log = logging.getLogger(__name__)
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities 3, 6, 9 in lists name + sep + n
 LIVE_FIELDS = ("rmse", "rmse_bps", "mae", "mae_bps", "directional_accuracy", "coverage_80")
+TIMING_FIELDS = {  # inference.metrics' value.timing (modeling.value.timing)
+    "buy_bps": "Bps of the mid saved per decision by waiting to buy on the served P(up)",
+    "sell_bps": "Bps of the mid gained per decision by waiting to sell on the served P(up)",
+    "rule_buy_bps": "Bps of the mid saved per decision by waiting to buy on the microprice rule",
+    "rule_sell_bps": "Bps of the mid gained per decision by waiting to sell on the microprice rule",
+    "oracle_buy_bps": "Bps of the mid saved per decision by waiting to buy with perfect foresight",
+    "oracle_sell_bps": "Bps of the mid gained per decision by waiting to sell with perfect foresight",
+    "decisions": "Scored windows with the book known at both ends (the timing value's decisions)",
+}
 LIVE_TTL_S = 30.0  # live metrics rank every scored prediction of a market: computed at most this often per process
 _live: dict[tuple[int, int], tuple[float, dict]] = {}  # (market id, horizon) -> (monotonic time, live_metrics)
 
@@ -184,6 +193,7 @@ class SystemCollector:
                 ("brier_reference", "Brier score of the base rate on the same windows"),
             )
         }
+        timing = {key: Family(f"cryptopred_live_timing_{key}", text, labels) for key, text in TIMING_FIELDS.items()}
         for market in markets:
             for horizon in horizons.configured():
                 metrics = cached_live_metrics(market, horizon)
@@ -199,11 +209,16 @@ class SystemCollector:
                         persistence.add(*series, group["persistence"][field])
                     for key, family in direction.items():
                         family.add(*series, (group.get("direction") or {}).get(key))
+                    values = (group.get("value") or {}).get("timing", {})
+                    if values.get("decisions"):
+                        for key, family in timing.items():
+                            family.add(*series, values.get(key))
         for model, persistence in families.values():
             yield model.metric
             yield persistence.metric
         yield windows.metric
         yield from (family.metric for family in direction.values())
+        yield from (family.metric for family in timing.values())
 
     def drift(self, markets):
         from monitoring.models import DriftReport

@@ -309,9 +309,9 @@ class LatestPrediction(APIView):
 
 @extend_schema(parameters=[MARKET_PARAM, HorizonQuerySerializer], responses=OpenApiTypes.OBJECT)
 class MarketMetrics(APIView):
-    """Rolling live metrics (rmse, mae, directional accuracy, interval coverage) of served predictions,
-    overall and per model, each next to persistence on the same windows: at the shortest horizon, or ?horizon=
-    another; ?horizon=all: a list, one per horizon, shortest first."""
+    """Rolling live metrics (rmse, mae, directional accuracy, interval coverage, the timing value of the
+    direction calls) of served predictions, overall and per model, each next to persistence on the same windows:
+    at the shortest horizon, or ?horizon= another; ?horizon=all: a list, one per horizon, shortest first."""
 
     def get(self, request, market: str) -> Response:
         choice = validated_query(HorizonQuerySerializer, request).get("horizon")

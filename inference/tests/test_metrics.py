@@ -103,7 +103,7 @@ def test_no_scored_predictions_yet(market):
     metrics = live_metrics(market)
     assert metrics["served"] == {
         "count": 0, "since": None, "until": None, "interval_rows": 0, "model": None, "persistence": None,
-        "direction": None,
+        "direction": None, "value": None,
     }  # fmt: skip
     assert metrics["models"] == []
 

@@ -1,5 +1,5 @@
 """manage.py backtest --market M [--interval 10s] [--horizon 1] [--target mid|close] [--start ISO] [--end ISO]
-[--train-window 6h] [--retrain-every 1h] [--min-rows N] [--json] [--out predictions.csv]"""
+[--train-window 6h] [--retrain-every 1h] [--min-rows N] [--fee-bps 0] [--json] [--out predictions.csv]"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from features.engine import TARGETS
 from markets.cli import market_option, time_option
 from markets.models import Candle
 from modeling.backtest import BacktestConfig, run_backtest
-from modeling.cli import duration_option, metrics_table, positive_int
+from modeling.cli import bps_option, duration_option, metrics_table, positive_int
 from modeling.services import default_interval, resolve_target
 from modeling.training import TrainingError
 
@@ -40,10 +40,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--min-rows", type=positive_int, help="fewest training rows to train at a retrain (default TRAIN_MIN_ROWS)"
         )
+        parser.add_argument(
+            "--fee-bps", default="0", help="taker fee per side in basis points, for the taker value (default 0)"
+        )
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
         parser.add_argument("--out", type=Path, help="write every prediction to this CSV file")
 
     def handle(self, *args, **options):
+        fee_bps = bps_option(options["fee_bps"], "--fee-bps")
         market = market_option(options["market"])
         interval_s = (
             duration_option(options["interval"], "--interval") if options["interval"] else default_interval(market)
@@ -77,6 +81,7 @@ class Command(BaseCommand):
             validation_fraction=settings.TRAIN_VALIDATION_FRACTION,
             min_rows=options["min_rows"] or settings.TRAIN_MIN_ROWS,
             target=target,
+            fee_bps=fee_bps,
         )
         try:
             result = run_backtest(market, config, start, end)
@@ -109,3 +114,25 @@ class Command(BaseCommand):
                 line += f", sign of microprice - mid {d['microprice_accuracy']:.4f}"
             line += f"), Brier {d['brier']:.5f} vs base rate {d['brier_reference']:.5f}, served by {d['served_by']}"
             self.stdout.write(line)
+        if summary["value"] is not None:
+            self.stdout.write(value_lines(summary["value"]))
+
+
+def value_lines(value: dict) -> str:
+    """The timing and taker values (modeling.value) in two lines."""
+    t, k = value["timing"], value["taker"]
+    if not t["decisions"]:
+        return "value: no decision with a known book"
+    lines = [
+        f"timing value on {t['decisions']} decisions, bps of mid per decision (buy / sell):"
+        f" served {t['buy_bps']:.3f} / {t['sell_bps']:.3f}, microprice rule {t['rule_buy_bps']:.3f} /"
+        f" {t['rule_sell_bps']:.3f}, always wait {t['wait_buy_bps']:.3f} / {t['wait_sell_bps']:.3f},"
+        f" foresight {t['oracle_buy_bps']:.3f} / {t['oracle_sell_bps']:.3f}"
+    ]
+    line = f"taker at threshold {k['threshold']:g}, fee {k['fee_bps']:g} bps per side: trades {k['trades']}"
+    if k["trades"]:
+        line += (
+            f", hit rate {k['hit_rate']:.3f}, {k['pnl_bps_per_trade']:.3f} bps per trade,"
+            f" {k['pnl_bps_total']:.1f} bps in all, max drawdown {k['max_drawdown_bps']:.1f} bps"
+        )
+    return "\n".join([*lines, line])

@@ -22,6 +22,7 @@ def outcome(artifact: ModelArtifact) -> dict:
         "reason": artifact.reason,
         "target": artifact.target,
         "direction_source": artifact.direction_source,
+        "direction_model": artifact.direction_model,
         "metrics": artifact.metrics,
     }
 

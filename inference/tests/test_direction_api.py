@@ -103,6 +103,9 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     page = browser.get("/admin/modeling/modelartifact/").content.decode()
     assert "P(up) Brier vs base rate" in page and f"{artifact.direction_model} · " in page
 
+    page = browser.get("/models/").content.decode()
+    assert f'P(up) from</span> <span data-field="direction-model">{artifact.direction_model}</span>' in page
+
     # The market page: "P(up) 64 %" next to the price, the calls' live accuracy next to the base rate's.
     page = browser.get(f"/markets/{MARKET}/").content.decode()
     assert f'P(up) {round(100 * latest["p_up"])} % <span class="muted">· {artifact.direction_model}</span>' in page

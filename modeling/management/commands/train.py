@@ -66,4 +66,5 @@ class Command(BaseCommand):
         m = artifact.metrics
         self.stdout.write(metrics_table({"persistence": m["persistence"], **m["candidates"], "active": m["active"]}))
         up = m["direction"]["up"]
-        self.stdout.write(f"target {artifact.target}; direction P(up): {artifact.direction_source}: {up['reason']}")
+        served = artifact.direction_model or artifact.direction_source
+        self.stdout.write(f"target {artifact.target}; direction P(up): {served}: {up['reason']}")

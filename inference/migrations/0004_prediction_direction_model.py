@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0003_prediction_target_direction'),
+        ("inference", "0003_prediction_target_direction"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prediction',
-            name='direction_model',
-            field=models.CharField(blank=True, choices=[('microprice', 'microprice'), ('logistic', 'logistic'), ('boosted', 'boosted'), ('base rate', 'base rate')], help_text='the direction model that gave p_up, or base rate (empty: no training run yet)', max_length=16),
+            model_name="prediction",
+            name="direction_model",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("microprice", "microprice"),
+                    ("logistic", "logistic"),
+                    ("boosted", "boosted"),
+                    ("base rate", "base rate"),
+                ],
+                help_text="the direction model that gave p_up, or base rate (empty: no training run yet)",
+                max_length=16,
+            ),
         ),
     ]

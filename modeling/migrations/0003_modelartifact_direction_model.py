@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modeling', '0002_artifact_target_direction'),
+        ("modeling", "0002_artifact_target_direction"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelartifact',
-            name='direction_model',
-            field=models.CharField(blank=True, help_text='what this run serves for P(up): microprice, logistic, boosted or base rate', max_length=16),
+            model_name="modelartifact",
+            name="direction_model",
+            field=models.CharField(
+                blank=True,
+                help_text="what this run serves for P(up): microprice, logistic, boosted or base rate",
+                max_length=16,
+            ),
         ),
     ]

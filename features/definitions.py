@@ -39,6 +39,12 @@ BOOK_FEATURES = (
     "spread_tw_rel",
     "depth_l1_z",
     "updates_z",
+    "ofi_levels_1",
+    "ofi_levels_6",
+    "tfi_1",
+    "tfi_6",
+    "spread_ticks",
+    "mid_unchanged",
 )  # what BOOK_VERSION adds to VERSION, in book_features' order
 LOOKBACK = 61  # vol_60 needs 60 one-window returns, i.e. 61 closes
 DAY_S = 86400
@@ -122,11 +128,11 @@ def compute(f: CandleFrame, ref: CandleFrame | None = None, book: BookFrame | No
     out = {name: np.where(valid & np.isfinite(lc), col, np.nan) for name, col in out.items()}
     if book is not None:
         # The book's rows do not need a trade: a row before the first trade still has them.
-        out.update({name: np.where(valid & book.observed, col, np.nan) for name, col in book_features(book).items()})
+        out.update({name: np.where(valid & book.observed, col, np.nan) for name, col in book_features(book, f).items()})
     return out
 
 
-def book_features(b: BookFrame) -> dict[str, np.ndarray]:
+def book_features(b: BookFrame, f: CandleFrame) -> dict[str, np.ndarray]:
     """The order-book features of BOOK_VERSION; NaN wherever a window they read has no book window.
 
     - mid_ret_k: log return of the mid over k windows; mid_vol_10/60 its volatility
@@ -138,7 +144,20 @@ def book_features(b: BookFrame) -> dict[str, np.ndarray]:
     - ofi_k: order-flow imbalance summed over k windows, in units of the mean L1 size
       (qb + qa) / 2 of the last 30 windows, so markets and regimes compare;
     - spread_rel (at the end) and spread_tw_rel: spread / mid;
-    - depth_l1_z, updates_z: L1 size and book activity against their last 60 windows.
+    - depth_l1_z, updates_z: L1 size and book activity against their last 60 windows;
+    - ofi_levels_k: order-flow imbalance over the first BOOK_FEATURE_LEVELS levels
+      (markets.book.multilevel_order_flow) summed over k windows, in the same
+      units as ofi_k; NaN in windows stored before it was recorded;
+    - tfi_k: trade-flow imbalance, taker buy minus sell volume over k windows
+      (f's candles), in the same units;
+    - spread_ticks: the spread at the window end over the narrowest spread at a
+      window end of the last 60 windows: the spread in ticks where the book
+      touches one tick within the hour (the market's tick is not stored);
+    - mid_unchanged: windows since the mid last changed (0: it changed in this
+      window), capped at LOOKBACK - 1.
+
+    l1_imbalance is the queue imbalance of Gould & Bonart, and
+    (microprice - mid) / spread is exactly l1_imbalance / 2.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         mid, micro = b["mid"], b["microprice"]
@@ -161,7 +180,32 @@ def book_features(b: BookFrame) -> dict[str, np.ndarray]:
         out["spread_tw_rel"] = b["spread_tw"] / mid
         out["depth_l1_z"] = zscore(np.log(qb + qa), 60)
         out["updates_z"] = zscore(np.log1p(b["updates"]), 60)
+        flow = f["buy_volume"] - f["sell_volume"]
+        for k in (1, 6):
+            out[f"ofi_levels_{k}"] = ratio(rolling_sum(b["ofi_levels"], k), depth)
+            out[f"tfi_{k}"] = ratio(rolling_sum(flow, k), depth)
+        spread = b["ask_price"] - b["bid_price"]
+        out["spread_ticks"] = ratio(spread, rolling_min(np.where(spread > 0, spread, np.nan), 60))
+        out["mid_unchanged"] = unchanged_for(mid, LOOKBACK - 1)
     return out
+
+
+def rolling_min(x: np.ndarray, w: int) -> np.ndarray:
+    """Smallest of the last w values, NaN ignored (NaN where all are)."""
+    acc = x.copy()
+    for k in range(1, w):
+        acc = np.fmin(acc, shift(x, k))
+    return acc
+
+
+def unchanged_for(x: np.ndarray, cap: int) -> np.ndarray:
+    """Windows since x last changed: how many windows before each row hold the row's value, up to cap."""
+    count = np.zeros(len(x))
+    same = np.ones(len(x), dtype=bool)
+    for k in range(1, cap + 1):
+        same &= shift(x, k) == x
+        count += same
+    return count
 
 
 def reference_features(lc: np.ndarray, ref: CandleFrame | None) -> dict[str, np.ndarray]:

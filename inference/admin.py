@@ -20,11 +20,11 @@ class PredictionAdmin(admin.ModelAdmin):
         "upper",
         "realized",
         "p_up",
-        "direction_source",
+        "direction_model",
         "algorithm",
         "model",
     ]
-    list_filter = ["market", "algorithm", "target", "direction_source", "horizon"]
+    list_filter = ["market", "algorithm", "target", "direction_model", "horizon"]
     list_select_related = ["market", "model"]
     date_hierarchy = "made_at"
     change_list_template = "admin/inference/prediction/change_list.html"

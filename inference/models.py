@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from markets.models import PRICE, Market
+from modeling.direction import MODEL_NAMES
 
 
 class Prediction(models.Model):
@@ -18,6 +19,7 @@ class Prediction(models.Model):
     p_up is the probability that the target is higher rather than lower at
     target_time given that it moves, p_move that it moves at all; direction_source
     says whether a model or the base rate of the training window gave p_up,
+    direction_model which one (microprice, logistic, boosted or base rate),
     and p_up_base is that base rate (null before any training run).
     """
 
@@ -49,6 +51,12 @@ class Prediction(models.Model):
         choices=[("model", "model"), ("base rate", "base rate")],
         blank=True,
         help_text="what gave p_up (empty: no training run yet)",
+    )
+    direction_model = models.CharField(
+        max_length=16,
+        choices=[(name, name) for name in MODEL_NAMES],
+        blank=True,
+        help_text="the direction model that gave p_up, or base rate (empty: no training run yet)",
     )
     realized = models.DecimalField(
         **PRICE, null=True, blank=True, help_text="the target's price at target_time (close or mid)"

@@ -126,14 +126,15 @@ def _predict(
     if persistence is not None:
         _, lower, upper = persistence.predict_row(close, row.values)
     p_up = p_move = p_up_base = None
-    source = ""
+    source = served_direction_model = ""
     if (forecast := direction(key)) is not None:
         try:
             p_up, p_move = forecast.predict(row.values)
-            p_up_base, source = forecast.up_base, forecast.source
+            p_up_base, source, served_direction_model = forecast.up_base, forecast.source, forecast.model_name
         except Exception:  # like a broken price model: never stops the pipeline; the base rate is served
             log.exception("direction forecast failed on %s at %s; serving the base rate", market, made_at)
-            p_up, p_move, p_up_base, source = forecast.up_base, forecast.move_base, forecast.up_base, "base rate"
+            p_up, p_move, p_up_base = forecast.up_base, forecast.move_base, forecast.up_base
+            source = served_direction_model = "base rate"
     return Prediction(
         market=market,
         interval_s=row.interval_s,
@@ -152,6 +153,7 @@ def _predict(
         p_move=p_move,
         p_up_base=p_up_base,
         direction_source=source,
+        direction_model=served_direction_model,
         latency_ms=(time.perf_counter() - started) * 1000,
     )
 

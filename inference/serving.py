@@ -118,6 +118,11 @@ class ServedDirection:
     def source(self) -> str:
         return MODEL if self.up is not None else BASE_RATE
 
+    @property
+    def model_name(self) -> str:
+        """The candidate serving P(up) (modeling.direction.CANDIDATES), or the base rate."""
+        return self.up.model_name if self.up is not None else BASE_RATE
+
     def predict(self, values: dict) -> tuple[float, float]:
         """(P(up | move), P(move)) for one feature row's values."""
         p_up = self.up.predict_row(values)[0] if self.up is not None else self.up_base

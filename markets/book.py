@@ -233,6 +233,8 @@ class BookTop:
     ask_qty: Decimal
     bid_depth: Decimal  # total qty of the first N bid levels
     ask_depth: Decimal
+    bid_levels: tuple[tuple[Decimal, Decimal], ...] = ()  # the first N (price, qty), best first
+    ask_levels: tuple[tuple[Decimal, Decimal], ...] = ()
 
     @classmethod
     def from_book(cls, book: OrderBook, levels: int) -> BookTop | None:
@@ -240,12 +242,23 @@ class BookTop:
         bids, asks = book.levels("bid", levels), book.levels("ask", levels)
         if not bids or not asks:
             return None
-        return cls(bids[0][0], bids[0][1], asks[0][0], asks[0][1], sum(q for _, q in bids), sum(q for _, q in asks))
+        return cls(
+            bids[0][0],
+            bids[0][1],
+            asks[0][0],
+            asks[0][1],
+            sum(q for _, q in bids),
+            sum(q for _, q in asks),
+            tuple(bids),
+            tuple(asks),
+        )
 
     @classmethod
     def top_only(cls, bid_price: Decimal, bid_qty: Decimal, ask_price: Decimal, ask_qty: Decimal) -> BookTop:
         """A one-level book (top-of-book data): the depth is the best level."""
-        return cls(bid_price, bid_qty, ask_price, ask_qty, bid_qty, ask_qty)
+        return cls(
+            bid_price, bid_qty, ask_price, ask_qty, bid_qty, ask_qty, ((bid_price, bid_qty),), ((ask_price, ask_qty),)
+        )
 
     @property
     def spread(self) -> float:
@@ -273,21 +286,49 @@ class BookTop:
 
 
 def order_flow(previous: BookTop, current: BookTop) -> Decimal:
-    """Best-level order-flow imbalance of one event (Cont, Kukanov & Stoikov 2014).
+    """Best-level order-flow imbalance of one event (Cont, Kukanov & Stoikov 2014)."""
+    return level_flow(
+        (previous.bid_price, previous.bid_qty),
+        (current.bid_price, current.bid_qty),
+        (previous.ask_price, previous.ask_qty),
+        (current.ask_price, current.ask_qty),
+    )
+
+
+def level_flow(bid_before, bid_now, ask_before, ask_now) -> Decimal:
+    """Order-flow imbalance of one event at one level, each argument a (price, qty) pair.
 
     e = 1{Pb >= Pb'} qb - 1{Pb <= Pb'} qb' - 1{Pa <= Pa'} qa + 1{Pa >= Pa'} qa'
     where ' marks the state before the event.
     """
+    (pb0, qb0), (pb, qb), (pa0, qa0), (pa, qa) = bid_before, bid_now, ask_before, ask_now
     e = Decimal(0)
-    if current.bid_price >= previous.bid_price:
-        e += current.bid_qty
-    if current.bid_price <= previous.bid_price:
-        e -= previous.bid_qty
-    if current.ask_price <= previous.ask_price:
-        e -= current.ask_qty
-    if current.ask_price >= previous.ask_price:
-        e += previous.ask_qty
+    if pb >= pb0:
+        e += qb
+    if pb <= pb0:
+        e -= qb0
+    if pa <= pa0:
+        e -= qa
+    if pa >= pa0:
+        e += qa0
     return e
+
+
+def multilevel_order_flow(previous: BookTop, current: BookTop) -> Decimal:
+    """Order-flow imbalance of one event summed over levels 1..N (Xu, Gould & Howison 2018).
+
+    Level m compares the m-th best bid and ask before and after the event with
+    the best-level rule; a level that one of the two states does not have
+    (a book shallower than N) adds nothing.
+    """
+    levels = min(len(previous.bid_levels), len(current.bid_levels), len(previous.ask_levels), len(current.ask_levels))
+    return sum(
+        (
+            level_flow(previous.bid_levels[m], current.bid_levels[m], previous.ask_levels[m], current.ask_levels[m])
+            for m in range(levels)
+        ),
+        Decimal(0),
+    )
 
 
 @dataclass(slots=True)
@@ -306,9 +347,19 @@ class BookBar:
     imbalance_tw: float
     depth_imbalance: float  # as of the window end
     updates: int
+    ofi_levels: float | None = None  # OFI over levels 1..N summed over the window's events (None: not recorded)
 
     @classmethod
-    def of(cls, start: int, top: BookTop, ofi: float, spread_tw: float, imbalance_tw: float, updates: int) -> BookBar:
+    def of(
+        cls,
+        start: int,
+        top: BookTop,
+        ofi: float,
+        spread_tw: float,
+        imbalance_tw: float,
+        updates: int,
+        ofi_levels: float = 0.0,
+    ) -> BookBar:
         return cls(
             start,
             top.bid_price,
@@ -322,6 +373,7 @@ class BookBar:
             imbalance_tw,
             top.depth_imbalance,
             updates,
+            ofi_levels,
         )
 
 
@@ -364,6 +416,7 @@ class BookWindows:
         self.t = covered_from  # time since when self.top holds
         self.updates = 0
         self.ofi = Decimal(0)
+        self.ofi_levels = Decimal(0)
         self.spread_area = 0.0
         self.imbalance_area = 0.0
 
@@ -391,6 +444,7 @@ class BookWindows:
             self._hold(t)
         if self.top is not None:
             self.ofi += order_flow(self.top, top)
+            self.ofi_levels += multilevel_order_flow(self.top, top)
         self.top = top
         self.updates += 1
         return out
@@ -435,7 +489,9 @@ class BookWindows:
             self._hold(end)
         covered = end - self.covered_from
         spread_tw, imbalance_tw = self.spread_area / covered, self.imbalance_area / covered
-        bar = BookBar.of(self.start, self.top, float(self.ofi), spread_tw, imbalance_tw, self.updates)
+        bar = BookBar.of(
+            self.start, self.top, float(self.ofi), spread_tw, imbalance_tw, self.updates, float(self.ofi_levels)
+        )
         self.last_final = self.start
         return bar
 

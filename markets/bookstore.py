@@ -30,6 +30,7 @@ BOOK_HEADER = [
     "imbalance_tw",
     "depth_imbalance",
     "updates",
+    "ofi_levels",
 ]
 FEATURES = BOOK_HEADER[1:]  # the BookWindow columns, in BookBar order
 
@@ -57,6 +58,7 @@ def store_windows(market: Market, interval_s: int, bars: Sequence[BookBar]) -> i
             imbalance_tw=bar.imbalance_tw,
             depth_imbalance=bar.depth_imbalance,
             updates=bar.updates,
+            ofi_levels=bar.ofi_levels,
         )
         for bar in bars
     ]
@@ -135,6 +137,7 @@ def merge_bars(bars: Sequence[BookBar], interval_s: int) -> BookBar:
         sum(b.imbalance_tw for b in bars) / len(bars),
         last.depth_imbalance,
         sum(b.updates for b in bars),
+        None if any(b.ofi_levels is None for b in bars) else sum(b.ofi_levels for b in bars),
     )
 
 
@@ -144,4 +147,5 @@ def book_rows(bars: Iterable[BookBar]) -> Iterator[list[str]]:
         prices = (bar.bid_price, bar.bid_qty, bar.ask_price, bar.ask_qty, bar.mid, bar.microprice)
         floats = (bar.ofi, bar.spread_tw, bar.imbalance_tw, bar.depth_imbalance)
         ts = format_ts(epoch_to_datetime(bar.start))
-        yield [ts, *map(format_decimal, prices), *map(repr, floats), str(bar.updates)]
+        ofi_levels = "" if bar.ofi_levels is None else repr(bar.ofi_levels)
+        yield [ts, *map(format_decimal, prices), *map(repr, floats), str(bar.updates), ofi_levels]

@@ -133,7 +133,8 @@ class BookWindow(models.Model):
 
     Top of book, mid and microprice as of the window end; OFI summed over the
     window's book changes; spread and L1 imbalance time-weighted over the window;
-    depth imbalance over the first BOOK_FEATURE_LEVELS levels as of the window end.
+    depth imbalance over the first BOOK_FEATURE_LEVELS levels as of the window end;
+    OFI over those levels (null in windows stored before it was recorded).
     """
 
     # No index of its own, like Candle: the unique index below starts with market.
@@ -151,6 +152,9 @@ class BookWindow(models.Model):
     imbalance_tw = models.FloatField(help_text="time-weighted (qb - qa) / (qb + qa) at the best levels")
     depth_imbalance = models.FloatField(help_text="(bid qty - ask qty) / total over the first N levels at the end")
     updates = models.PositiveIntegerField(help_text="book changes in the window")
+    ofi_levels = models.FloatField(
+        null=True, blank=True, help_text="order-flow imbalance over the first N levels summed over the window"
+    )
 
     class Meta:
         constraints = [

@@ -55,7 +55,7 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["label"]
-    list_filter = ["status", "algorithm", "target", "direction_source", "market", "interval_s", "horizon"]
+    list_filter = ["status", "algorithm", "target", "direction_model", "market", "interval_s", "horizon"]
     search_fields = ["reason", "algorithm"]
     readonly_fields = [f.name for f in ModelArtifact._meta.fields if f.name != "artifact"]
     exclude = ["artifact"]
@@ -91,7 +91,7 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         up = (obj.metrics.get("direction") or {}).get("up") or {}
         if up.get("brier") is None:
             return None
-        return f"{obj.direction_source} · {up['brier']:.4f} vs {up['brier_reference']:.4f}"
+        return f"{obj.direction_model or obj.direction_source} · {up['brier']:.4f} vs {up['brier_reference']:.4f}"
 
     def has_add_permission(self, request) -> bool:
         return False  # artifacts come from training only

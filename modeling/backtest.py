@@ -19,8 +19,8 @@ import numpy as np
 from features.engine import compute_features
 from features.frame import datetime_from_epoch
 from markets.models import Market
-from modeling.direction import DirectionForecaster, carry
-from modeling.evaluation import direction_metrics, evaluate
+from modeling.direction import DirectionForecaster, candidate_forecasts, carry
+from modeling.evaluation import direction_metrics, evaluate, sign_test
 from modeling.forecast import Forecaster
 from modeling.training import Dataset, TrainingError, build_dataset, persistence_forecaster, train
 from modeling.value import Quotes, book_quotes, choose_threshold, taker, timing
@@ -60,6 +60,8 @@ class Backtest:
     direction_source: np.ndarray | None = None  # "model" | "base rate" per row
     quotes: Quotes | None = None  # top of book at each row's t and t + h (None: no book stored)
     taker_choice: dict | None = None  # the taker threshold and the training rows it was chosen on
+    direction_model: np.ndarray | None = None  # the candidate serving P(up) per row, or "base rate"
+    candidates: dict[str, np.ndarray] = field(default_factory=dict)  # each candidate's own P(up) per row, ungated
 
     def summary(self) -> dict:
         c, actual = self.ds.close, self.ds.actual
@@ -102,7 +104,35 @@ class Backtest:
         out["move"] = {k: move[k] for k in ("brier", "brier_reference", "log_loss", "log_loss_reference", "rows")}
         sources = self.direction_source[np.isfinite(self.p_up)]
         out["served_by"] = {name: int((sources == name).sum()) for name in sorted(set(sources))}
-        return out
+        models = self.direction_model[np.isfinite(self.p_up)]
+        out["served_model_by"] = {name: int((models == name).sum()) for name in sorted(set(models))}
+        return out | self.candidates_summary()
+
+    def candidates_summary(self) -> dict:
+        """Each candidate's own P(up), the served one, the microprice rule and the base rate on the same windows.
+
+        The windows: those whose target moved where every forecast has a
+        probability. The rule is sign(microprice - mid) as the probability
+        1/2 + sign / 4. served_vs_rule_pvalue is a two-sided exact sign test
+        (McNemar) on the paired per-window correctness of the served call and
+        the rule's (modeling.evaluation.sign_test); None without book features.
+        """
+        c, actual = self.ds.close, self.ds.actual
+        forecasts = dict(self.candidates) | {"served": self.p_up, "base rate": self.p_up_base}
+        micro = self.ds.column("micro_dev")
+        if micro is not None:
+            forecasts[RULE] = 0.5 + np.sign(micro) / 4
+        rows = actual != c
+        for p in forecasts.values():
+            rows &= np.isfinite(p)
+        scores = {name: direction_metrics(c[rows], actual[rows], p[rows], None) for name, p in forecasts.items()}
+        out = {name: {k: m[k] for k in ("accuracy", "brier", "log_loss")} for name, m in scores.items()}
+        pvalue = None
+        if micro is not None:
+            up = actual[rows] > c[rows]
+            served, rule = (np.where(p == 0.5, 0.5, (p > 0.5) == up) for p in (self.p_up[rows], forecasts[RULE][rows]))
+            pvalue = sign_test(served, rule)
+        return {"candidates": out, "candidates_rows": int(rows.sum()), "served_vs_rule_pvalue": pvalue}
 
     def value_summary(self) -> dict | None:
         """What the served P(up) is worth on the predicted rows (modeling.value); None without a book."""
@@ -139,6 +169,8 @@ class Backtest:
                     ]
                 )
 
+
+RULE = "microprice rule"
 
 CSV_HEADER = [
     "made_at",
@@ -189,6 +221,9 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
     bands = np.full((6, len(full)), np.nan)  # served price/lower/upper, persistence price/lower/upper
     probabilities = np.full((4, len(full)), np.nan)  # p_up, its base rate, p_move, its base rate
     sources = np.full(len(full), "", dtype=object)
+    models = np.full(len(full), "", dtype=object)
+    candidates: dict[str, np.ndarray] = {}
+    fits: dict = {}  # each candidate fitted by the newest run
     algorithm = np.full(len(full), "", dtype=object)
     versions = np.zeros(len(full), dtype=int)
     retrains: list[dict] = []
@@ -204,7 +239,8 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
             )
             persistence = persistence_forecaster(train_ds)
             direction, reference = carry(direction, outcome.direction), outcome.direction.forecaster
-            event["direction"] = f"{direction.source} served; {outcome.direction.metrics['up']['reason']}"
+            fits = candidate_forecasts(train_ds)
+            event["direction"] = f"{direction.model_name} served; {outcome.direction.metrics['up']['reason']}"
             if taker_choice is None and quotes is not None:
                 taker_choice = choose_taker_threshold(direction, train_ds, quotes.subset(known), config.fee_bps)
             if outcome.promote:
@@ -226,7 +262,9 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         if direction is not None:
             probabilities[0, rows], probabilities[2, rows] = direction.predict(X, full.names)
             probabilities[1, rows], probabilities[3, rows] = reference.up.base, reference.move.base
-            sources[rows] = direction.source
+            sources[rows], models[rows] = direction.source, direction.model_name
+            for name, component in fits.items():
+                candidates.setdefault(name, np.full(len(full), np.nan))[rows] = component.predict(X, full.names)
     if not predicted.any():
         raise TrainingError(f"{market}: no window could be predicted (every training window had too little data)")
     b, d = bands[:, predicted], probabilities[:, predicted]
@@ -248,6 +286,8 @@ def run_backtest(market: Market, config: BacktestConfig, start: datetime, end: d
         sources[predicted],
         quotes.subset(predicted) if quotes is not None else None,
         taker_choice,
+        models[predicted],
+        {name: p[predicted] for name, p in candidates.items()},
     )
 
 

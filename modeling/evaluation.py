@@ -62,6 +62,21 @@ def direction_metrics(
     return out
 
 
+def sign_test(score: np.ndarray, other: np.ndarray) -> float:
+    """Two-sided exact sign test (McNemar's exact test) on paired per-window scores, e.g. right 1 / wrong 0.
+
+    Only the windows where the two differ count; p is the chance of a split at
+    least as uneven as the one seen if either were as likely to be the better
+    one. 1.0 when they never differ.
+    """
+    wins, losses = int((score > other).sum()), int((score < other).sum())
+    n = wins + losses
+    if not n:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def fold_bounds(n: int, folds: int, validation_fraction: float) -> np.ndarray:
     start = int(n * (1 - validation_fraction))
     return np.linspace(start, n, folds + 1).astype(int)

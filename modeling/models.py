@@ -49,6 +49,11 @@ class ModelArtifact(models.Model):
         blank=True,
         help_text="the direction gate's verdict on this run's P(up) model: model (beats the base rate) or base rate",
     )
+    direction_model = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="what this run serves for P(up): microprice, logistic, boosted or base rate",
+    )
     version = models.PositiveIntegerField(help_text="1, 2, ... per (market, interval, horizon)")
     created_at = models.DateTimeField(auto_now_add=True)
 

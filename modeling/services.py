@@ -143,6 +143,7 @@ def train_dataset(market: Market, ds: Dataset, version: str, window_s: int) -> M
         feature_version=version,
         target=target,
         direction_source=outcome.direction.forecaster.source,
+        direction_model=outcome.direction.forecaster.model_name,
         algorithm=outcome.forecaster.algorithm,
         params=outcome.params,
         train_start=train_start,

@@ -48,8 +48,9 @@ def test_live_rows_equal_batch_rows_for_every_book_feature():
             known[name] += row.values[name] is not None
     # Not vacuous: every book feature has real values after the warm-up, and they vary.
     assert min(known.values()) > 1000, known
+    discrete = {"mid_unchanged": 20, "spread_ticks": 20}  # counts of windows, ratios of a few spreads
     for name in definitions.BOOK_FEATURES:
-        assert len({r.values[name] for r in live.values()}) > 50, name
+        assert len({r.values[name] for r in live.values()}) > discrete.get(name, 50), name
     # The mid is the book's, the close the last trade's: both stored, different where they differ.
     book = dict(BookWindow.objects.filter(market=market).values_list("start", "mid"))
     assert all(r.mid == book[s] for s, r in live.items())

@@ -14,6 +14,7 @@ from core import horizons
 from core.durations import parse_duration
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
+from modeling.direction import MODEL_NAMES
 from modeling.models import ModelArtifact
 
 
@@ -135,8 +136,10 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     last_close is the target's price at made_at (the mid for target "mid"); p_up is
     P(higher rather than lower at target_time | it moves), p_move P(it moves),
-    direction_source "model" or "base rate" (null before any training run), and
-    p_up_base the base rate of P(up) in the training window.
+    direction_source "model" or "base rate" (null before any training run),
+    direction_model the direction model that gave p_up ("microprice", "logistic",
+    "boosted" or "base rate"; null before any training run), and p_up_base the
+    base rate of P(up) in the training window.
     """
 
     market = serializers.CharField(source="market.name", read_only=True)
@@ -147,6 +150,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     last_close = ExactDecimalField(source="base_close")
     realized = ExactDecimalField(allow_null=True)
     direction_source = serializers.SerializerMethodField()
+    direction_model = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -164,6 +168,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "p_up",
             "p_move",
             "direction_source",
+            "direction_model",
             "p_up_base",
             "model",
             "latency_ms",
@@ -176,6 +181,12 @@ class PredictionSerializer(serializers.ModelSerializer):
     )
     def get_direction_source(self, prediction: Prediction) -> str | None:
         return prediction.direction_source or None
+
+    @extend_schema_field(
+        {"type": "string", "enum": list(MODEL_NAMES), "nullable": True, "description": "the model that gave p_up"}
+    )
+    def get_direction_model(self, prediction: Prediction) -> str | None:
+        return prediction.direction_model or None
 
 
 class ModelArtifactSerializer(serializers.ModelSerializer):
@@ -191,6 +202,7 @@ class ModelArtifactSerializer(serializers.ModelSerializer):
             "feature_version",
             "target",
             "direction_source",
+            "direction_model",
             "algorithm",
             "version",
             "status",

@@ -17,6 +17,7 @@ from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES
 from inference.models import Prediction
 from markets.models import BookWindow
 from markets.services import get_or_create_market
+from modeling.direction import MODEL_NAMES
 from modeling.services import train_market
 from pipeline.services import replay, replay_book
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MARKET = "bitstamp:BTC-USD"
 BASE = f"/api/v1/markets/{MARKET}"
 SPLIT = "2015-05-01T02:00:00"  # trades before: history to train on; after: replayed with a trained model
-FIELDS = {"target", "p_up", "p_move", "direction_source", "p_up_base"}
+FIELDS = {"target", "p_up", "p_move", "direction_source", "direction_model", "p_up_base"}
 
 
 def trades_part(directory, after: bool):
@@ -46,7 +47,7 @@ def trained(tmp_path, settings):
     replay_book(BITSTAMP_BOOK, market)
     replay(trades_part(tmp_path, after=False), market)
     artifact = train_market(market, window_s=7200)
-    assert artifact.target == "mid"
+    assert artifact.target == "mid" and artifact.direction_model in MODEL_NAMES
     return market, artifact
 
 
@@ -63,7 +64,7 @@ def test_predictions_of_the_mid_carry_the_direction_and_are_scored_on_the_mid(tr
     for p in made:
         assert p.target == "mid" and p.base_close == mids[p.made_at - period]
         assert 0 < p.p_up < 1 and 0 < p.p_move < 1 and p.p_up_base == artifact.metrics["direction"]["base"]["up"]
-        assert p.direction_source == artifact.direction_source
+        assert (p.direction_source, p.direction_model) == (artifact.direction_source, artifact.direction_model)
         if p.realized is not None:
             assert p.realized == mids[p.target_time - period]  # scored against the mid, not the close
     assert made.exclude(realized=None).count() > 300
@@ -81,6 +82,7 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     latest = client.get(f"{BASE}/predictions/latest/").json()
     assert FIELDS <= set(latest) and latest["target"] == "mid"
     assert latest["direction_source"] == artifact.direction_source and 0 < latest["p_up"] < 1
+    assert latest["direction_model"] == artifact.direction_model
     history = client.get(f"{BASE}/predictions/?limit=5").json()["results"]
     assert all(FIELDS <= set(p) for p in history)
     metrics = client.get(f"{BASE}/metrics/").json()
@@ -90,6 +92,7 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     assert {"base_rate_accuracy", "brier", "brier_reference", "log_loss", "log_loss_reference"} <= set(direction)
     model = client.get(f"/api/v1/models/{artifact.pk}/").json()
     assert (model["target"], model["direction_source"]) == ("mid", artifact.direction_source)
+    assert model["direction_model"] == artifact.direction_model
 
     admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "pw")
     browser = Client()
@@ -98,11 +101,14 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     assert "P(up) calls right" in page and f"{100 * direction['accuracy']:.1f} %" in page
     assert f"{100 * direction['base_rate_accuracy']:.1f} %" in page
     page = browser.get("/admin/modeling/modelartifact/").content.decode()
-    assert "P(up) Brier vs base rate" in page and artifact.direction_source in page
+    assert "P(up) Brier vs base rate" in page and f"{artifact.direction_model} · " in page
+
+    page = browser.get("/models/").content.decode()
+    assert f'P(up) from</span> <span data-field="direction-model">{artifact.direction_model}</span>' in page
 
     # The market page: "P(up) 64 %" next to the price, the calls' live accuracy next to the base rate's.
     page = browser.get(f"/markets/{MARKET}/").content.decode()
-    assert f"P(up) {round(100 * latest['p_up'])} %" in page
+    assert f'P(up) {round(100 * latest["p_up"])} % <span class="muted">· {artifact.direction_model}</span>' in page
     assert f'<span data-direction="accuracy">{100 * direction["accuracy"]:.1f} %</span>' in page
     assert f'<span data-direction="base_rate_accuracy">{100 * direction["base_rate_accuracy"]:.1f} %</span>' in page
 
@@ -120,6 +126,7 @@ def test_websocket_pushes_carry_the_direction(trained, tmp_path, server):
             pushed = await receive(ws)
             assert pushed["type"] == "prediction" and FIELDS <= set(pushed)
             assert pushed["target"] == "mid" and pushed["direction_source"] == artifact.direction_source
+            assert pushed["direction_model"] == artifact.direction_model
             stored = await database_sync_to_async(
                 Prediction.objects.filter(market=market, made_at=pushed["made_at"], horizon=pushed["horizon"]).get
             )()
@@ -138,17 +145,20 @@ def test_served_direction_follows_the_newest_decisive_run(settings):
     replay(BITSTAMP_TRADES, market)
     passed = train_market(market, window_s=3 * 3600)  # the whole 3 hours: the book calls the next mid
     assert passed.direction_source == "model", passed.metrics["direction"]["up"]["reason"]
-    inconclusive = train_market(market, window_s=2 * 3600)  # the last 2 hours alone: better, not significantly
-    up = inconclusive.metrics["direction"]["up"]
-    assert (up["source"], up["loses"]) == ("base rate", False), up["reason"]
+    later = train_market(market, window_s=2 * 3600)  # the last 2 hours alone
+    # As if that run had found its best candidate better than the base rate, not significantly.
+    later.metrics["direction"]["up"] |= {"source": "base rate", "loses": False}
+    later.save(update_fields=["metrics"])
+    inconclusive = later
 
     served = served_direction(market, 10, 1, "v2", "mid")
     assert served.source == "model" and served.up_base == inconclusive.metrics["direction"]["base"]["up"]
+    assert served.model_name == passed.direction_model != "base rate"  # the kept run's candidate
     row = market.feature_rows.order_by("-start").first()
     assert served.predict(row.values)[0] != served.up_base  # the kept model's probability, not the base rate
 
     inconclusive.metrics["direction"]["up"]["loses"] = True  # as if that run had found it no better
     inconclusive.save(update_fields=["metrics"])
     served = served_direction(market, 10, 1, "v2", "mid")
-    assert served.source == "base rate" and served.predict(row.values)[0] == served.up_base
+    assert served.source == served.model_name == "base rate" and served.predict(row.values)[0] == served.up_base
     assert served_direction(market, 10, 1, "v2", "close") is None  # no run of that target yet

@@ -30,7 +30,8 @@ GEMINI_TRADES = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
 V2_VECTOR = SAMPLE / "messages" / "kraken_ws_v2_book_snapshot_checksum_vector.json"
 V1_SESSION = SAMPLE / "messages" / "kraken_ws_v1_book.jsonl"
 EXPORT_HEADER = (
-    "ts,bid_price,bid_qty,ask_price,ask_qty,mid,microprice,ofi,spread_tw,imbalance_tw,depth_imbalance,updates"
+    "ts,bid_price,bid_qty,ask_price,ask_qty,mid,microprice,ofi,spread_tw,imbalance_tw,depth_imbalance,updates,"
+    "ofi_levels"
 )
 db = pytest.mark.django_db(transaction=True)
 
@@ -166,6 +167,35 @@ def test_book_windows_by_hand():
     ]
     with pytest.raises(ValueError, match="2021-07-01T00:00:45"):
         windows.observe(T0 + timedelta(seconds=45), a)  # in a finalized window
+
+
+def test_multilevel_ofi_by_hand():
+    """OFI over levels 1..N: each level's best-level rule, summed over levels and over the window's events."""
+
+    def deep(bids, asks) -> BookTop:
+        book = OrderBook(5)
+        book.update([(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks])
+        return BookTop.from_book(book, 3)
+
+    a = deep([("100", "2"), ("99", "5"), ("98", "1")], [("101", "1"), ("102", "4"), ("103", "2")])
+    # Level 1 bid qty 2 -> 3; level 2 bid 99 -> 99.5 (a new level in between); level 3 ask 103 removed.
+    b = deep([("100", "3"), ("99.5", "1"), ("99", "5")], [("101", "1"), ("102", "4"), ("104", "6")])
+    c = deep([("100", "3"), ("99.5", "1")], [("100.5", "2"), ("101", "1"), ("102", "4")])  # two bid levels left
+    # a -> b: level 1: +3 - 2 on the bid, -1 + 1 on the ask = 1; level 2: +1 (higher bid), -4 + 4 = 1;
+    # level 3: bid 98 -> 99 higher: +5; ask 103 -> 104 higher: +2 (the qty that was there) = 7.
+    # b -> c: level 1: bid +3 - 3, ask 101 -> 100.5 lower: -2 = -2; level 2: bid +1 - 1, ask 102 -> 101: -1 = -1;
+    # level 3: c has no third bid, so the level adds nothing.
+    windows = BookWindows(10)
+    windows.observe(T0, a)
+    windows.observe(T0 + timedelta(seconds=1), b)
+    windows.observe(T0 + timedelta(seconds=2), c)
+    (bar,) = windows.close_all()
+    assert bar.ofi_levels == pytest.approx((1 + 1 + 7) + (-2 - 1))
+    assert bar.ofi == pytest.approx(1 - 2)  # the best level alone, as before
+    one_level = BookWindows(10)
+    for i, state in enumerate((a, b, c)):
+        one_level.observe(T0 + timedelta(seconds=i), BookTop.top_only(*state.bid_levels[0], *state.ask_levels[0]))
+    assert one_level.close_all()[0].ofi_levels == pytest.approx(1 - 2)  # a one-level book: OFI itself
 
 
 def test_book_windows_far_past_and_far_future_stay_bounded():

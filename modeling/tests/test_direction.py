@@ -17,9 +17,21 @@ from features.tests.helpers import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADE
 from markets.models import BookWindow
 from markets.services import get_or_create_market
 from modeling import direction, serialization
-from modeling.direction import BASE_RATE, MODEL, ComponentWalk, served_run, train_direction, verdict
+from modeling.direction import (
+    BASE_RATE,
+    BOOSTED,
+    LOGISTIC,
+    LOGISTIC_BOOK_FEATURES,
+    MICROPRICE,
+    MODEL,
+    ComponentWalk,
+    served_run,
+    train_direction,
+    verdict,
+)
+from modeling.evaluation import sign_test
 from modeling.services import train_market
-from modeling.training import build_dataset, dm_pvalue
+from modeling.training import Dataset, build_dataset, dm_pvalue
 from pipeline.services import replay, replay_book
 
 MARKET = "bitstamp:BTC-USD"
@@ -81,6 +93,16 @@ def test_the_direction_gate_on_a_known_case():
     assert worse["reason"].startswith("does not beat the base rate")
 
 
+def test_the_sign_test_of_paired_calls_on_known_cases():
+    # Right 1, wrong 0, no call 1/2: only the windows where the two differ count.
+    served, rule = np.array([1, 1, 1, 0.5, 0, 1]), np.array([0, 0, 0.5, 0.5, 0, 1])
+    assert sign_test(served, rule) == pytest.approx(2 * 1 / 8)  # 3 wins of 3: P(0 losses) = 1/8, two-sided
+    assert sign_test(rule, served) == sign_test(served, rule)
+    # 7 wins, 3 losses: 2 * (1 + 10 + 45 + 120) / 1024.
+    assert sign_test(np.array([1] * 7 + [0] * 3), np.array([0] * 7 + [1] * 3)) == pytest.approx(2 * 176 / 1024)
+    assert sign_test(np.ones(4), np.ones(4)) == 1.0
+
+
 def test_a_model_that_passed_is_served_until_a_run_finds_it_no_better():
     passed, inconclusive, lost = {"source": MODEL}, {"source": BASE_RATE, "loses": False}, {"source": BASE_RATE}
     assert served_run([passed, lost]) == 0
@@ -88,6 +110,73 @@ def test_a_model_that_passed_is_served_until_a_run_finds_it_no_better():
     assert served_run([inconclusive, lost, passed]) is None
     assert served_run([lost, passed]) is None
     assert served_run([inconclusive]) is None and served_run([]) is None
+
+
+# --- the candidates ------------------------------------------------------------------------------------------------
+
+
+def synthetic(p_up, n: int = 1200, seed: int = 0) -> Dataset:
+    """Rows of every v1 and v2 feature, independent noise; the target moves up with probability p_up(X, names)."""
+    rng = np.random.default_rng(seed)
+    names = [f"v1_{i}" for i in range(5)] + list(BOOK_FEATURES)
+    X = rng.normal(size=(n, len(names)))
+    up = rng.random(n) < p_up(X, names)
+    moved = rng.random(n) < 0.7
+    y = np.where(moved, np.where(up, 1e-4, -1e-4), 0.0)
+    return Dataset(10, 1, 10 * np.arange(n), names, X, np.full(n, 100.0), y, "mid")
+
+
+def imbalance_calls_it(X, names):
+    """The rule is the signal: P(up) is a logistic curve of the queue imbalance alone."""
+    return 1 / (1 + np.exp(-1.5 * X[:, names.index("l1_imbalance")]))
+
+
+def test_the_microprice_model_is_served_where_the_rule_is_the_signal():
+    out = train_direction(synthetic(imbalance_calls_it), 0.5, 0.05)
+    candidates = out.metrics["candidates"]
+    assert set(candidates) == {MICROPRICE, LOGISTIC, BOOSTED}
+    assert all(v["source"] == MODEL for v in candidates.values())  # every one of them beats the base rate
+    assert candidates[MICROPRICE]["log_loss"] < min(candidates[n]["log_loss"] for n in (LOGISTIC, BOOSTED))
+    assert out.forecaster.model_name == out.metrics["model"] == MICROPRICE
+    assert out.forecaster.up.features == ["l1_imbalance"] and out.metrics["up"]["candidate"] == MICROPRICE
+    # Served: higher imbalance, higher P(up); from a stored payload just the same.
+    ds = synthetic(imbalance_calls_it, n=5, seed=1)
+    ds.X[:, ds.names.index("l1_imbalance")] = [-2, -1, 0, 1, 2]
+    p_up, _ = out.forecaster.predict(ds.X, ds.names)
+    assert (np.diff(p_up) > 0).all() and p_up[0] < 0.2 and p_up[-1] > 0.8
+    stored = direction.DirectionForecaster.from_payload(out.forecaster.payload())
+    assert stored.model_name == MICROPRICE and (stored.predict(ds.X, ds.names)[0] == p_up).all()
+
+
+def test_the_base_rate_is_served_when_no_candidate_passes_its_gate():
+    out = train_direction(synthetic(lambda X, names: np.full(len(X), 0.6)), 0.5, 0.05)
+    assert [v["source"] for v in out.metrics["candidates"].values()] == [BASE_RATE] * 3
+    assert out.forecaster.model_name == out.metrics["model"] == BASE_RATE
+    ds = synthetic(imbalance_calls_it, n=2)
+    assert (out.forecaster.predict(ds.X, ds.names)[0] == out.forecaster.up.base).all()
+
+
+def test_without_a_book_the_logistic_regression_is_the_only_candidate():
+    ds = synthetic(imbalance_calls_it)
+    v1 = Dataset(10, 1, ds.starts, ds.names[:5], ds.X[:, :5], ds.close, ds.y, "close")
+    out = train_direction(v1, 0.5, 0.05)
+    assert list(out.metrics["candidates"]) == [LOGISTIC] and out.forecaster.up.features == v1.names
+
+
+def test_a_forecast_stored_before_the_candidates_is_the_logistic_one():
+    """Payloads without candidate names or per-model features: the logistic regression on the payload's features."""
+    ds = synthetic(imbalance_calls_it)
+    X = ds.X[:, [ds.names.index(n) for n in LOGISTIC_BOOK_FEATURES]]
+    model = direction.fit_classifier(X, ds.y > 0)
+    old = {
+        "features": list(LOGISTIC_BOOK_FEATURES),
+        "up": {"base": 0.5, "model": model, "source": MODEL},
+        "move": {"base": 0.7, "model": None, "source": BASE_RATE},
+    }
+    stored = direction.DirectionForecaster.from_payload(old)
+    assert stored.model_name == LOGISTIC and stored.features == list(LOGISTIC_BOOK_FEATURES)
+    p_up, p_move = stored.predict_row(dict(zip(ds.names, ds.X[0], strict=True)))
+    assert (p_up, p_move) == (direction.probability(model, X[:1])[0], 0.7)
 
 
 # --- on real data ---------------------------------------------------------------------------------------------------
@@ -101,14 +190,14 @@ def test_shuffled_targets_fall_back_to_the_base_rate(bitstamp):
     """The book predicts the next mid's direction over these three hours; with the outcomes shuffled, nothing does."""
     ds = dataset(bitstamp, at(0), at(180))
     real = train_direction(ds, 0.5, 0.05)
-    assert real.metrics["features"] == list(BOOK_FEATURES)
+    assert set(real.metrics["candidates"]) == {MICROPRICE, LOGISTIC, BOOSTED}
     assert real.forecaster.up.source == MODEL, real.metrics["up"]["reason"]
     assert real.metrics["up"]["accuracy"] > 0.6 and real.metrics["up"]["p_value"] < 0.05
     for seed in range(3):
         shuffled = ds.subset(np.ones(len(ds), dtype=bool))
         shuffled.y = np.random.default_rng(seed).permutation(ds.y)
         out = train_direction(shuffled, 0.5, 0.05)
-        assert out.forecaster.up.source == BASE_RATE, (seed, out.metrics["up"]["reason"])
+        assert out.forecaster.up.source == BASE_RATE, (seed, out.metrics["candidates"])
         assert out.forecaster.move.source == BASE_RATE, (seed, out.metrics["move"]["reason"])
         moved = shuffled.y != 0
         p_up, p_move = out.forecaster.predict(shuffled.X[:5], shuffled.names)
@@ -126,7 +215,8 @@ def test_train_records_the_target_and_stores_the_direction_forecast(bitstamp, se
     payload = serialization.load(artifact.artifact, artifact.sha256)
     assert payload["target"] == "mid" and payload["volatility"] == ["mid_vol_10", "mid_vol_60"]
     stored = direction.DirectionForecaster.from_payload(payload["direction"])
-    assert stored.features == list(BOOK_FEATURES) and stored.up.source == artifact.direction_source
+    assert stored.move.features == list(LOGISTIC_BOOK_FEATURES) and stored.up.source == artifact.direction_source
+    assert stored.model_name == artifact.direction_model == artifact.metrics["direction"]["model"]
     # The close can still be asked for on a market with a book (its trades' last price).
     [closing] = json.loads(
         run("train", "--market", MARKET, "--target", "close", "--train-window", "2h", "--horizon", "1", "--json")
@@ -162,7 +252,16 @@ def test_backtest_direction_next_to_its_baselines_without_look_ahead(bitstamp, t
     up = [float(r["realized"]) > float(r["close"]) for r in moved]
     calls = [0.5 if p == 0.5 else float((p > 0.5) == u) for p, u in zip(p_up, up, strict=True)]  # 1/2: no call
     assert d["accuracy"] == pytest.approx(sum(calls) / len(calls))
-    assert sum(d["served_by"].values()) == result["rows"]
+    assert sum(d["served_by"].values()) == sum(d["served_model_by"].values()) == result["rows"]
+    # Every candidate, the served forecast, the rule and the base rate on the same moved windows.
+    assert set(d["candidates"]) == {MICROPRICE, LOGISTIC, BOOSTED, "served", "microprice rule", BASE_RATE}
+    assert all(set(v) == {"accuracy", "brier", "log_loss"} for v in d["candidates"].values())
+    assert d["candidates_rows"] == d["moved_rows"]
+    assert d["candidates"]["served"]["accuracy"] == pytest.approx(d["accuracy"])
+    assert d["candidates"]["served"]["brier"] == pytest.approx(d["brier"])
+    assert d["candidates"]["microprice rule"]["accuracy"] == pytest.approx(d["microprice_accuracy"])
+    assert d["candidates"][BASE_RATE]["brier"] == pytest.approx(d["brier_reference"])
+    assert 0 < d["served_vs_rule_pvalue"] <= 1
     # Persistence of the mid is the mid at the window end.
     mids = {w.start: w.mid for w in BookWindow.objects.filter(market=bitstamp)}
     assert float(before[0]["close"]) == float(mids[datetime(2015, 5, 1, 0, 40, tzinfo=UTC)])

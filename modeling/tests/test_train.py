@@ -44,7 +44,8 @@ def test_train_without_a_horizon_trains_and_gates_every_horizon(edge):
 
 def test_train_json_reports_model_next_to_persistence(edge):
     result = train_json()
-    assert set(result) == {"horizon", "model_id", "status", "reason", "metrics", "target", "direction_source"}
+    keys = {"horizon", "model_id", "status", "reason", "metrics", "target", "direction_source", "direction_model"}
+    assert set(result) == keys
     assert result["target"] == "close" and result["direction_source"] in {"model", "base rate"}  # no book: close
     assert result["status"] == "active" and "beats persistence" in result["reason"]  # the planted edge
     assert KEYS <= set(result["metrics"]["model"]) and KEYS <= set(result["metrics"]["persistence"])

@@ -207,7 +207,7 @@
     }
   }
 
-  /* "P(up) 64 % · model": the probability that the target ends higher rather than lower, and what gave it. */
+  /* "P(up) 64 % · microprice": the probability that the target ends higher rather than lower, and what gave it. */
   function showUp(holder, msg) {
     const el = holder.querySelector('[data-field="p-up"]');
     if (!el) return;
@@ -218,7 +218,7 @@
     el.textContent = `P(up) ${Math.round(100 * msg.p_up)} % `;
     const source = document.createElement("span");
     source.className = "muted";
-    source.textContent = `· ${msg.direction_source}`;
+    source.textContent = `· ${msg.direction_model || msg.direction_source}`;
     el.append(source);
   }
 

@@ -22,6 +22,7 @@ def outcome(artifact: ModelArtifact) -> dict:
         "reason": artifact.reason,
         "target": artifact.target,
         "direction_source": artifact.direction_source,
+        "direction_model": artifact.direction_model,
         "metrics": artifact.metrics,
     }
 
@@ -65,4 +66,5 @@ class Command(BaseCommand):
         m = artifact.metrics
         self.stdout.write(metrics_table({"persistence": m["persistence"], **m["candidates"], "active": m["active"]}))
         up = m["direction"]["up"]
-        self.stdout.write(f"target {artifact.target}; direction P(up): {artifact.direction_source}: {up['reason']}")
+        served = artifact.direction_model or artifact.direction_source
+        self.stdout.write(f"target {artifact.target}; direction P(up): {served}: {up['reason']}")

@@ -206,6 +206,9 @@ API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)  # a valid token is re-c
 API_READ_CACHE_TTL_S = env_float("API_READ_CACHE_TTL_S", 1.0)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
+# Failed admin logins per user name and per address within LOGIN_LOCKOUT_S before either is refused (web.logins).
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_LOCKOUT_S = env_int("LOGIN_LOCKOUT_S", 900, minimum=1)
 # A client must send a request's line and headers within this long (cryptopred.http): slow or stalled ones are closed.
 HTTP_HEADER_TIMEOUT_S = env_float("HTTP_HEADER_TIMEOUT_S", 10.0)
 # Open websockets per client address and web process (inference.consumers); more are closed with 1008.

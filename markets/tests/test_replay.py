@@ -187,6 +187,10 @@ def test_a_failed_replay_keeps_a_market_it_did_not_create(tmp_path):
     [
         (["--market", "kraken-ETH-USD"], "ill-formed market"),
         (["--market", "kraken:ETH-USD", "--speed", "fast"], "--speed: expected max"),
+        # Longer than their columns: one line, not the database's DataError.
+        (["--market", f"kraken:{'A' * 487}-USD"], "its base is 487 characters long, at most 16"),
+        (["--market", f"{'k' * 33}:ETH-USD"], "its exchange is 33 characters long, at most 32"),
+        (["--market", f"kraken:ETH-{'U' * 17}"], "its quote is 17 characters long, at most 16"),
     ],
 )
 def test_replay_bad_arguments(args, message):

@@ -120,6 +120,32 @@ def test_malformed_row_names_file_and_line(tmp_path):
     assert len(str(error.value)) < 400
 
 
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["ts", "price", "qty", "side", "trade_id"])
+    writer.writeheader()
+    writer.writerows(read_rows(GEMINI)[:50])
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.getvalue().encode())  # as spreadsheet programs save
+    run("replay", str(path), "--market", "gemini:ETH-USD")
+    assert Trade.objects.count() == 50
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--market", "kraken:BTC-USDT"], ["import_candles", "--market", "kraken:BTC-USDT", "--interval", "1m"]],
+)
+def test_files_that_are_not_trades_files_say_what_they_are(tmp_path, command):
+    name, *options = command
+    with pytest.raises(CommandError, match=rf"^{tmp_path}: is a directory$"):
+        call_command(name, str(tmp_path), *options)
+    with pytest.raises(CommandError, match=rf"^{tmp_path}/missing.csv: no such file$"):
+        call_command(name, str(tmp_path / "missing.csv"), *options)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(CommandError, match=rf"^{tmp_path}/empty.csv: empty file"):
+        call_command(name, str(tmp_path / "empty.csv"), *options)
+
+
 NEAR_LIMIT = "999999999999999.9"  # a price just below 1e16, a quantity just below 1e18 with 900000000000000000
 VALUES_THE_DATABASE_CANNOT_STORE = [
     # (the row put at line 32, the line named, the problem)

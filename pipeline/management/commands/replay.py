@@ -7,7 +7,7 @@ from markets.bookfile import BookFileError, file_kind
 from markets.models import Market, Trade
 from markets.progress import Progress
 from markets.services import MarketError, get_or_create_market, parse_market_name
-from markets.tradefile import TradeFileError
+from markets.tradefile import TradeFileError, file_problem
 from pipeline.services import replay, replay_book, step_failing
 
 
@@ -36,8 +36,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, market: str, speed: str, **options):
         factor = parse_speed(speed)
-        if not file.is_file():
-            raise CommandError(f"{file}: no such file")
+        if problem := file_problem(file):
+            raise CommandError(f"{file}: {problem}")
         try:
             kind = file_kind(file)
         except BookFileError as exc:

@@ -31,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from uvicorn.protocols.utils import ClientDisconnected
 
 from core import horizons, metrics
 from inference.api.authentication import TokenRefused, check, remembered
@@ -128,6 +129,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
         except StopConsumer:
             raise
+        except ClientDisconnected:  # the client went away while its message was handled: nothing to answer
+            log.info("websocket %s: client disconnected during %s", self.scope.get("client"), message.get("type"))
+            await self.release()
+            raise StopConsumer from None
         except Exception:
             log.exception("websocket %s: %s failed; closing (1011)", self.scope.get("client"), message.get("type"))
             await self.release()
@@ -307,12 +312,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
         uvicorn's send() waits while the connection's write buffer is above its high-water mark (64 KiB): a
         client that does not read holds this task, not memory, and its pushes wait (and drop) in the outbox.
         """
-        while True:
-            text = await self.outbox.get()
-            if self.dropped:
-                count, self.dropped = self.dropped, 0
-                await self.reply({"type": "dropped", "count": count})
-            await self.send(text_data=text)
+        with contextlib.suppress(ClientDisconnected):  # gone: release() follows with the disconnect
+            while True:
+                text = await self.outbox.get()
+                if self.dropped:
+                    count, self.dropped = self.dropped, 0
+                    await self.reply({"type": "dropped", "count": count})
+                await self.send(text_data=text)
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))

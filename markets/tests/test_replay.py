@@ -2,6 +2,7 @@ import csv
 import gc
 import gzip
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from markets.ingest import Ingestor
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
-from markets.tradefile import parse_ts
+from markets.tradefile import parse_ts, read_trades
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,6 +103,27 @@ def test_on_commit_called_after_each_commit_that_finalized_candles(tmp_path, mon
     markets.replay.replay(tmp_path / "slice.csv.gz", market, on_commit=on_commit)
     assert len(seen) > 3
     assert seen == sorted(seen) and seen[-1] == Candle.objects.count()
+
+
+def test_a_restarted_paced_replay_resumes_at_the_last_stored_trade(tmp_path, monkeypatch, caplog):
+    """A paced replay killed mid-file and started again paces from where it stopped, not from the file's start."""
+    rows = read_rows(KRAKEN_BTCUSDT)[:40]
+    write_csv(tmp_path / "slice.csv.gz", rows)
+    market = get_or_create_market("kraken:BTC-USDT")
+    [ticks] = read_trades(tmp_path / "slice.csv.gz", batch_size=100)
+    Ingestor(market).ingest(ticks[:25], close_until=ticks[24].ts.timestamp())  # stored before the kill: no flush
+    delivered = []
+    paced = markets.replay._paced
+    monkeypatch.setattr(
+        markets.replay,
+        "_paced",
+        lambda ingestor, batch, *args: delivered.extend(batch) or paced(ingestor, batch, *args),
+    )
+    with caplog.at_level(logging.INFO, logger="markets.replay"):
+        stats = markets.replay.replay(tmp_path / "slice.csv.gz", market, speed=100_000)
+    assert delivered[0].ts == ticks[24].ts and stats.stored == 15
+    assert "resuming at the last stored trade" in caplog.text
+    assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)  # as one uninterrupted replay
 
 
 def test_malformed_row_names_file_and_line(tmp_path):

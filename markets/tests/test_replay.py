@@ -126,6 +126,59 @@ def test_a_restarted_paced_replay_resumes_at_the_last_stored_trade(tmp_path, mon
     assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)  # as one uninterrupted replay
 
 
+@pytest.fixture
+def disk_full():
+    """Make INSERTs into a table fail as on a full disk: PostgreSQL's own error (SQLSTATE 53100, DiskFull).
+
+    A trigger rather than a small filesystem (which needs root to mount) or temp_file_limit (which does not
+    count the temporary staging tables the bulk writes use, and the replay's statements do not sort).
+    """
+    tables = []
+
+    def fill(table: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'could not extend file \"base/16384/16385\": No space left on device'"
+                " USING ERRCODE = 'disk_full'; END $$"
+            )
+            cursor.execute(f"CREATE TRIGGER test_disk_full BEFORE INSERT ON {table} EXECUTE FUNCTION test_disk_full()")
+        tables.append(table)
+
+    yield fill
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"DROP TRIGGER IF EXISTS test_disk_full ON {table}")
+        cursor.execute("DROP FUNCTION IF EXISTS test_disk_full()")
+
+
+def test_a_full_disk_while_storing_trades_is_one_line(tmp_path, disk_full):
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:500])
+    disk_full("markets_trade")
+    with pytest.raises(CommandError) as error:
+        call_command("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'slice.csv.gz'}: the database ran out of resources: could not extend")
+    assert "No space left on device" in message and "\n" not in message
+
+
+def test_a_full_disk_after_the_trades_are_stored_fails_the_replay_with_one_line_per_outage(
+    tmp_path, disk_full, monkeypatch, caplog
+):
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:2000])
+    monkeypatch.setattr(markets.replay, "BATCH", 400)
+    monkeypatch.setattr(markets.replay, "CHUNK", 200)
+    disk_full("features_featurerow")
+    with caplog.at_level(logging.INFO), pytest.raises(CommandError) as error:
+        call_command("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    assert Trade.objects.count() == 2000  # stored: a re-run once there is space catches up
+    message = str(error.value)
+    assert message.startswith("gemini:ETH-USD: pipeline step failed: ") and "\n" not in message
+    assert "No space left on device" in message
+    failures = [r for r in caplog.records if r.name == "pipeline.runner" and "pipeline step failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is None, [r.getMessage() for r in failures]
+
+
 def test_malformed_row_names_file_and_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(

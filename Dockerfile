@@ -16,4 +16,4 @@ RUN useradd --system --home /app cryptopred && mkdir -p /app/var /metrics && cho
 USER cryptopred
 
 EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "cryptopred.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]
+CMD ["python", "-m", "uvicorn", "cryptopred.asgi:application", "--http", "cryptopred.http:HeaderTimeoutProtocol", "--host", "0.0.0.0", "--port", "8000", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]

@@ -184,15 +184,43 @@ def ensure_redis(data_dir: Path) -> tuple[str, bool]:
         return url, True
 
 
+def _redis_failure(redis_dir: Path) -> str:
+    """The last line of the embedded Redis's log that says what failed (e.g. No space left on device)."""
+    log = redis_dir / "redis.log"
+    lines = log.read_text(errors="replace").splitlines()[-50:] if log.exists() else []
+    failed = [
+        line.split(" # ", 1)[-1]
+        for line in lines
+        if ("Failed" in line or "Error" in line) and "can't exit" not in line  # the cause, not its consequence
+    ]
+    return failed[-1] if failed else f"see {log}"
+
+
 def stop_redis(data_dir: Path) -> None:
+    """Stop the embedded Redis, saving its data if it can; one that cannot save (a full disk) stops without."""
+    import redis
+
     redis_dir = (data_dir / "redis").resolve()
     pid = _redis_pid(redis_dir)
     if pid is None:
         return
-    os.kill(pid, signal.SIGTERM)  # redis saves and exits on SIGTERM
+    client = redis.Redis(unix_socket_path=str(_redis_socket(redis_dir)), socket_timeout=10)
+    try:
+        try:
+            client.shutdown()  # saves, then exits
+        except redis.ResponseError:
+            # SIGTERM would leave it running, an orphan: its data is lost either way.
+            sys.stderr.write(f"embedded Redis could not save its data ({_redis_failure(redis_dir)}); stopped without\n")
+            client.shutdown(nosave=True)
+    except redis.RedisError:
+        os.kill(pid, signal.SIGTERM)
+    finally:
+        client.close()
     deadline = time.monotonic() + 10
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ is dropped for each new one (counted in cryptopred_ws_pushes_dropped_total), and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -30,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from uvicorn.protocols.utils import ClientDisconnected
 
 from core import horizons, metrics
 from inference.api.authentication import TokenRefused, check, remembered
@@ -39,6 +41,7 @@ from inference.hub import hub
 from markets.services import MarketError, get_market
 
 INVALID_TOKEN = 4401
+POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 MAX_BRACKETS = 16  # every message is one flat object: more brackets than this are refused before parsing
@@ -47,6 +50,11 @@ OUTBOX_SIZE = 100  # pushes queued for a client that does not read; beyond it th
 MIN_RECHECK_S = 1.0  # an open connection re-checks its token at most this often
 
 log = logging.getLogger(__name__)
+
+# Open connections of this process by client address. Per process, not in Redis: nothing to leak when a
+# process dies, and no round trip (nor a Redis outage) in the way of a handshake; with WEB_CONCURRENCY
+# processes an address may hold up to that many times WS_MAX_CONNECTIONS_PER_ADDRESS in all.
+open_by_address: collections.Counter[str] = collections.Counter()
 
 
 async def token_credentials(key: str) -> tuple:
@@ -63,6 +71,17 @@ class StreamConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None  # pushes come through the process's hub, not a channel per connection
 
     async def connect(self) -> None:
+        self.address = (self.scope.get("client") or ("",))[0]
+        if open_by_address[self.address] >= settings.WS_MAX_CONNECTIONS_PER_ADDRESS:
+            self.refused = True
+            await self.accept()
+            await self.error(
+                f"too many connections from {self.address}: at most {settings.WS_MAX_CONNECTIONS_PER_ADDRESS}"
+            )
+            await self.close(code=POLICY_VIOLATION)
+            return
+        open_by_address[self.address] += 1  # before any await: concurrent handshakes see it
+        self.refused, self.holds_address = False, True
         self.user = self.scope.get("user")
         # (channel, market name, horizon or None for all) -> its groups (predictions: one per horizon)
         self.subscriptions: dict[tuple[str, str, int | None], tuple[str, ...]] = {}
@@ -87,6 +106,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             writer.cancel()
         if watcher := getattr(self, "watcher", None):
             watcher.cancel()
+        if getattr(self, "holds_address", False):
+            self.holds_address = False
+            open_by_address[self.address] -= 1
+            if open_by_address[self.address] <= 0:
+                del open_by_address[self.address]
         if getattr(self, "counted", False):
             self.counted = False
             metrics.WS_CONNECTIONS.dec()
@@ -105,6 +129,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
         except StopConsumer:
             raise
+        except ClientDisconnected:  # the client went away while its message was handled: nothing to answer
+            log.info("websocket %s: client disconnected during %s", self.scope.get("client"), message.get("type"))
+            await self.release()
+            raise StopConsumer from None
         except Exception:
             log.exception("websocket %s: %s failed; closing (1011)", self.scope.get("client"), message.get("type"))
             await self.release()
@@ -114,6 +142,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise StopConsumer from None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.refused:  # closing: nothing it sends is read
+            return
         # Limits first, parsing after: size, then nesting (a bracket count, as cheap as the frame is short).
         size = (
             len(bytes_data) if text_data is None else len(text_data) if text_data.isascii() else len(text_data.encode())
@@ -282,12 +312,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
         uvicorn's send() waits while the connection's write buffer is above its high-water mark (64 KiB): a
         client that does not read holds this task, not memory, and its pushes wait (and drop) in the outbox.
         """
-        while True:
-            text = await self.outbox.get()
-            if self.dropped:
-                count, self.dropped = self.dropped, 0
-                await self.reply({"type": "dropped", "count": count})
-            await self.send(text_data=text)
+        with contextlib.suppress(ClientDisconnected):  # gone: release() follows with the disconnect
+            while True:
+                text = await self.outbox.get()
+                if self.dropped:
+                    count, self.dropped = self.dropped, 0
+                    await self.reply({"type": "dropped", "count": count})
+                await self.send(text_data=text)
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))

@@ -53,11 +53,13 @@ def file_kind(path: Path) -> str:
             header = next(csv.reader(stream), None)
         except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
             raise BookFileError(f"{path}:1: unreadable: {exc}") from None
+    known = "; ".join(",".join(h) for h in KINDS.values())
+    if header is None:
+        raise BookFileError(f"{path}: empty file (expected a header: {known})")
     for kind, expected in KINDS.items():
         if header == expected:
             return kind
-    known = "; ".join(",".join(h) for h in KINDS.values())
-    got = excerpt(",".join(header)) if header else "nothing"
+    got = excerpt(",".join(header)) if header else "an empty line"
     raise BookFileError(f"{path}:1: unknown header {got} (expected one of: {known})")
 
 

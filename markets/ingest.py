@@ -38,6 +38,7 @@ class IngestStats:
     candles: int = 0
     amended: int = 0
     refused: int = 0
+    step_error: str = ""  # set by whoever runs the pipeline step after ingest: its error if the last run failed
 
 
 class TradeRefused(ValueError):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
+from django.db.models import Max
+
 from core.redis_client import best_effort
 from markets.candles import Tick
 from markets.ingest import Ingestor, IngestStats, TradeRefused
 from markets.lease import held, stream_key
-from markets.models import Market
+from markets.models import Market, Trade
 from markets.tradefile import TradeFileError, line_of, read_trade_rows, read_trades
 
+log = logging.getLogger(__name__)
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
 BATCH = 150_000  # trades per transaction (and per on_commit call) at max speed
 CHUNK = 2_000  # trades per COPY message at max speed: PostgreSQL stores one while Python parses the next
@@ -50,7 +54,7 @@ def replay(
                     gc.collect(1)
             else:
                 clock = None
-                for batch in read_trades(path, batch_size=BATCH, progress=progress):
+                for batch in resumed(read_trades(path, batch_size=BATCH, progress=progress), market):
                     clock = _paced(ingestor, batch, speed, clock)
                     gc.collect(1)
         ingestor.flush()
@@ -61,6 +65,26 @@ def replay(
         if shown:
             Market.objects.filter(pk=market.pk).update(stream_state=Market.StreamState.STOPPED)
     return ingestor.stats
+
+
+def resumed(batches: Iterator[list[Tick]], market: Market) -> Iterator[list[Tick]]:
+    """The batches from the market's last stored trade on: a paced replay that is restarted (killed, say)
+    goes on where it stopped instead of pacing through what it had already stored."""
+    last = Trade.objects.filter(market=market).aggregate(last=Max("ts"))["last"]
+    skipped = 0
+    for batch in batches:
+        if last is not None:
+            # The last stored second is read again: its stored trades are skipped as duplicates.
+            kept = [tick for tick in batch if tick.ts >= last] if batch[0].ts < last else batch
+            skipped += len(batch) - len(kept)
+            if not kept:
+                continue
+            if skipped:
+                log.info(
+                    "%s: resuming at the last stored trade (%s): %d trades before it skipped", market, last, skipped
+                )
+            batch, last = kept, None
+        yield batch
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from core.columns import TooLong, check_length
 from markets.models import Market
 
 NAME_RE = re.compile(r"^(?P<exchange>[a-z][a-z0-9_]*):(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z0-9]+)$", re.IGNORECASE)
@@ -18,7 +19,14 @@ def parse_market_name(name: str) -> tuple[str, str, str]:
     match = NAME_RE.match(name.strip()) if isinstance(name, str) else None
     if not match:
         raise MarketError(f"ill-formed market {name!r}: expected EXCHANGE:BASE-QUOTE, e.g. kraken:ETH-USD")
-    return match["exchange"].lower(), match["base"].upper(), match["quote"].upper()
+    parts = match["exchange"].lower(), match["base"].upper(), match["quote"].upper()
+    try:
+        for field, value in zip(("exchange", "base", "quote"), parts, strict=True):
+            check_length(Market, field, value, f"its {field}")
+    except TooLong as exc:
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise MarketError(f"ill-formed market {shown!r}: {exc}") from None
+    return parts
 
 
 def exchange_symbol(exchange: str, base: str, quote: str) -> str:

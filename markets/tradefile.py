@@ -40,7 +40,19 @@ def open_text(path: Path) -> tuple[io.TextIOWrapper, BinaryIO]:
     magic = raw.read(2)
     raw.seek(0)
     binary = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
-    return io.TextIOWrapper(binary, encoding="utf-8", newline=""), raw
+    # utf-8-sig: a byte order mark (as spreadsheet programs write one) is skipped, not read as part of the header.
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw
+
+
+def file_problem(path: Path) -> str | None:
+    """Why path cannot be read as a file ("no such file", "is a directory", ...), or None."""
+    if path.is_dir():
+        return "is a directory"
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a regular file"
+    return None
 
 
 def derived_id(ts: datetime, rank: int) -> int:
@@ -153,6 +165,8 @@ def read_csv(
         reader = csv.reader(stream)
         try:
             got = next(reader, None)
+            if got is None:
+                raise error(f"{path}: empty file (expected the header {','.join(header)})")
             if got != header:
                 raise error(f"{path}:1: expected header {','.join(header)}, got {got and excerpt(','.join(got))}")
             for count, row in enumerate(reader, 1):

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count
 
 from core import horizons
@@ -15,7 +16,7 @@ from markets.models import Candle, Market
 from modeling import registry, serialization
 from modeling.forecast import Forecaster
 from modeling.models import ModelArtifact
-from modeling.training import Dataset, TrainingError, build_dataset, train
+from modeling.training import Dataset, TrainingError, build_dataset, judge, train
 
 log = logging.getLogger(__name__)
 
@@ -136,29 +137,41 @@ def train_dataset(market: Market, ds: Dataset, version: str, window_s: int) -> M
     payload = outcome.forecaster.payload() | {"direction": outcome.direction.forecaster.payload()}
     data, digest = serialization.dump(payload)
     train_start, train_end = ds.span()
-    artifact = ModelArtifact.objects.create(
-        market=market,
-        interval_s=interval_s,
-        horizon=horizon,
-        feature_version=version,
-        target=target,
-        direction_source=outcome.direction.forecaster.source,
-        direction_model=outcome.direction.forecaster.model_name,
-        algorithm=outcome.forecaster.algorithm,
-        params=outcome.params,
-        train_start=train_start,
-        train_end=train_end,
-        metrics=outcome.metrics,
-        artifact=data,
-        sha256=digest,
-        version=registry.next_version(market, interval_s, horizon),
-    )
-    if outcome.promote:
-        registry.promote(artifact, outcome.reason, action="gate")
-        artifact.refresh_from_db()
-    else:
-        registry.set_status(artifact, ModelArtifact.Status.REJECTED, "gate", outcome.reason)
-        if current is not None and outcome.retire_active:
-            registry.retire(current, outcome.retire_active)
+    with transaction.atomic():
+        # The verdict stands against the model active now, not the one active when training began.
+        active = registry.active_artifact(market, interval_s, horizon, for_update=True)
+        if getattr(active, "pk", None) != getattr(current, "pk", None):
+            log.info(
+                "%s %ss +%s: the active model changed during training; judging against it", market, interval_s, horizon
+            )
+            judge(
+                outcome,
+                active_forecaster(active, version, target),
+                settings.PROMOTION_MARGIN,
+                settings.PROMOTION_SIGNIFICANCE,
+            )
+        artifact = registry.create_artifact(
+            market,
+            interval_s,
+            horizon,
+            feature_version=version,
+            target=target,
+            direction_source=outcome.direction.forecaster.source,
+            direction_model=outcome.direction.forecaster.model_name,
+            algorithm=outcome.forecaster.algorithm,
+            params=outcome.params,
+            train_start=train_start,
+            train_end=train_end,
+            metrics=outcome.metrics,
+            artifact=data,
+            sha256=digest,
+        )
+        if outcome.promote:
+            registry.promote(artifact, outcome.reason, action="gate")
+            artifact.refresh_from_db()
+        else:
+            registry.set_status(artifact, ModelArtifact.Status.REJECTED, "gate", outcome.reason)
+            if active is not None and outcome.retire_active:
+                registry.retire(active, outcome.retire_active)
     log.info("%s: %s; direction: %s", artifact, outcome.reason, outcome.direction.metrics["up"]["reason"])
     return artifact

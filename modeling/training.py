@@ -199,6 +199,17 @@ class TrainOutcome:
     params: dict = field(default_factory=dict)
     retire_active: str = ""  # why the active model should stop being served, if it should
     direction: DirectionOutcome | None = None  # P(up | move) and P(move), each behind its own gate
+    validation: Validation | None = None  # what judge() needs to compare with another active model
+
+
+@dataclass
+class Validation:
+    """The validation rows and the served prices of the best candidate and persistence on them."""
+
+    rows: Dataset
+    best: str
+    price: np.ndarray
+    persistence: np.ndarray
 
 
 def train(
@@ -223,10 +234,6 @@ def train(
         c = val.close
         return tuple(c * np.exp(v[offset:]) for v in (wf.returns, wf.lower, wf.upper))
 
-    def p_value(price: np.ndarray, reference: np.ndarray) -> float:
-        loss = (price - val.actual) ** 2
-        return min(1.0, len(ALGORITHMS) * dm_pvalue(loss, (reference - val.actual) ** 2, ds.horizon))
-
     floor = scale_floor(ds.subset(np.arange(len(ds)) < bounds[0]))
     runs = {name: walk_forward(name, ds, bounds, floor) for name in (PERSISTENCE, *ALGORITHMS)}
     served = {name: prices(wf) for name, wf in runs.items()}
@@ -234,22 +241,16 @@ def train(
         name: evaluate(val.close, val.actual, *p) | {"shrink": runs[name].shrink} for name, p in served.items()
     }
     best = min(ALGORITHMS, key=lambda name: candidates[name]["rmse"])
-    model = candidates[best] | {"p_vs_persistence": p_value(served[best][0], served[PERSISTENCE][0])}
-    active_metrics = None
-    if active is not None and active.features == ds.names and active.target == ds.target:
-        price, lower, upper = active.predict_prices(val.close, val.X)
-        active_metrics = evaluate(val.close, val.actual, price, lower, upper)
-        model["p_vs_active"] = p_value(served[best][0], price)
+    model = candidates[best] | {"p_vs_persistence": p_value(val, served[best][0], served[PERSISTENCE][0])}
     calibrated = persistence_forecaster(ds)  # what is served while no model is active
     metrics = {
         "model": model,
         "persistence": candidates[PERSISTENCE]
         | {"band": [calibrated.q_lo, calibrated.q_hi, calibrated.scale_floor], "volatility": list(ds.volatility)},
-        "active": active_metrics,
+        "active": None,
         "candidates": candidates,
         "validation": {"rows": len(val), "folds": folds - 1, "start": int(val.starts[0]), "end": int(val.starts[-1])},
     }
-    promote, reason = gate(model, candidates[PERSISTENCE], active_metrics, margin, significance)
     q_lo, q_hi = band(runs[best].residuals)
     forecaster = Forecaster(
         best, fit(best, ds), ds.names, q_lo, q_hi, floor, runs[best].shrink, ds.target, ds.volatility
@@ -258,15 +259,47 @@ def train(
     metrics["direction"] = direction.metrics
     metrics["target"] = ds.target
     outcome = TrainOutcome(
-        forecaster, metrics, promote, f"{best}: {reason}", dict(ALGORITHMS[best]), direction=direction
+        forecaster,
+        metrics,
+        False,
+        "",
+        dict(ALGORITHMS[best]),
+        direction=direction,
+        validation=Validation(val, best, served[best][0], served[PERSISTENCE][0]),
     )
-    persistence_rmse = candidates[PERSISTENCE]["rmse"]
-    if not promote and active_metrics is not None and active_metrics["rmse"] >= persistence_rmse:
+    judge(outcome, active, margin, significance)
+    return outcome
+
+
+def p_value(val: Dataset, price: np.ndarray, reference: np.ndarray) -> float:
+    """Diebold-Mariano p-value of price against reference, Bonferroni-adjusted for the candidates."""
+    loss = (price - val.actual) ** 2
+    return min(1.0, len(ALGORITHMS) * dm_pvalue(loss, (reference - val.actual) ** 2, val.horizon))
+
+
+def judge(outcome: TrainOutcome, active: Forecaster | None, margin: float, significance: float) -> None:
+    """Apply the promotion gate to outcome against active (None: persistence only); sets its verdict.
+
+    Called again when the active model changed while the candidate was training: the candidate is
+    compared with the model it would replace.
+    """
+    v = outcome.validation
+    metrics = outcome.metrics
+    model = metrics["model"]
+    model.pop("p_vs_active", None)
+    metrics["active"] = active_metrics = None
+    if active is not None and active.features == v.rows.names and active.target == v.rows.target:
+        price, lower, upper = active.predict_prices(v.rows.close, v.rows.X)
+        metrics["active"] = active_metrics = evaluate(v.rows.close, v.rows.actual, price, lower, upper)
+        model["p_vs_active"] = p_value(v.rows, v.price, price)
+    persistence = metrics["candidates"][PERSISTENCE]
+    promote, reason = gate(model, persistence, active_metrics, margin, significance)
+    outcome.promote, outcome.reason, outcome.retire_active = promote, f"{v.best}: {reason}", ""
+    if not promote and active_metrics is not None and active_metrics["rmse"] >= persistence["rmse"]:
         # Serving a model that lost to "price stays the same" on the latest data only adds error.
         outcome.retire_active = (
-            f"no longer beats persistence: validation RMSE {active_metrics['rmse']:.6g} vs {persistence_rmse:.6g}"
+            f"no longer beats persistence: validation RMSE {active_metrics['rmse']:.6g} vs {persistence['rmse']:.6g}"
         )
-    return outcome
 
 
 def gate(model: dict, persistence: dict, active: dict | None, margin: float, significance: float) -> tuple[bool, str]:

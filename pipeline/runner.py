@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import metrics
+from core.db import out_of_resources
 from markets.models import Market
 from markets.sources.base import backoff_delay
 from pipeline.models import StepStatus
@@ -62,6 +63,8 @@ class Guard:
         self.failures = 0  # consecutive, in this process
         self.retry_at: float | None = None  # monotonic time of the next attempt, when one is due
         self.status_exists = False
+        self.outage_since: float | None = None  # monotonic start of a failure for want of disk or memory
+        self.last_error = ""  # of the latest run, if it failed (known here even if it cannot be recorded)
 
     def retry_in(self) -> float | None:
         """Seconds until a retry is due; None when nothing waits for one."""
@@ -81,7 +84,10 @@ class Guard:
             self._failed(exc)
             return None
         metrics.step_done(self.market.name, vars(stats), time.perf_counter() - started)
-        self.failures, self.retry_at = 0, None
+        self.failures, self.retry_at, self.last_error = 0, None, ""
+        if self.outage_since is not None:
+            log.warning("%s: pipeline step back after %.1fs", self.market, time.monotonic() - self.outage_since)
+            self.outage_since = None
         self._record(
             last_success_at=timezone.now(),
             done_until=step.features_until,
@@ -95,6 +101,23 @@ class Guard:
         self.failures += 1
         delay = backoff_delay(self.failures, settings.STEP_RETRY_BASE_S, settings.STEP_RETRY_MAX_S)
         self.retry_at = time.monotonic() + delay
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if cause := out_of_resources(exc):
+            # Not a bug in the step: one line when it starts, none per retry, one when the step succeeds again.
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+                log.error("%s: pipeline step failed: %s; retrying with backoff", self.market, cause)
+        else:
+            self._log_failure(exc, delay)
+        drop_broken_connection()
+        self._record(
+            failures=F("failures") + 1,
+            consecutive_failures=F("consecutive_failures") + 1,
+            last_error=self.last_error[:2000],
+            last_error_at=timezone.now(),
+        )
+
+    def _log_failure(self, exc: Exception, delay: float) -> None:
         log.error(
             "%s: pipeline step failed (%s: %s); retry %d in %.1fs",
             self.market,
@@ -103,13 +126,6 @@ class Guard:
             self.failures,
             delay,
             exc_info=not isinstance(exc.__cause__ or exc, OSError),
-        )
-        drop_broken_connection()
-        self._record(
-            failures=F("failures") + 1,
-            consecutive_failures=F("consecutive_failures") + 1,
-            last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            last_error_at=timezone.now(),
         )
 
     def _record(self, **values) -> None:
@@ -120,7 +136,8 @@ class Guard:
                 self.status_exists = True
             StepStatus.objects.filter(market=self.market).update(last_run_at=timezone.now(), **values)
         except Exception as exc:
-            log.warning("%s: step status not recorded: %s", self.market, exc)
+            if self.outage_since is None or not out_of_resources(exc):  # else the outage's one line said it
+                log.warning("%s: step status not recorded: %s", self.market, exc)
             drop_broken_connection()
 
 

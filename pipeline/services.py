@@ -38,7 +38,7 @@ def replay(
     At max speed the step runs after each batch; a paced replay behaves like a
     live stream, with the step in its own thread (predicting every window: the
     clock is the file's). A last run at the end catches up on what is left.
-    A failing step is logged and recorded (StepStatus), never raised.
+    A failing step is logged and recorded (StepStatus), never raised: stats.step_error says it failed last.
     """
     inline = Inline(market)
     if speed is None:
@@ -50,6 +50,7 @@ def replay(
         finally:
             thread.stop()
     inline()
+    stats.step_error = inline.guard.last_error
     return stats
 
 

@@ -73,6 +73,19 @@ def test_expiry_as_an_iso_time():
         api_token("bot", "--name", "x", "--expires", "soon")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bot", "--create-user", "--name", "n" * 65], "--name is 65 characters long, at most 64"),
+        (["b" * 151, "--create-user"], "USERNAME is 151 characters long, at most 150"),
+    ],
+)
+def test_strings_longer_than_their_columns(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("api_token", *args)
+    assert not ApiToken.objects.exists()
+
+
 def test_unknown_user_without_create_flag():
     with pytest.raises(CommandError, match="no user 'ghost'; pass --create-user"):
         api_token("ghost")

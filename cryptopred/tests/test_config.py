@@ -1,14 +1,18 @@
 """Bad configuration gets one clear line and a non-zero exit, never a traceback."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
+from core import embedded
 from core.config import ConfigError, celery_broker_url, check_redis_url, database_config, env_ints
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,3 +139,26 @@ def test_horizons_set_in_code_are_checked(settings, value):
     settings.PREDICTION_HORIZONS = value
     expected = f"PREDICTION_HORIZONS: must be one or more positive whole numbers of candle intervals, got {value!r}"
     assert [error.msg for error in check_settings(None)] == [expected]
+
+
+@pytest.mark.system
+def test_an_embedded_redis_that_cannot_save_is_stopped_all_the_same(tmp_path, capfd):
+    """As on a full disk: SIGTERM alone would leave the server running, an orphan of the process that started it."""
+    url, started = embedded.ensure_redis(tmp_path)
+    assert started
+    deadline = time.monotonic() + 10
+    while (pid := embedded._redis_pid((tmp_path / "redis").resolve())) is None:  # written just after the socket
+        assert time.monotonic() < deadline, "no pid file"
+        time.sleep(0.05)
+    try:
+        client = redis.Redis.from_url(url)
+        client.set("unsaved", "1")
+        client.close()
+        (tmp_path / "redis" / "dump.rdb").mkdir()  # the save cannot put its file in place
+        embedded.stop_redis(tmp_path)
+        assert not embedded.pid_alive(pid)
+        [line] = [line for line in capfd.readouterr().err.splitlines() if "embedded Redis" in line]
+        assert line.startswith("embedded Redis could not save its data (") and "Is a directory" in line
+    finally:
+        if embedded.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

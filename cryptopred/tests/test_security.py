@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
 from django.test import Client, override_settings
+
+from core.supervisor import port_in_use
+from cryptopred.management.commands import up
+from cryptopred.tests.test_config import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -120,3 +127,47 @@ def test_pages_have_no_inline_script_or_style():
         assert "<style" not in html and " style=" not in html, path
     script = client.get("/api/docs/?script=")
     assert script["Content-Type"].startswith("application/javascript") and b"SwaggerUIBundle" in script.content
+
+
+@pytest.mark.system
+def test_a_connection_that_never_completes_its_request_is_closed(tmp_path):
+    """uvicorn as `manage.py up` runs it: a partial request line is not held open forever (nor a trickle)."""
+    [web] = [p for p in up.programs() if p.name == "web"]
+    port = free_port()
+    argv = [str(port) if arg == str(settings.PORT) else arg for arg in web.argv]
+    log = tmp_path / "web.log"
+    env = {**os.environ, "HTTP_HEADER_TIMEOUT_S": "1", "WEB_CONCURRENCY": "1"}
+    server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_in_use("127.0.0.1", port):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        with (
+            socket.create_connection(("127.0.0.1", port)) as partial,
+            socket.create_connection(("127.0.0.1", port)) as trickle,
+        ):
+            partial.sendall(b"GET /healthz HT")
+            trickle.sendall(b"GET /healthz HTTP/1.1\r\n")
+            opened = time.monotonic()
+            partial.settimeout(30)  # far beyond the 1 s bound: only a server that never closes it reaches this
+            assert partial.recv(1) == b""
+            trickle.settimeout(0.2)
+            closed = False
+            while not closed and time.monotonic() - opened < 30:
+                try:
+                    trickle.sendall(b"X")  # a byte now and then does not extend the bound
+                    closed = trickle.recv(1) == b""
+                except TimeoutError:
+                    pass
+                except OSError:
+                    closed = True
+            assert closed
+        # A complete request is still answered.
+        with socket.create_connection(("127.0.0.1", port)) as ok:
+            ok.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            ok.settimeout(30)
+            assert ok.recv(12).startswith(b"HTTP/1.1 ")
+    finally:
+        server.terminate()
+        server.wait(15)

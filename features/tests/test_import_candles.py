@@ -72,6 +72,7 @@ def test_malformed_files_name_file_and_line(tmp_path, lines, message):
     ("args", "message"),
     [
         (["--market", "ETHUSD", "--interval", "1m"], "--market: ill-formed market 'ETHUSD'"),
+        (["--market", f"binance:ETH-{'U' * 17}", "--interval", "1m"], "its quote is 17 characters long, at most 16"),
         (["--market", "binance:ETH-USDT", "--interval", "fast"], "--interval: invalid duration 'fast'"),
     ],
 )

@@ -25,6 +25,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS
 
 from apitokens.models import ApiToken, digest
+from inference.api import throttling
 
 # digest of a key -> ((user, token), when checked on the monotonic clock, expiry as a Unix time or inf)
 _valid: dict[str, tuple[tuple, float, float]] = {}
@@ -78,10 +79,27 @@ def check(key: str) -> tuple:
 
 
 class CachedTokenAuthentication(TokenAuthentication):
-    """DRF's "Authorization: Token <key>" header, checked against ApiToken through the per-process cache."""
+    """DRF's "Authorization: Token <key>" header, checked against ApiToken through the per-process cache.
+
+    A refused header counts against its address's anonymous budget, and an address that has used it gets a
+    429 before its next unknown key is looked up: guessing keys costs what anonymous reads cost.
+    """
+
+    address = ""
+
+    def authenticate(self, request):
+        self.address = request.META.get("REMOTE_ADDR", "")
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            throttling.count_failure(self.address)
+            raise
 
     def authenticate_credentials(self, key: str) -> tuple:
-        return remembered(key, settings.API_TOKEN_CACHE_S) or check(key)
+        if credentials := remembered(key, settings.API_TOKEN_CACHE_S):
+            return credentials
+        throttling.address_refused(self.address)
+        return check(key)
 
 
 def forget(predicate) -> None:

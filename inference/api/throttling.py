@@ -78,6 +78,29 @@ def _count_script():
     return get_redis().register_script(COUNT_SCRIPT)
 
 
+def address_refused(address: str) -> None:
+    """Throttled if the address has used its anonymous budget: checked before a token costs a database query."""
+    limit, period = rate_for(False)
+    key, retry_after = bucket(address_ident(address), period)
+    try:
+        count = int(get_redis().get(key) or 0)
+    except RedisError:
+        return
+    if count >= limit:
+        metrics.API_THROTTLED.labels("anonymous").inc()
+        raise Throttled(retry_after)
+
+
+def count_failure(address: str) -> None:
+    """A failed authentication costs the address one request of its anonymous budget."""
+    _, period = rate_for(False)
+    key, _ = bucket(address_ident(address), period)
+    try:
+        _count_script()(keys=[key], args=[period + 1])
+    except RedisError:
+        pass  # no counters while Redis is down (the throttle says so)
+
+
 class ClientRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         authenticated = bool(request.user and request.user.is_authenticated)

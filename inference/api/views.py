@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -96,6 +97,17 @@ class Pagination(CursorPagination):
     def get_page_size(self, request) -> int:
         limit = request.query_params.get(self.page_size_query_param)
         return int(limit) if limit else settings.API_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        """DRF's decoding, and the cursor must be one DRF writes: base64 is lenient (it skips characters outside
+        its alphabet, and any run of letters decodes to something), so a garbled cursor would read as page 1."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None:
+            given = request.query_params[self.cursor_query_param]
+            canonical = parse_qs(urlsplit(self.encode_cursor(cursor)).query).get(self.cursor_query_param, [""])[0]
+            if given != canonical:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
         # A cursor is client input: undecodable, or decodable to a position of the wrong type.

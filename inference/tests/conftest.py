@@ -103,17 +103,16 @@ def train_model(market: Market) -> ModelArtifact:
     forecaster = Forecaster("ridge", model, ds.names, *training.band(residuals), floor)
     data, sha256 = serialization.dump(forecaster.payload())
     first, last = ds.span()
-    return ModelArtifact.objects.create(
-        market=market,
-        interval_s=market.interval_s,
-        horizon=1,
+    return registry.create_artifact(
+        market,
+        market.interval_s,
+        1,
         feature_version=VERSION,
         algorithm="ridge",
         train_start=first,
         train_end=last,
         artifact=data,
         sha256=sha256,
-        version=registry.next_version(market, market.interval_s, 1),
     )
 
 

@@ -190,6 +190,8 @@ def test_candles_at_a_coarser_interval_merge_the_stored_ones_like_export(client,
         ("limit=100000", "limit"),
         ("cursor=garbage", "cursor"),
         ("cursor=cD0yMDIy", "cursor"),
+        ("cursor=" + "A" * 5000, "cursor"),  # decodes to 3,750 NUL bytes: no position, so page 1 before
+        ("cursor=%21%21bz0x", "cursor"),  # base64 skips the "!!": offset 1 of page 1 before
         ("start=2022-03-20T12:00:00Z&end=2022-03-20T11:00:00Z", "end"),
     ],
 )

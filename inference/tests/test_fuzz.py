@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import struct
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -397,3 +399,28 @@ def test_fuzz_rest_and_websocket_against_uvicorn(market, parts, tmp_path, django
     assert "Traceback" not in log and "1011" not in log, log[-5000:]
     print(f"fuzzed in {time.monotonic() - started:.1f}s; server RSS grew by {grown / 2**20:.1f} MiB; statuses {seen}")
     assert django_settings.WS_MAX_MESSAGE_BYTES == 4096  # the sizes above straddle it
+
+
+@pytest.mark.system
+def test_clients_that_vanish_or_send_too_many_fields_are_one_line_in_the_log(market, tmp_path):
+    """Ordinary client behaviour is not a server error: no ERROR, no traceback in uvicorn's log."""
+    app = AppProcess(tmp_path / "uvicorn.log")
+    try:
+        query = "&".join(f"f{i}=1" for i in range(1001))  # above Django's DATA_UPLOAD_MAX_NUMBER_FIELDS
+        assert httpx.get(app.url(f"/api/v1/markets/?{query}")).status_code == 400
+        for _ in range(10):  # clients reset their connection while the server answers their frames
+            with connect(app.url("/ws/v1/stream/").replace("http", "ws", 1)) as ws:
+                for _ in range(200):
+                    ws.send(json.dumps({"action": "ping"}))
+                ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                ws.socket.close()  # a TCP reset, no close frame
+        deadline = time.monotonic() + 30
+        while app.open_connections():
+            assert time.monotonic() < deadline, "connections left open"
+            time.sleep(0.1)
+    finally:
+        app.stop()
+    log = app.log.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log
+    [line] = [line for line in log.splitlines() if "TooManyFieldsSent" in line or "number of GET/POST" in line]
+    assert " WARNING django.security.TooManyFieldsSent: " in line

@@ -268,6 +268,32 @@ def test_throttled_hits_get_drfs_429_with_retry_after(served, django_app, thrott
     assert cached[::2] == drf[::2]
 
 
+def test_failed_authentications_count_against_the_address(served, django_app, throttle_clock, monkeypatch):
+    """Bogus tokens after the anonymous budget is used get 429, without a database lookup; and each bogus
+    token uses the budget as an anonymous read would (whichever path answers)."""
+    app, _ = served
+    lookups = []
+    real_find = ApiToken.objects.find
+    monkeypatch.setattr(ApiToken.objects, "find", lambda key: lookups.append(key) or real_find(key))
+    with override_settings(API_ANONYMOUS_READ=True, API_ANON_THROTTLE_RATE="3/hour"):
+        assert call(app, LATEST)[0] == 200  # 1: anonymous, answered by DRF (the answer is now cached)
+        assert call(app, LATEST, "cp_bogus_1")[0] == 401  # 2: looked up, refused, counted
+        assert call(app, LATEST)[0] == 200  # 3: from the cache
+        for n in range(20):
+            status, headers, body = call(app, LATEST, f"cp_bogus_{n + 2}")
+            assert status == 429, (n, status, body)
+            assert any(name == b"Retry-After" for name, _ in headers)
+        assert lookups == ["cp_bogus_1"]
+        assert call(app, LATEST)[0] == 429  # the anonymous budget is spent either way
+
+
+def test_bogus_tokens_use_up_the_anonymous_budget(served, django_app, throttle_clock):
+    app, _ = served
+    with override_settings(API_ANONYMOUS_READ=True, API_ANON_THROTTLE_RATE="3/hour"):
+        assert [call(app, LATEST, f"cp_bogus_{n}")[0] for n in range(5)] == [401, 401, 401, 429, 429]
+        assert call(app, LATEST)[0] == 429
+
+
 def test_throttle_buckets_in_redis_are_named_by_token_id_not_key(served, throttle_clock):
     app, token = served
     call(app, LATEST, token)

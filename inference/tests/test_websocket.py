@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from inference.broadcast import group_name
-from inference.consumers import StreamConsumer
+from inference.consumers import StreamConsumer, open_by_address
 from inference.hub import _hubs
 from inference.models import Prediction
 from pipeline.services import replay
@@ -336,5 +336,29 @@ def test_a_handshake_to_an_unknown_path_is_404(server):
                     pass
             assert refused.value.response.status_code == 404
             assert refused.value.response.headers["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+
+    asyncio.run(scenario())
+
+
+@override_settings(WS_MAX_CONNECTIONS_PER_ADDRESS=3)
+def test_connections_per_address_are_capped(server, market):
+    async def scenario():
+        opened = [await connect(server.ws_url()) for _ in range(3)]
+        for ws in opened:
+            assert await ask(ws, {"action": "ping"}) == {"type": "pong"}
+        async with connect(server.ws_url()) as extra:
+            assert "too many connections from 127.0.0.1: at most 3" in (await receive(extra))["error"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(extra)
+            assert closed.value.rcvd.code == 1008
+        await opened.pop().close()
+        deadline = asyncio.get_running_loop().time() + 10
+        while open_by_address["127.0.0.1"] >= 3:  # the server has released the closed one
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        async with connect(server.ws_url()) as again:
+            assert await ask(again, {"action": "ping"}) == {"type": "pong"}
+        for ws in opened:
+            await ws.close()
 
     asyncio.run(scenario())

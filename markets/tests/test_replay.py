@@ -2,6 +2,7 @@ import csv
 import gc
 import gzip
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from markets.ingest import Ingestor
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
-from markets.tradefile import parse_ts
+from markets.tradefile import parse_ts, read_trades
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,6 +105,80 @@ def test_on_commit_called_after_each_commit_that_finalized_candles(tmp_path, mon
     assert seen == sorted(seen) and seen[-1] == Candle.objects.count()
 
 
+def test_a_restarted_paced_replay_resumes_at_the_last_stored_trade(tmp_path, monkeypatch, caplog):
+    """A paced replay killed mid-file and started again paces from where it stopped, not from the file's start."""
+    rows = read_rows(KRAKEN_BTCUSDT)[:40]
+    write_csv(tmp_path / "slice.csv.gz", rows)
+    market = get_or_create_market("kraken:BTC-USDT")
+    [ticks] = read_trades(tmp_path / "slice.csv.gz", batch_size=100)
+    Ingestor(market).ingest(ticks[:25], close_until=ticks[24].ts.timestamp())  # stored before the kill: no flush
+    delivered = []
+    paced = markets.replay._paced
+    monkeypatch.setattr(
+        markets.replay,
+        "_paced",
+        lambda ingestor, batch, *args: delivered.extend(batch) or paced(ingestor, batch, *args),
+    )
+    with caplog.at_level(logging.INFO, logger="markets.replay"):
+        stats = markets.replay.replay(tmp_path / "slice.csv.gz", market, speed=100_000)
+    assert delivered[0].ts == ticks[24].ts and stats.stored == 15
+    assert "resuming at the last stored trade" in caplog.text
+    assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)  # as one uninterrupted replay
+
+
+@pytest.fixture
+def disk_full():
+    """Make INSERTs into a table fail as on a full disk: PostgreSQL's own error (SQLSTATE 53100, DiskFull).
+
+    A trigger rather than a small filesystem (which needs root to mount) or temp_file_limit (which does not
+    count the temporary staging tables the bulk writes use, and the replay's statements do not sort).
+    """
+    tables = []
+
+    def fill(table: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'could not extend file \"base/16384/16385\": No space left on device'"
+                " USING ERRCODE = 'disk_full'; END $$"
+            )
+            cursor.execute(f"CREATE TRIGGER test_disk_full BEFORE INSERT ON {table} EXECUTE FUNCTION test_disk_full()")
+        tables.append(table)
+
+    yield fill
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"DROP TRIGGER IF EXISTS test_disk_full ON {table}")
+        cursor.execute("DROP FUNCTION IF EXISTS test_disk_full()")
+
+
+def test_a_full_disk_while_storing_trades_is_one_line(tmp_path, disk_full):
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:500])
+    disk_full("markets_trade")
+    with pytest.raises(CommandError) as error:
+        call_command("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'slice.csv.gz'}: the database ran out of resources: could not extend")
+    assert "No space left on device" in message and "\n" not in message
+
+
+def test_a_full_disk_after_the_trades_are_stored_fails_the_replay_with_one_line_per_outage(
+    tmp_path, disk_full, monkeypatch, caplog
+):
+    write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:2000])
+    monkeypatch.setattr(markets.replay, "BATCH", 400)
+    monkeypatch.setattr(markets.replay, "CHUNK", 200)
+    disk_full("features_featurerow")
+    with caplog.at_level(logging.INFO), pytest.raises(CommandError) as error:
+        call_command("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
+    assert Trade.objects.count() == 2000  # stored: a re-run once there is space catches up
+    message = str(error.value)
+    assert message.startswith("gemini:ETH-USD: pipeline step failed: ") and "\n" not in message
+    assert "No space left on device" in message
+    failures = [r for r in caplog.records if r.name == "pipeline.runner" and "pipeline step failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is None, [r.getMessage() for r in failures]
+
+
 def test_malformed_row_names_file_and_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(
@@ -118,6 +193,32 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(CommandError, match=rf"{path}:1: unknown header .*… \(100000 characters\)") as error:
         call_command("replay", str(path), "--market", "kraken:BTC-USDT")
     assert len(str(error.value)) < 400
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["ts", "price", "qty", "side", "trade_id"])
+    writer.writeheader()
+    writer.writerows(read_rows(GEMINI)[:50])
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.getvalue().encode())  # as spreadsheet programs save
+    run("replay", str(path), "--market", "gemini:ETH-USD")
+    assert Trade.objects.count() == 50
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["replay", "--market", "kraken:BTC-USDT"], ["import_candles", "--market", "kraken:BTC-USDT", "--interval", "1m"]],
+)
+def test_files_that_are_not_trades_files_say_what_they_are(tmp_path, command):
+    name, *options = command
+    with pytest.raises(CommandError, match=rf"^{tmp_path}: is a directory$"):
+        call_command(name, str(tmp_path), *options)
+    with pytest.raises(CommandError, match=rf"^{tmp_path}/missing.csv: no such file$"):
+        call_command(name, str(tmp_path / "missing.csv"), *options)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(CommandError, match=rf"^{tmp_path}/empty.csv: empty file"):
+        call_command(name, str(tmp_path / "empty.csv"), *options)
 
 
 NEAR_LIMIT = "999999999999999.9"  # a price just below 1e16, a quantity just below 1e18 with 900000000000000000
@@ -187,6 +288,10 @@ def test_a_failed_replay_keeps_a_market_it_did_not_create(tmp_path):
     [
         (["--market", "kraken-ETH-USD"], "ill-formed market"),
         (["--market", "kraken:ETH-USD", "--speed", "fast"], "--speed: expected max"),
+        # Longer than their columns: one line, not the database's DataError.
+        (["--market", f"kraken:{'A' * 487}-USD"], "its base is 487 characters long, at most 16"),
+        (["--market", f"{'k' * 33}:ETH-USD"], "its exchange is 33 characters long, at most 32"),
+        (["--market", f"kraken:ETH-{'U' * 17}"], "its quote is 17 characters long, at most 16"),
     ],
 )
 def test_replay_bad_arguments(args, message):

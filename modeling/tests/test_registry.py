@@ -5,16 +5,22 @@ from __future__ import annotations
 import collections
 import gc
 import logging
+import threading
+import time
 import weakref
 from decimal import Decimal
 
 import pytest
 import skops.io as sio
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.utils import timezone
 
+from features.engine import feature_version
 from features.models import FeatureRow
 from inference import serving
-from modeling import registry, serialization
+from markets.services import get_or_create_market
+from modeling import registry, serialization, services
 from modeling.models import ModelArtifact, ModelEvent
 from modeling.services import train_market
 
@@ -148,3 +154,95 @@ def test_served_persistence_is_the_latest_run_band_and_leaves_no_garbage(eth, tw
     finally:
         if enabled:
             gc.enable()
+
+
+def test_concurrent_creators_get_distinct_versions(transactional_db):
+    """Two processes store an artifact of one series at once: the second waits for the first's version."""
+    market = get_or_create_market("binance:ETH-USDT")
+    fields = {
+        "market": market,
+        "interval_s": 60,
+        "horizon": 1,
+        "feature_version": "v1",
+        "algorithm": "ridge",
+        "train_start": timezone.now(),
+        "train_end": timezone.now(),
+        "artifact": b"",
+        "sha256": "0" * 64,
+    }
+    created, errors = [], []
+    first_stored, release = threading.Event(), threading.Event()
+
+    def create(hold: bool) -> None:
+        try:
+            with transaction.atomic():
+                created.append(ModelArtifact.objects.create(**fields, version=registry.next_version(market, 60, 1)))
+                if hold:  # the first creator's transaction stays open until the second is waiting
+                    first_stored.set()
+                    release.wait(30)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            first_stored.set()
+            connection.close()
+
+    first = threading.Thread(target=create, args=(True,))
+    first.start()
+    first_stored.wait(30)
+    second = threading.Thread(target=create, args=(False,))
+    second.start()
+    deadline = time.monotonic() + 30
+    while waiting_backends() == 0 and second.is_alive():  # the second creator waits on the first's row or lock
+        assert time.monotonic() < deadline, "the second creator neither waited nor finished"
+        time.sleep(0.01)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert errors == []
+    assert sorted(a.version for a in created) == [1, 2]
+
+
+def waiting_backends() -> int:
+    """Backends of this database waiting for a lock held by another."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+def test_the_gate_judges_against_the_model_active_at_promotion(edge, settings, monkeypatch):
+    """A model promoted while a candidate trains is the one the candidate must beat to replace it."""
+    settings.PROMOTION_MARGIN = 0.0
+    real_train = services.train
+    rivals = []
+
+    def train_while_another_is_promoted(ds, active, *args):
+        outcome = real_train(ds, active, *args)
+        assert active is None
+        # Meanwhile another training promotes a model as good as this candidate: the same one.
+        payload = outcome.forecaster.payload() | {"direction": outcome.direction.forecaster.payload()}
+        data, digest = serialization.dump(payload)
+        first, last = ds.span()
+        rival = ModelArtifact.objects.create(
+            market=edge,
+            interval_s=ds.interval_s,
+            horizon=ds.horizon,
+            feature_version=feature_version(edge, ds.interval_s),
+            target=ds.target,
+            algorithm=outcome.forecaster.algorithm,
+            train_start=first,
+            train_end=last,
+            artifact=data,
+            sha256=digest,
+            version=100,
+        )
+        registry.promote(rival, "trained elsewhere")
+        rivals.append(rival)
+        return outcome
+
+    monkeypatch.setattr(services, "train", train_while_another_is_promoted)
+    candidate = train_market(edge, horizon=1)
+    [rival] = rivals
+    rival.refresh_from_db()
+    assert rival.status == "active"
+    assert candidate.status == "rejected" and "does not beat the active model" in candidate.reason
+    assert candidate.metrics["active"] is not None and "and active" in candidate.reason

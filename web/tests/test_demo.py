@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models import Max
 
 from markets.models import Market, Trade
 from web import demo
@@ -74,18 +77,7 @@ def wait_for_model_prediction(url: str, after: str, deadline: float) -> dict | N
 @pytest.mark.django_db(transaction=True)
 def test_demo_runs_the_system_and_predictions_flow(tmp_path):
     port = free_port()
-    db = settings.DATABASES["default"]
-    test_db_url = urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + db["NAME"]).geturl()
-    env = {
-        # No REDIS_URL: the demo starts its own embedded Redis under tmp_path, so its beat's
-        # periodic tasks can never reach the workers of other tests.
-        **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
-        "DATABASE_URL": test_db_url,
-        "PORT": str(port),
-        "CRYPTOPRED_DATA_DIR": str(tmp_path),
-        "TRAIN_MIN_ROWS": "50",  # 30 min of history
-        "CELERY_CONCURRENCY": "1",
-    }
+    env = demo_env(tmp_path, port)
     argv = [sys.executable, "manage.py", "demo", "--history", "30m", "--speed", "60", "--promote"]
     proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -104,6 +96,73 @@ def test_demo_runs_the_system_and_predictions_flow(tmp_path):
     assert "demo: training gemini:ETH-USD" in output
     assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     assert "promoted anyway" in output or " active: " in output
+
+
+def demo_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """The environment of a demo on the test database, with its own embedded Redis under tmp_path."""
+    db = settings.DATABASES["default"]
+    test_db_url = urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + db["NAME"]).geturl()
+    return {
+        # No REDIS_URL: the demo starts its own embedded Redis under tmp_path, so its beat's
+        # periodic tasks can never reach the workers of other tests.
+        **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
+        "DATABASE_URL": test_db_url,
+        "PORT": str(port),
+        "CRYPTOPRED_DATA_DIR": str(tmp_path),
+        "TRAIN_MIN_ROWS": "50",  # 30 min of history
+        "CELERY_CONCURRENCY": "1",
+    }
+
+
+def live_replay(demo_pid: int) -> psutil.Process | None:
+    for child in psutil.Process(demo_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "replay" in child.cmdline() and any(arg.endswith("live.csv.gz") for arg in child.cmdline()):
+                return child
+    return None
+
+
+@pytest.mark.system
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_demo_replay_resumes_at_its_last_stored_trade(tmp_path):
+    """kill -9 of the demo's replay: the supervisor restarts it, and it goes on from where it stopped.
+
+    Killed once the replay is GAP_S of event time past the history, a replay that started again from the
+    file's beginning would need GAP_S / SPEED of wall time before its next new window: predictions must
+    come back sooner than that.
+    """
+    speed, gap_s = 60, 2400
+    port = free_port()
+    argv = [sys.executable, "manage.py", "demo", "--history", "30m", "--speed", str(speed), "--promote"]
+    env = demo_env(tmp_path, port)
+    proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    latest = f"http://127.0.0.1:{port}/api/v1/markets/{demo.MARKET}/predictions/latest/"
+    try:
+        cut = datetime(2021, 7, 1, 0, 30, 21, tzinfo=UTC)  # of --history 30m
+        after_gap = f"{cut + timedelta(seconds=gap_s):%Y-%m-%dT%H:%M:%SZ}"
+        before = wait_for_model_prediction(latest, after_gap, time.monotonic() + 300)
+        assert before is not None, "no model prediction from the live replay"
+        killed = live_replay(proc.pid)
+        killed.kill()
+        killed.wait(10)
+        deadline = time.monotonic() + 60
+        while (restarted := live_replay(proc.pid)) is None or restarted.pid == killed.pid:
+            assert time.monotonic() < deadline, "the replay was not restarted"
+            time.sleep(0.1)
+        started = restarted.create_time()
+        # A prediction of a window a minute past the last trade stored before the kill: new trades, not ones
+        # stored but not yet in a closed window when it died.
+        stored = Trade.objects.filter(market__exchange="gemini").aggregate(last=Max("ts"))["last"]
+        after = wait_for_model_prediction(
+            latest, f"{stored + timedelta(seconds=60):%Y-%m-%dT%H:%M:%SZ}", time.monotonic() + 120
+        )
+        assert after is not None, "no prediction after the restart"
+        waited = time.time() - started
+        assert waited < gap_s / speed, f"predictions came back {waited:.1f}s after the restart"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert "resuming at the last stored trade" in output, output[-3000:]
 
 
 def fake_make_demo(tmp_path: Path, **env: str) -> str:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apitokens.models import ApiToken
+from core.columns import TooLong, check_length
 from core.durations import parse_duration
 
 DEFAULT_NAME = "default"
@@ -58,6 +59,11 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, username: str, name: str, expires: str | None, create_user: bool, **options):
+        try:
+            check_length(get_user_model(), "username", username, "USERNAME")
+            check_length(ApiToken, "name", name, "--name")
+        except TooLong as exc:
+            raise CommandError(str(exc)) from None
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             if not create_user or options["list"] or options["revoke"] or options["rotate"]:

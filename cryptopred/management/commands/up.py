@@ -35,6 +35,8 @@ def programs() -> list[Program]:
                 HOST,
                 "--port",
                 str(settings.PORT),
+                "--http",
+                "cryptopred.http:HeaderTimeoutProtocol",  # a request's headers must arrive within a bound
                 "--ws",
                 "websockets-sansio",
                 # Per connection a zlib context (~40 KiB) and a compression of every push: twice the CPU of a

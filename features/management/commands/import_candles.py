@@ -11,6 +11,7 @@ from features import store
 from features.importer import CandleFileError, import_candles
 from markets.models import Market
 from markets.services import MarketError, get_or_create_market
+from markets.tradefile import file_problem
 
 
 class Command(BaseCommand):
@@ -26,8 +27,8 @@ class Command(BaseCommand):
             interval_s = parse_duration(interval)
         except ValueError as exc:
             raise CommandError(f"--interval: {exc}") from None
-        if not file.is_file():
-            raise CommandError(f"{file}: no such file")
+        if problem := file_problem(file):
+            raise CommandError(f"{file}: {problem}")
         try:
             target = get_or_create_market(market)
         except MarketError as exc:

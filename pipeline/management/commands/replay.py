@@ -1,13 +1,16 @@
 import time
 from pathlib import Path
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+from core.db import out_of_resources
 from markets.bookfile import BookFileError, file_kind
 from markets.models import Market, Trade
 from markets.progress import Progress
 from markets.services import MarketError, get_or_create_market, parse_market_name
-from markets.tradefile import TradeFileError
+from markets.tradefile import TradeFileError, file_problem
 from pipeline.services import replay, replay_book, step_failing
 
 
@@ -36,8 +39,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, market: str, speed: str, **options):
         factor = parse_speed(speed)
-        if not file.is_file():
-            raise CommandError(f"{file}: no such file")
+        if problem := file_problem(file):
+            raise CommandError(f"{file}: {problem}")
         try:
             kind = file_kind(file)
         except BookFileError as exc:
@@ -58,6 +61,13 @@ class Command(BaseCommand):
             stats = replay(file, target, factor, progress=bar.update)
         except TradeFileError as exc:
             raise CommandError(f"{exc} (nothing from this row on was stored; re-running skips stored trades)") from None
+        except (DatabaseError, psycopg.Error) as exc:  # COPY is psycopg's own: its errors are not Django's
+            if (cause := out_of_resources(exc)) is None:
+                raise
+            raise CommandError(
+                f"{file}: the database ran out of resources: {cause} (the batch being stored was rolled back;"
+                " earlier batches stay and re-running skips them)"
+            ) from None
         finally:
             bar.done()
             if stats is None and created and not Trade.objects.filter(market=target).exists():
@@ -67,8 +77,10 @@ class Command(BaseCommand):
             f"{target.name}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"
             f" candles {stats.candles}, amended {stats.amended}, {stats.read / elapsed:,.0f} trades/s"
         )
-        if step_error := step_failing(target):
-            self.stderr.write(f"{target.name}: {step_error}; the next stream or replay catches up")
+        if step_error := stats.step_error or step_failing(target):
+            # The trades are stored, but features or predictions are missing: not a success.
+            first = step_error.strip().splitlines()[0]
+            raise CommandError(f"{target.name}: pipeline step failed: {first}; the next stream or replay catches up")
 
     def replay_book(self, file: Path, market) -> None:
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)

@@ -65,9 +65,10 @@ def market_model(request, name: str):
 
 @read_access
 def market_accuracy(request, name: str):
-    """Live accuracy per served forecaster alone (the market page's table, or ?line=1 the overview card's line)."""
+    """The market page's live record alone: the direction calls' card and the accuracy per served forecaster
+    (or ?line=1 the overview card's line)."""
     summary = services.summarize(market_or_404(name))
-    template = "web/_accuracy_line.html" if request.GET.get("line") else "web/_accuracy.html"
+    template = "web/_accuracy_line.html" if request.GET.get("line") else "web/_live_record.html"
     return render(request, template, {"summary": summary})
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
+from core import horizons
 from markets.models import Market
 from markets.services import get_or_create_market
 from markets.tradefile import open_text, parse_ts
@@ -48,6 +49,16 @@ class Split:
     cut: datetime
     history: list[Path]  # book first: its windows are there when the trades' candles close
     live: list[Path]
+
+
+def direction_model_horizons(market: Market) -> list[int]:
+    """The horizons at which market's served model also serves its own P(up) (its direction gate passed)."""
+    return [
+        horizon
+        for horizon in horizons.configured()
+        if (artifact := registry.active_artifact(market, market.interval_s, horizon)) is not None
+        and artifact.direction_source == "model"
+    ]
 
 
 def split_sample(sample: Sample, base: Path, dest: Path, history_s: int) -> Split:

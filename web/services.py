@@ -207,12 +207,18 @@ def at_horizon(market: Market, horizon: int, last: Candle | None, decimals: int)
     return summary
 
 
-def summarize(market: Market, sparkline: bool = False) -> MarketSummary:
-    """The market at its shortest horizon (the one the overview, the chart and the first card show)."""
-    summary = at_horizon(market, horizons.shortest(), last_candle(market), price_decimals(market))
+def summarize(market: Market, sparkline: bool = False, horizon: int | None = None) -> MarketSummary:
+    """The market at horizon, by default its shortest (the one the overview, the chart and the first card show)."""
+    summary = at_horizon(market, horizon or horizons.shortest(), last_candle(market), price_decimals(market))
     if sparkline:
         summary.sparkline = sparkline_of(market, summary.last_candle)
     return summary
+
+
+def page_horizon(raw: str | None) -> int:
+    """The horizon a market page asks for (?horizon=N): one of PREDICTION_HORIZONS, else the shortest."""
+    configured = horizons.configured()
+    return int(raw) if raw and raw.isdigit() and int(raw) in configured else horizons.shortest()
 
 
 def horizon_summaries(first: MarketSummary) -> list[MarketSummary]:

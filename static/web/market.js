@@ -1,7 +1,8 @@
 /* Market page: candles + predicted price and 80 % band on a Lightweight Charts chart, kept live over the websocket.
    Each range is drawn whole at the candle interval its button names (coarser candles merged server-side by the
    candles API's ?interval=); live candles of the market's interval are merged into the newest bar here.
-   The chart and the latest-prediction card follow the shortest horizon; the horizons table shows every one. */
+   The chart and the cards follow the page's horizon (?horizon=N, the shortest by default); the horizons table
+   shows every one. */
 (function () {
   "use strict";
   const C = window.Cryptopred;
@@ -200,7 +201,7 @@
     card.dataset.modelId = id;
     refreshMetrics();
     try {
-      const response = await fetch(`${location.pathname}model/`, { credentials: "same-origin" });
+      const response = await fetch(`${location.pathname}model/?horizon=${horizon}`, { credentials: "same-origin" });
       if (response.ok) card.innerHTML = await response.text();
     } catch (err) {
       console.warn(err);
@@ -251,7 +252,7 @@
 
   /* Fragments of the page rendered again by the server (the same templates as the page), parsed. */
   async function fragment(path) {
-    const response = await fetch(`${location.pathname}${path}`, { credentials: "same-origin" });
+    const response = await fetch(`${location.pathname}${path}?horizon=${horizon}`, { credentials: "same-origin" });
     if (!response.ok) return null;
     const holder = document.createElement("div");
     holder.innerHTML = await response.text();

@@ -284,6 +284,22 @@ def test_the_direction_arrow_follows_the_p_up_shown_and_a_move_below_precision_i
         assert "· base rate" in shown
 
 
+def test_the_market_page_and_its_fragments_follow_the_horizon_asked_for(client, market, anonymous_read):
+    candle(market, T0, "2105.5")
+    predict(market, T0 + timedelta(seconds=10), "2105.5", "2106.5", p_up=0.31, direction_source="base rate")
+    predict(market, T0 + timedelta(seconds=60), "2105.5", "2104.5", horizon=6, p_up=0.69, direction_source="model")
+    page = client.get("/markets/gemini:ETH-USD/?horizon=6").content.decode()
+    assert 'data-horizon="6"' in page and 'Direction calls, live <span class="muted">+6</span>' in page
+    latest = page.split('id="latest-card"', 1)[1].split("</section>", 1)[0]
+    assert "dir-up" in latest and "· model" in latest
+    assert '<a href="?horizon=3"' in page  # every horizon's row links to the page at that horizon
+    for bad in ("7", "x", ""):  # not a configured horizon: the shortest
+        page = client.get(f"/markets/gemini:ETH-USD/?horizon={bad}").content.decode()
+        assert 'Direction calls, live <span class="muted">+1</span>' in page, bad
+    fragment = client.get("/markets/gemini:ETH-USD/accuracy/?horizon=6").content.decode()
+    assert '<div id="direction-record">' in fragment and '<div id="accuracy"' in fragment
+
+
 def test_no_prediction_shows_dashes_not_flat(client, market, anonymous_read):
     candle(market, T0, "2000.25")
     for path in ("/", "/markets/gemini:ETH-USD/"):

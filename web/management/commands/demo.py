@@ -63,6 +63,7 @@ class Command(BaseCommand):
         # Bitstamp is prepared before the system starts, so its predictions come first; Gemini, with a longer
         # history and a slower model to train, prepares itself in a job of its own next to the running system.
         split = demo.prepare_market(BITSTAMP, book_history_s, promote, self.stdout, self.stderr)
+        skilled = demo.direction_model_horizons(get_or_create_market(BITSTAMP.market))
         connection.close()
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         paced = ["--market", BITSTAMP.market, "--speed", speed]
@@ -76,6 +77,9 @@ class Command(BaseCommand):
         url = f"http://{HOST}:{settings.PORT}/"
         names = " and ".join(sample.market for sample in SAMPLES)
         self.stdout.write(f"demo: cryptopred on {url} ({names} replayed at {speed}x). Ctrl-C stops.")
+        if skilled:
+            page = f"{url}markets/{BITSTAMP.market}/?horizon={skilled[0]}"
+            self.stdout.write(f"demo: {BITSTAMP.market} serves its direction model at +{skilled[0]}: {page}")
         # Offline, so no live exchange streams: the replay jobs are the markets' only feeds.
         system = [program for program in programs() if program.name != "streams"]
         Supervisor([*system, *live], watchers=embedded_watchers()).run()

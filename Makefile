@@ -25,7 +25,7 @@ up: install
 # DATABASE_URL/REDIS_URL), two real markets: Bitstamp BTC/USD trades and book (first 2 h to train on, last hour
 # live) and Gemini ETH/USD trades (the first DEMO_HISTORY to train on), the live parts at DEMO_SPEED x real time.
 demo: install
-	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset --promote \
+	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset \
 		--history $${DEMO_HISTORY:-6h} --speed $${DEMO_SPEED:-20}
 
 test: install

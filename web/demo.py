@@ -15,6 +15,7 @@ from markets.models import Market
 from markets.services import get_or_create_market
 from markets.tradefile import open_text, parse_ts
 from modeling import registry
+from modeling.direction import MODEL
 from modeling.models import ModelArtifact
 from modeling.services import train_horizons
 from modeling.training import TrainingError
@@ -57,7 +58,7 @@ def direction_model_horizons(market: Market) -> list[int]:
         horizon
         for horizon in horizons.configured()
         if (artifact := registry.active_artifact(market, market.interval_s, horizon)) is not None
-        and artifact.direction_source == "model"
+        and artifact.direction_source == MODEL
     ]
 
 

@@ -153,7 +153,8 @@ def fake_make_demo(tmp_path: Path, **env: str) -> str:
 
 
 def test_make_demo_honours_data_dir_and_port(tmp_path):
-    assert "data=var/demo db=[] port= args=manage.py demo --reset --promote" in fake_make_demo(tmp_path)
+    # Only what the gates pass is served: Gemini honestly serves "no change".
+    assert "data=var/demo db=[] port= args=manage.py demo --reset --history 6h --speed 20\n" in fake_make_demo(tmp_path)
     output = fake_make_demo(tmp_path, CRYPTOPRED_DATA_DIR=str(tmp_path / "mine"), PORT="8123")
     assert f"data={tmp_path / 'mine'} db=[] port=8123 " in output
 

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: up test chaos demo install lint lock bench clean
+.PHONY: up test chaos system demo install lint lock bench clean
 
 install: $(VENV)/.installed
 
@@ -22,10 +22,10 @@ up: install
 	API_ANONYMOUS_READ=$${API_ANONYMOUS_READ:-true} $(PY) manage.py up
 
 # Offline demo: embedded PostgreSQL + Redis under $CRYPTOPRED_DATA_DIR (default var/demo; never your
-# DATABASE_URL/REDIS_URL), real Gemini ETH/USD trades: the first DEMO_HISTORY replayed at once to train on,
-# the rest at DEMO_SPEED x real time.
+# DATABASE_URL/REDIS_URL), two real markets: Bitstamp BTC/USD trades and book (first 2 h to train on, last hour
+# live) and Gemini ETH/USD trades (the first DEMO_HISTORY to train on), the live parts at DEMO_SPEED x real time.
 demo: install
-	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset --promote \
+	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset \
 		--history $${DEMO_HISTORY:-6h} --speed $${DEMO_SPEED:-20}
 
 test: install
@@ -35,6 +35,10 @@ test: install
 # Faults against real processes (killed workers, outages): slower, run apart from the suite.
 chaos: install
 	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m chaos
+
+# The slow tier: whole-system runs (make demo, browsers, subprocess servers).
+system: install
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m system
 
 lint: install
 	$(PY) -m ruff check .

@@ -6,7 +6,7 @@ errors in basis points of the price with two decimals, shares in percent with on
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 NONE = "—"
 NO_INTERVAL = "no interval yet"
@@ -38,6 +38,31 @@ def interval(prediction, decimals: int | None = None) -> str:
     if prediction.lower >= prediction.upper:
         return NO_INTERVAL
     return f"{price(prediction.lower, decimals)} \N{EN DASH} {price(prediction.upper, decimals)}"
+
+
+def up_percent(p_up: float | None) -> int | None:
+    """P(up) in whole percent, halves rounded up (as Math.round in format.js): the figure the pages show."""
+    return None if _empty(p_up) else int(Decimal(str(100 * float(p_up))).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def up_call(p_up: float | None) -> str | None:
+    """The direction call of P(up) as shown: "up" above 50 %, "down" below, "flat" at 50 %; None without one.
+
+    Derived from the displayed whole percent, so the arrow never contradicts the P(up) next to it.
+    """
+    shown = up_percent(p_up)
+    return None if shown is None else "up" if shown > 50 else "down" if shown < 50 else "flat"
+
+
+def move(prediction, decimals: int | None = None) -> str:
+    """The predicted price minus the price it started from at the market's decimals, signed; "flat" when that
+    rounds to zero (the price shown would not move)."""
+    if prediction is None or prediction == "" or prediction.base_close is None:
+        return NONE
+    change = price(prediction.price - prediction.base_close, decimals)
+    if not any(c in "123456789" for c in change):
+        return "flat"
+    return change if change.startswith("-") else f"+{change}"
 
 
 def error_bps(prediction) -> str:

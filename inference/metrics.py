@@ -14,7 +14,8 @@ coverage_80 is null.
 
 Next to the price errors, the direction calls: accuracy of the served P(up)
 (> 0.5 calls up) on the windows whose target moved, with its Brier score and
-log loss, each next to the base rate of the same training run on the same windows.
+log loss, each next to the base rate of the same training run on the same windows,
+and the accuracy of the microprice rule where the book is known.
 
 And what those calls are worth (value.timing, modeling.value.timing): on the
 scored windows with the book known at made_at and target_time, what waiting
@@ -35,7 +36,7 @@ from inference.models import Prediction
 from markets.models import Market
 from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
-from modeling.value import book_quotes, timing
+from modeling.value import book_quotes, rule_p_up, timing
 
 PRICE_COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 COLUMNS = (*PRICE_COLUMNS, "p_up", "p_up_base")
@@ -96,19 +97,22 @@ def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
     }
 
 
-def live_value(market: Market, interval_s: int, horizon: int, made_at: list, p_up: list) -> dict:
-    """The timing value of the served P(up) of predictions made at made_at, from the stored book."""
-    quotes = book_quotes(market, interval_s, made_at, horizon)
-    return {"timing": timing(np.array(p_up, dtype=float), quotes)}
-
-
 def group_metrics(market: Market, interval_s: int, horizon: int, rows: list[tuple]) -> dict:
-    """error_metrics of (made_at, *COLUMNS) rows, with their value (None without rows, like direction)."""
+    """error_metrics of (made_at, *COLUMNS) rows, with their value (None without rows, like direction).
+
+    With a book, direction also carries rule_accuracy: the microprice rule's calls (up exactly when
+    microprice > mid at made_at) scored like the served P(up), on its moved windows with a known book.
+    """
     values, made_at = _split(rows)
+    out = error_metrics(values, made_at)
     if not rows:
-        return error_metrics(values, made_at) | {"value": None}
-    p_up = [row[COLUMNS.index("p_up")] for row in values]
-    return error_metrics(values, made_at) | {"value": live_value(market, interval_s, horizon, made_at, p_up)}
+        return out | {"value": None}
+    table = np.array(values, dtype=float)
+    base, realized, p_up = (table[:, COLUMNS.index(name)] for name in ("base_close", "realized", "p_up"))
+    quotes = book_quotes(market, interval_s, made_at, horizon)
+    rule = np.where(np.isfinite(p_up), rule_p_up(quotes), np.nan)
+    out["direction"]["rule_accuracy"] = direction_metrics(base, realized, rule, None)["accuracy"]
+    return out | {"value": {"timing": timing(p_up, quotes)}}
 
 
 def _split(rows: list[tuple]) -> tuple[list[tuple], list]:

@@ -43,6 +43,8 @@ def replay_book(
     progress: Callable[[int], None] | None = None,
     on_book: Callable[[OrderBook], None] | None = None,
     batch: int = BATCH,
+    speed: float | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> BookReplayStats:
     """Store the book windows of a top-of-book or L2 file for market (at market.interval_s).
 
@@ -57,6 +59,9 @@ def replay_book(
     gives the same rows, whatever else (trades, candles) the market holds.
     on_book, if given, sees the book after each snapshot (e.g. to checksum it).
     progress gets the bytes of the file read so far.
+    speed None reads as fast as possible; a factor delivers each snapshot at that
+    multiple of the pace of its timestamps (like a live feed) and stores each
+    window as soon as it is final, calling on_commit after each store.
     """
     stats = BookReplayStats()
     started = time.perf_counter()
@@ -65,7 +70,14 @@ def replay_book(
     levels = settings.BOOK_FEATURE_LEVELS
     pending: list[BookBar] = []
     snap = None
+    clock: tuple[float, float] | None = None  # paced: (first event time, wall start)
+    if speed is not None:
+        batch = 1
     for snap in read_book(path, progress):
+        if speed is not None:
+            clock = clock or (snap.ts.timestamp(), time.monotonic())
+            if (wait := clock[1] + (snap.ts.timestamp() - clock[0]) / speed - time.monotonic()) > 0:
+                time.sleep(wait)
         stats.changed += book.snapshot(snap.bids, snap.asks)
         if on_book is not None:
             on_book(book)
@@ -81,8 +93,14 @@ def replay_book(
         while len(pending) >= batch:
             stats.windows += store_windows(market, market.interval_s, pending[:batch])
             del pending[:batch]
+            if speed is not None:  # a live feed's book moves on with every window
+                record_book_status(market, depth=stats.depth, updated_at=snap.ts)
+            if on_commit is not None:
+                on_commit()
     pending += windows.close_all()
     stats.windows += store_windows(market, market.interval_s, pending)
+    if on_commit is not None:
+        on_commit()
     if snap is not None:
         stats.last_ts = snap.ts
         record_book_status(market, depth=stats.depth, updated_at=snap.ts)

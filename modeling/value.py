@@ -54,6 +54,11 @@ class Quotes:
         return Quotes(*(a[mask] for a in (self.bid, self.ask, self.mid, self.micro, self.bid_h, self.ask_h)))
 
 
+def rule_p_up(q: Quotes) -> np.ndarray:
+    """The microprice rule's call as a P(up) to score: 0.75 when microprice > mid, else 0.25; NaN unknown."""
+    return np.where(np.isfinite(q.micro - q.mid), np.where(q.micro > q.mid, 0.75, 0.25), np.nan)
+
+
 def _share(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
 

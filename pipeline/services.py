@@ -54,10 +54,24 @@ def replay(
     return stats
 
 
-def replay_book(path: Path, market: Market, progress: Callable[[int], None] | None = None) -> BookReplayStats:
-    """Replay a book file (top of book or L2) into the market's book windows, then run the step."""
-    stats = replay_book_windows(path, market, progress)
-    Inline(market)()
+def replay_book(
+    path: Path, market: Market, progress: Callable[[int], None] | None = None, speed: float | None = None
+) -> BookReplayStats:
+    """Replay a book file (top of book or L2) into the market's book windows, then run the step.
+
+    Paced (speed a factor of real time), the step runs in its own thread after each stored window, as for
+    a paced trades replay: a second paced replay of the same market's trades makes a live market of both.
+    """
+    inline = Inline(market)
+    if speed is None:
+        stats = replay_book_windows(path, market, progress)
+    else:
+        thread = StepThread(market, skip_stale=False).start()
+        try:
+            stats = replay_book_windows(path, market, progress, speed=speed, on_commit=thread.wake)
+        finally:
+            thread.stop()
+    inline()
     return stats
 
 

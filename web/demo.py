@@ -1,15 +1,76 @@
-"""`make demo`: the bundled real trades split into a history to train on and a rest to replay live."""
+"""`make demo`: the bundled real data of each demo market split into a history to train on and a rest to replay live."""
 
 from __future__ import annotations
 
 import gzip
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from markets.tradefile import open_text, parse_ts
+from django.conf import settings
+from django.core.management import call_command
 
-MARKET = "gemini:ETH-USD"
-SAMPLE = Path("data/sample/gemini_ETHUSD_trades_2021-07-01.csv.gz")
+from core import horizons
+from markets.models import Market
+from markets.services import get_or_create_market
+from markets.tradefile import open_text, parse_ts
+from modeling import registry
+from modeling.direction import MODEL
+from modeling.models import ModelArtifact
+from modeling.services import train_horizons
+from modeling.training import TrainingError
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One demo market: its bundled trades and, if it has one, its order book (L2 or top of book)."""
+
+    market: str
+    trades: Path
+    book: Path | None = None
+
+
+# Gemini: trades only, where the direction has no skill and the system serves "no change".
+# Bitstamp: trades and a 20-level book, where the book calls the next move of the mid.
+GEMINI = Sample("gemini:ETH-USD", Path("data/sample/gemini_ETHUSD_trades_2021-07-01.csv.gz"))
+BITSTAMP = Sample(
+    "bitstamp:BTC-USD",
+    Path("data/sample/bitstamp_BTCUSD_trades_2015-05-01_0000-0300.csv.gz"),
+    Path("data/sample/bitstamp_BTCUSD_book20_2015-05-01_0000-0300.csv.gz"),
+)
+SAMPLES = (BITSTAMP, GEMINI)
+BY_MARKET = {sample.market: sample for sample in SAMPLES}
+
+
+@dataclass(frozen=True)
+class Split:
+    """A sample cut in two: files replayed at once to train on (history) and at demo speed (live)."""
+
+    sample: Sample
+    cut: datetime
+    history: list[Path]  # book first: its windows are there when the trades' candles close
+    live: list[Path]
+
+
+def direction_model_horizons(market: Market) -> list[int]:
+    """The horizons at which market's served model also serves its own P(up) (its direction gate passed)."""
+    return [
+        horizon
+        for horizon in horizons.configured()
+        if (artifact := registry.active_artifact(market, market.interval_s, horizon)) is not None
+        and artifact.direction_source == MODEL
+    ]
+
+
+def split_sample(sample: Sample, base: Path, dest: Path, history_s: int) -> Split:
+    """Split sample's files (paths under base) at its first trade + history_s, into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    history, live, cut = split_trades(base / sample.trades, dest, history_s)
+    if sample.book is None:
+        return Split(sample, cut, [history], [live])
+    book_history, book_live = dest / "book-history.csv.gz", dest / "book-live.csv.gz"
+    split_at(base / sample.book, book_history, book_live, cut)
+    return Split(sample, cut, [book_history, history], [book_live, live])
 
 
 def split_trades(source: Path, dest: Path, history_s: int) -> tuple[Path, Path, datetime]:
@@ -20,15 +81,56 @@ def split_trades(source: Path, dest: Path, history_s: int) -> tuple[Path, Path, 
     """
     dest.mkdir(parents=True, exist_ok=True)
     history, live = dest / "history.csv.gz", dest / "live.csv.gz"
+    first = first_ts(source)
+    cut = first.replace(microsecond=0) + timedelta(seconds=history_s) if first else datetime.now(UTC)
+    split_at(source, history, live, cut)
+    return history, live, cut
+
+
+def first_ts(source: Path) -> datetime | None:
+    """The timestamp of source's first row (a CSV whose first column is the time), None if it has none."""
+    text, raw = open_text(source)
+    with raw, text:
+        text.readline()
+        line = text.readline()
+    return parse_ts(line.split(",", 1)[0]) if line else None
+
+
+def split_at(source: Path, history: Path, live: Path, cut: datetime) -> None:
+    """Write source's rows before cut to history and the others to live, both with its header."""
     text, raw = open_text(source)
     with raw, text, gzip.open(history, "wt") as first, gzip.open(live, "wt") as rest:
         header = text.readline()
         first.write(header)
         rest.write(header)
-        cut = None
         for line in text:
-            ts = parse_ts(line.split(",", 1)[0])
-            if cut is None:
-                cut = ts.replace(microsecond=0) + timedelta(seconds=history_s)
-            (first if ts < cut else rest).write(line)
-    return history, live, cut or datetime.now(UTC)
+            (first if parse_ts(line.split(",", 1)[0]) < cut else rest).write(line)
+
+
+def prepare_market(sample: Sample, history_s: int, promote: bool, stdout, stderr) -> Split:
+    """Replay sample's history at full speed, train a model per horizon on it and enable the market.
+
+    Returns the split, whose live files are left to replay at demo speed. promote serves
+    each model even if the promotion gate rejects it.
+    """
+    market = get_or_create_market(sample.market)
+    split = split_sample(sample, settings.BASE_DIR, settings.DATA_DIR / "demo" / market.exchange, history_s)
+    stdout.write(f"demo: replaying {market} up to {split.cut:%H:%M:%S} UTC at full speed ...")
+    for path in split.history:
+        call_command("replay", str(path), market=market.name, stdout=stdout, stderr=stderr)
+    stdout.write(f"demo: training {market} on that history ...")
+    try:
+        artifacts = train_horizons(market, window_s=history_s)
+    except TrainingError as exc:
+        stderr.write(f"demo: no model trained ({exc}); predictions fall back to persistence")
+        artifacts = []
+    for artifact in artifacts:
+        stdout.write(
+            f"demo: {market} +{artifact.horizon} model v{artifact.version} {artifact.algorithm} "
+            f"{artifact.status}: {artifact.reason}"
+        )
+        if artifact.status != ModelArtifact.Status.ACTIVE and promote:
+            registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
+            stdout.write(f"demo: {market} +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")
+    Market.objects.filter(pk=market.pk).update(enabled=True)
+    return split

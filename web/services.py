@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef, Q
 
 from core import horizons
-from core.formatting import DEFAULT_DECIMALS, bps, count, model_label
+from core.formatting import DEFAULT_DECIMALS, bps, count, model_label, up_call
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
@@ -108,12 +108,8 @@ def forecaster_groups(metrics: dict, prediction: Prediction | None) -> list[dict
 
 
 def direction(prediction: Prediction | None) -> str | None:
-    """'up', 'down' or 'flat': the predicted price against the close it started from; None without a prediction."""
-    if prediction is None:
-        return None
-    if prediction.price == prediction.base_close:
-        return "flat"
-    return "up" if prediction.price > prediction.base_close else "down"
+    """'up', 'down' or 'flat': the call of the prediction's P(up) as shown (core.formatting.up_call)."""
+    return None if prediction is None else up_call(prediction.p_up)
 
 
 def last_candle(market: Market) -> Candle | None:
@@ -211,12 +207,18 @@ def at_horizon(market: Market, horizon: int, last: Candle | None, decimals: int)
     return summary
 
 
-def summarize(market: Market, sparkline: bool = False) -> MarketSummary:
-    """The market at its shortest horizon (the one the overview, the chart and the first card show)."""
-    summary = at_horizon(market, horizons.shortest(), last_candle(market), price_decimals(market))
+def summarize(market: Market, sparkline: bool = False, horizon: int | None = None) -> MarketSummary:
+    """The market at horizon, by default its shortest (the one the overview, the chart and the first card show)."""
+    summary = at_horizon(market, horizon or horizons.shortest(), last_candle(market), price_decimals(market))
     if sparkline:
         summary.sparkline = sparkline_of(market, summary.last_candle)
     return summary
+
+
+def page_horizon(raw: str | None) -> int:
+    """The horizon a market page asks for (?horizon=N): one of PREDICTION_HORIZONS, else the shortest."""
+    configured = horizons.configured()
+    return int(raw) if raw and raw.isdigit() and int(raw) in configured else horizons.shortest()
 
 
 def horizon_summaries(first: MarketSummary) -> list[MarketSummary]:

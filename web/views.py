@@ -41,7 +41,7 @@ def market_detail(request, name: str):
     if chart_range not in services.RANGES:
         chart_range = services.DEFAULT_RANGE
     ranges = range_context(market)
-    summary = services.summarize(market)
+    summary = services.summarize(market, horizon=services.page_horizon(request.GET.get("horizon")))
     context = {
         "summary": summary,
         "horizons": services.horizon_summaries(summary),
@@ -59,15 +59,16 @@ def market_detail(request, name: str):
 def market_model(request, name: str):
     """The "model in use" card alone: the market page reloads it when a prediction names another model."""
     market = market_or_404(name)
-    summary = services.summarize(market)
+    summary = services.summarize(market, horizon=services.page_horizon(request.GET.get("horizon")))
     return render(request, "web/_model_card.html", {"model": summary.active_model, "notes": summary.notes})
 
 
 @read_access
 def market_accuracy(request, name: str):
-    """Live accuracy per served forecaster alone (the market page's table, or ?line=1 the overview card's line)."""
-    summary = services.summarize(market_or_404(name))
-    template = "web/_accuracy_line.html" if request.GET.get("line") else "web/_accuracy.html"
+    """The market page's live record alone: the direction calls' card and the accuracy per served forecaster
+    (or ?line=1 the overview card's line)."""
+    summary = services.summarize(market_or_404(name), horizon=services.page_horizon(request.GET.get("horizon")))
+    template = "web/_accuracy_line.html" if request.GET.get("line") else "web/_live_record.html"
     return render(request, template, {"summary": summary})
 
 

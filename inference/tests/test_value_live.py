@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from core.formatting import bps
+from core.formatting import bps, percent
 from inference.models import Prediction
 from markets.models import BookWindow
 from modeling import registry
@@ -51,6 +51,21 @@ def direct_timing(market, horizon: int) -> dict:
     return {"decisions": n} | {k: v / n for k, v in sums.items()}
 
 
+def direct_rule_accuracy(market, horizon: int) -> float:
+    """The microprice rule's calls (up exactly when microprice > mid) on the newest WINDOW scored predictions
+    with a P(up) whose target moved and whose book at made_at is known."""
+    book = {w.start: w.microprice > w.mid for w in BookWindow.objects.filter(market=market)}
+    period = timedelta(seconds=market.interval_s)
+    scored = Prediction.objects.filter(market=market, horizon=horizon, realized__isnull=False).order_by("-made_at")
+    right = [
+        book[p.made_at - period] == (p.realized > p.base_close)
+        for p in scored[:WINDOW]
+        if p.p_up is not None and p.realized != p.base_close and p.made_at - period in book
+    ]
+    assert len(right) > 50
+    return sum(right) / len(right)
+
+
 @override_settings(API_ANONYMOUS_READ=True, LIVE_METRICS_WINDOW=WINDOW)
 def test_live_timing_value_in_the_api_pages_and_metrics(trained, tmp_path, monkeypatch):  # noqa: F811
     market, artifact = trained
@@ -66,6 +81,8 @@ def test_live_timing_value_in_the_api_pages_and_metrics(trained, tmp_path, monke
     for key, number in expected.items():
         assert served[key] == pytest.approx(number, rel=1e-9, abs=1e-12), key
     assert {"wait_buy_bps", "oracle_buy_bps", "captured", "rule_captured"} <= set(served)
+    rule_accuracy = metrics["served"]["direction"]["rule_accuracy"]
+    assert rule_accuracy == pytest.approx(direct_rule_accuracy(market, h), rel=1e-12)
     by_model = {g["served_by"]["id"]: g["value"]["timing"] for g in metrics["models"]}
     assert by_model[artifact.pk]["decisions"] > 0
 
@@ -74,8 +91,14 @@ def test_live_timing_value_in_the_api_pages_and_metrics(trained, tmp_path, monke
     page = browser.get(f"/markets/{MARKET}/?horizon={h}").content.decode()
     fragment = browser.get(f"/markets/{MARKET}/accuracy/?horizon={h}").content.decode()
     for html in (page, fragment):
+        # One card: the calls' accuracy next to the rule's and the base rate's, and their timing value.
+        card = html.split('<div id="direction-record">', 1)[1].split('<div id="accuracy"', 1)[0]
         for key in ("buy_bps", "sell_bps", "rule_buy_bps", "rule_sell_bps"):
-            assert f'<span data-timing="{key}">{bps(served[key])}</span>' in html, key
+            assert f'<span data-timing="{key}">{bps(served[key])}</span>' in card, key
+        direction = metrics["served"]["direction"]
+        for key in ("accuracy", "rule_accuracy", "base_rate_accuracy"):
+            assert f'<span data-direction="{key}">{percent(direction[key])}</span>' in card, key
+        assert f"Timing: {served['decisions']:,} decisions" in card
     models_page = browser.get("/models/").content.decode()
     live = by_model[artifact.pk]
     assert f'<span data-timing="calls">{bps(live["buy_bps"])} / {bps(live["sell_bps"])}</span>' in models_page

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -320,6 +321,28 @@ def check_against_reference(exported, snapshots, interval: int, probes: list[int
         ofi, spread, imbalance = reference_flow(snapshots, start, interval)
         got = [float(v) for v in exported[i][7:10]]
         assert got == pytest.approx([ofi, spread, imbalance], rel=1e-9, abs=1e-9), exported[i][0]
+
+
+@db
+def test_a_paced_book_replay_stores_each_window_as_it_closes_at_the_pace_of_the_file():
+    fast = get_or_create_market("bitstamp:BTC-USD")
+    replay_book(L2, fast)
+    expected = export_book("bitstamp:BTC-USD")
+    fast.delete()
+    paced = get_or_create_market("bitstamp:BTC-USD")
+    stored_at_commit = []
+    started = time.monotonic()
+    stats = replay_book(L2, paced, speed=1200, on_commit=lambda: stored_at_commit.append(BookWindow.objects.count()))
+    elapsed = time.monotonic() - started
+    snapshots = l2_snapshots(L2)
+    # 30 minutes of file at 1200 x: never faster than 1.5 s (load only slows it down).
+    assert elapsed >= (snapshots[-1][0] - snapshots[0][0]).total_seconds() / 1200
+    assert export_book("bitstamp:BTC-USD") == expected
+    # Every commit one window more (quiet windows closed with the next snapshot), the last ones at the end.
+    assert stored_at_commit[:3] == [1, 2, 3] and stored_at_commit[-1] == stats.windows == 180
+    assert len(stored_at_commit) >= 170
+    paced.refresh_from_db()
+    assert paced.book_updated_at == snapshots[-1][0]
 
 
 @db

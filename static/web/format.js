@@ -67,10 +67,22 @@
     return `${Math.round(seconds / 86400)} d ago`;
   }
 
-  function direction(predicted, from) {
-    if (empty(predicted) || empty(from)) return null;
-    const p = Number(predicted), b = Number(from);
-    return p > b ? "up" : p < b ? "down" : "flat";
+  /* P(up) in whole percent, as shown; the call derived from that figure, so the arrow never contradicts it. */
+  function upPercent(pUp) {
+    return empty(pUp) ? null : Math.round(100 * Number(pUp));
+  }
+
+  function upCall(pUp) {
+    const shown = upPercent(pUp);
+    return shown === null ? null : shown > 50 ? "up" : shown < 50 ? "down" : "flat";
+  }
+
+  /* The predicted move at the market's decimals, signed; "flat" when it rounds to zero. */
+  function move(predicted, from, decimals) {
+    if (empty(predicted) || empty(from)) return "";
+    const text = price(Number(predicted) - Number(from), decimals);
+    if (!/[1-9]/.test(text)) return "flat";
+    return text.startsWith("-") ? text : `+${text}`;
   }
 
   const ARROWS = { up: "▲", down: "▼", flat: "■" };
@@ -82,9 +94,22 @@
     set("pred-price", price(msg.price, d));
     set("pred-interval", interval(msg.lower, msg.upper, d));
     set("target-time", `for ${clock(msg.target_time)}`);
-    const dir = direction(msg.price, msg.last_close ?? lastClose);
+    set("pred-move", move(msg.price, msg.last_close ?? lastClose, d));
+    const call = upCall(msg.p_up);
     root.querySelectorAll('[data-field="direction"]').forEach((el) => {
-      el.innerHTML = dir ? `<span class="dir dir-${dir}"><span aria-hidden="true">${ARROWS[dir]}</span> ${dir}</span>` : "—";
+      el.textContent = call ? "" : "—";
+      if (!call) return;
+      const dir = document.createElement("span");
+      dir.className = `dir dir-${call}`;
+      dir.innerHTML = `<span aria-hidden="true">${ARROWS[call]}</span> ${call}`;
+      const up = document.createElement("span");
+      up.className = "num";
+      up.dataset.field = "p-up";
+      up.textContent = `P(up) ${upPercent(msg.p_up)} %`;
+      const source = document.createElement("span");
+      source.className = "muted";
+      source.textContent = `· ${msg.direction_model || msg.direction_source}`;
+      el.append(dir, " ", up, " ", source);
     });
     const model = msg.model && msg.model.id ? modelLabel(msg.model) : null;
     root.querySelectorAll('[data-field="model"]').forEach((el) => {
@@ -131,7 +156,7 @@
   }
 
   window.Cryptopred = Object.assign(window.Cryptopred || {}, {
-    fmt: { price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, direction, decimalsOf },
+    fmt: { price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, upPercent, upCall, move, decimalsOf },
     showPrediction, showMarketState, tickAges, getJSON, getAllPages,
   });
 })();

@@ -1,7 +1,8 @@
 /* Market page: candles + predicted price and 80 % band on a Lightweight Charts chart, kept live over the websocket.
    Each range is drawn whole at the candle interval its button names (coarser candles merged server-side by the
    candles API's ?interval=); live candles of the market's interval are merged into the newest bar here.
-   The chart and the latest-prediction card follow the shortest horizon; the horizons table shows every one. */
+   The chart and the cards follow the page's horizon (?horizon=N, the shortest by default); the horizons table
+   shows every one. */
 (function () {
   "use strict";
   const C = window.Cryptopred;
@@ -200,39 +201,22 @@
     card.dataset.modelId = id;
     refreshMetrics();
     try {
-      const response = await fetch(`${location.pathname}model/`, { credentials: "same-origin" });
+      const response = await fetch(`${location.pathname}model/?horizon=${horizon}`, { credentials: "same-origin" });
       if (response.ok) card.innerHTML = await response.text();
     } catch (err) {
       console.warn(err);
     }
   }
 
-  /* "P(up) 64 % · microprice": the probability that the target ends higher rather than lower, and what gave it. */
-  function showUp(holder, msg) {
-    const el = holder.querySelector('[data-field="p-up"]');
-    if (!el) return;
-    if (msg.p_up === null || msg.p_up === undefined) {
-      el.textContent = "—";
-      return;
-    }
-    el.textContent = `P(up) ${Math.round(100 * msg.p_up)} % `;
-    const source = document.createElement("span");
-    source.className = "muted";
-    source.textContent = `· ${msg.direction_model || msg.direction_source}`;
-    el.append(source);
-  }
-
   function onPrediction(msg) {
     const row = document.querySelector(`#horizons tr[data-horizon="${msg.horizon}"]`);
     if (row) {
       C.showPrediction(row, msg, lastClose);
-      showUp(row, msg);
     }
     if (msg.horizon !== horizon) return;
     keepPrediction(msg);
     drawPredictions();
     C.showPrediction(latestCard, msg, lastClose);
-    showUp(latestCard, msg);
     followModel(String(msg.model && msg.model.id ? msg.model.id : ""));
   }
 
@@ -266,23 +250,30 @@
     });
   });
 
-  /* A fragment of the page rendered again by the server (the same template as the page): its element by id. */
-  async function fragment(path, id) {
-    const response = await fetch(`${location.pathname}${path}`, { credentials: "same-origin" });
+  /* Fragments of the page rendered again by the server (the same templates as the page), parsed. */
+  async function fragment(path) {
+    const response = await fetch(`${location.pathname}${path}?horizon=${horizon}`, { credentials: "same-origin" });
     if (!response.ok) return null;
     const holder = document.createElement("div");
     holder.innerHTML = await response.text();
-    return holder.querySelector(`#${id}`);
+    return holder;
   }
 
-  /* The accuracy panel (live metrics per served forecaster) and the horizons table, as scoring moves them. */
+  function swap(holder, id) {
+    const fresh = holder && holder.querySelector(`#${id}`);
+    if (fresh) document.getElementById(id).replaceWith(fresh);
+  }
+
+  /* The direction calls' record, the accuracy panel (live metrics per served forecaster) and the horizons
+     table, as scoring moves them. */
   async function refreshMetrics() {
     try {
-      const [fresh, horizons] = await Promise.all([fragment("accuracy/", "accuracy"), fragment("horizons/", "horizons")]);
+      const [record, horizons] = await Promise.all([fragment("accuracy/"), fragment("horizons/")]);
       const open = document.querySelector("#accuracy details[open]");
-      if (fresh && open) fresh.querySelector("details")?.setAttribute("open", "");
-      if (fresh) document.getElementById("accuracy").replaceWith(fresh);
-      if (horizons) document.getElementById("horizons").replaceWith(horizons);
+      if (record && open) record.querySelector("#accuracy details")?.setAttribute("open", "");
+      swap(record, "direction-record");
+      swap(record, "accuracy");
+      swap(horizons, "horizons");
     } catch (err) {
       console.warn(err);
     }

@@ -6,6 +6,7 @@ from core import formatting
 from markets.sources import is_streamed
 
 register = template.Library()
-for _name in ("price", "interval", "error_bps", "bps", "percent", "count", "model_label", "iso_stamp"):
+FILTERS = ("price", "interval", "error_bps", "bps", "percent", "count", "model_label", "iso_stamp")
+for _name in (*FILTERS, "up_percent", "up_call", "move"):
     register.filter(_name, getattr(formatting, _name))
 register.filter("streamed", is_streamed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from selenium.webdriver.common.by import By
@@ -11,7 +13,7 @@ from core.formatting import model_label, price
 from markets.models import Candle, Market
 from modeling import registry
 from modeling.models import ModelArtifact
-from modeling.services import train_market
+from modeling.services import train_horizons, train_market
 from web.services import RANGES, chart_interval, interval_label, price_decimals
 from web.tests.browser import (
     RESOURCE_URLS_JS,
@@ -398,3 +400,108 @@ def test_overview_models_and_admin_fit_laptop_and_phone(live_app, driver, tmp_pa
         assert model.events.filter(action="retire", actor__username="boss").exists()
     finally:
         resize(driver, (1280, 900))
+
+
+BITSTAMP = "bitstamp:BTC-USD"
+CALLS = {"▲": "up", "▼": "down", "■": "flat"}
+
+
+def bitstamp_trained(tmp_path, settings) -> tuple[Market, list]:
+    """Bitstamp's first 40 min of book and trades replayed and trained on (each horizon's model served, as make demo
+    --promote does); returns the market and the files of the rest, book first."""
+    from web import demo
+
+    split = demo.split_sample(demo.BITSTAMP, settings.BASE_DIR, tmp_path / "bitstamp", 40 * 60)
+    for path in split.history:
+        call_command("replay", str(path), market=BITSTAMP, stdout=None)
+    market = Market.objects.get(exchange="bitstamp")
+    Market.objects.filter(pk=market.pk).update(enabled=True)
+    settings.TRAIN_MIN_ROWS = 50
+    for artifact in train_horizons(market, window_s=40 * 60):
+        if artifact.status != ModelArtifact.Status.ACTIVE:
+            registry.promote(artifact, "browser test: served although the gate rejected it")
+    return market, split
+
+
+def replay_next(split, minutes: int, tmp_path) -> None:
+    """The next minutes of Bitstamp after split's cut, book then trades, through the live pipeline."""
+    from web import demo
+
+    until = split.cut + timedelta(minutes=minutes)
+    for path in split.live:
+        part = tmp_path / f"next-{path.name}"
+        demo.split_at(path, part, tmp_path / f"after-{path.name}", until)
+        call_command("replay", str(part), market=BITSTAMP, stdout=None)
+
+
+def directions(driver) -> list[dict]:
+    """Every direction cell of the page: the arrow's call, its class and the P(up) shown next to it."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('[data-field=direction]')].map((el) => ({"
+        " text: el.textContent.trim(),"
+        " cls: el.querySelector('.dir') ? el.querySelector('.dir').className : null,"
+        " up: el.querySelector('[data-field=p-up]') ? el.querySelector('[data-field=p-up]').textContent : null}));"
+    )
+
+
+def assert_consistent(cells: list[dict]) -> None:
+    for cell in cells:
+        if cell["cls"] is None:
+            assert cell["text"] == "—" and cell["up"] is None, cell
+            continue
+        arrow, call = cell["text"].split()[:2]
+        shown = int(cell["up"].removeprefix("P(up) ").removesuffix(" %"))
+        expected = "up" if shown > 50 else "down" if shown < 50 else "flat"
+        assert CALLS[arrow] == call == expected and cell["cls"] == f"dir dir-{expected}", cell
+
+
+def test_the_direction_record_card_and_arrows_follow_live_predictions(live_app, driver, tmp_path, settings):
+    from core.formatting import bps, move, percent, up_percent
+    from inference.metrics import live_metrics
+
+    market, split = bitstamp_trained(tmp_path, settings)
+    driver.get(f"{live_app.url}/markets/{BITSTAMP}/")
+    wait_until(driver, lambda d: connection_state(d) == "live", message="websocket never connected")
+    before = text_of(driver, "#direction-record")
+
+    replay_next(split, 15, tmp_path)  # scored live: the model's calls, the rule and the base rate on the same windows
+    served = live_metrics(market)["served"]
+    d, v = served["direction"], served["value"]["timing"]
+    assert d["moved_rows"] > 10 and v["decisions"] > 10 and d["rule_accuracy"] is not None
+    # Refreshed as scoring moves it (the last windows may be scored after the last refresh: compared below).
+    rows = "#direction-record tbody tr"
+    wait_until(
+        driver,
+        lambda d: text_of(d, "#direction-record") != before and d.find_elements(By.CSS_SELECTOR, rows),
+        message="direction card is stale",
+    )
+    calls = [row.get_attribute("data-call") for row in driver.find_elements(By.CSS_SELECTOR, rows)]
+    assert calls == ["served", "rule", "base"]
+
+    # What the websocket pushed: the newest prediction of each horizon, its arrow from its P(up), its move.
+    decimals = price_decimals(market)
+    newest = market.predictions.filter(horizon=1).latest("made_at")
+    card = "#latest-card"
+    wait_until(
+        driver,
+        lambda d: text_of(d, f'{card} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}",
+        message="latest prediction is stale",
+    )
+    assert text_of(driver, f'{card} [data-field="p-up"]') == f"P(up) {up_percent(newest.p_up)} %"
+    assert text_of(driver, f'{card} [data-field="pred-move"]') == move(newest, decimals)
+    cells = directions(driver)
+    assert len(cells) == 4  # the latest card and the three horizons
+    assert_consistent(cells)
+    for name, size in SIZES.items():
+        resize(driver, size)
+        assert not overflowing(driver, "#direction-card, #direction-card .table-wrap"), name
+        screenshot(driver, f"direction-card-{name}")
+
+    driver.get(f"{live_app.url}/markets/{BITSTAMP}/")  # the same, rendered by the server
+    assert_consistent(directions(driver))
+    for key in ("accuracy", "rule_accuracy", "base_rate_accuracy"):
+        assert text_of(driver, f'#direction-card [data-direction="{key}"]') == percent(d[key]), key
+    for key in ("buy_bps", "sell_bps", "rule_buy_bps", "rule_sell_bps"):
+        assert text_of(driver, f'#direction-card [data-timing="{key}"]') == bps(v[key]), key
+    assert f"Timing: {v['decisions']:,} decisions" in text_of(driver, "#direction-card")
+    assert text_of(driver, f'{card} [data-field="pred-move"]') == move(newest, decimals)

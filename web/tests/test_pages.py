@@ -95,14 +95,15 @@ def test_overview_shows_enabled_markets_with_price_prediction_and_accuracy(clien
     candle(market, T0, "2105.5")
     model = artifact(market, 1, ModelArtifact.Status.ACTIVE, 1.0)
     predict(market, T0 - timedelta(seconds=10), "2100", "2101", model, realized=Decimal("2102"))
-    predict(market, T0 + timedelta(seconds=10), "2105.5", "2104.254321", model)
+    predict(market, T0 + timedelta(seconds=10), "2105.5", "2104.254321", model, p_up=0.31, direction_source="model")
 
     page = client.get("/").content.decode()
     assert "gemini:ETH-USD" in page and "kraken:BTC-USD" not in page
     assert 'data-field="last-price">2,105.50<' in page
     # The prediction and its 80 % interval at the market's precision.
     assert ">2,104.25<" in page and "2,102.25 \N{EN DASH} 2,106.25" in page
-    assert "dir-down" in page
+    assert "dir-down" in page and 'data-field="p-up">P(up) 31 %<' in page
+    assert 'data-field="pred-move">-1.25<' in page
     assert "Ridge v1" in page
     assert ">Replay<" in page
     # One scored prediction, in basis points of 2100: |2101 - 2102| for the model, |2100 - 2102| for persistence.
@@ -253,6 +254,50 @@ def test_zero_width_band_is_no_interval_and_metrics_are_per_forecaster(client, m
     overview = client.get("/").content.decode()
     assert 'data-field="pred-interval">no interval yet<' in overview
     assert "Gradient boosting v3" in overview and "hist_gradient_boosting" not in overview
+
+
+@pytest.mark.parametrize(
+    ("base", "value", "p_up", "call", "move"),
+    [
+        ("2105.5", "2106.5", 0.31, "down", "+1.00"),  # the price model says up, P(up) down: the arrow is P(up)'s
+        ("2105.5", "2104.5", 0.69, "up", "-1.00"),
+        ("2105.5", "2105.503", 0.505, "up", "flat"),  # 50.5 % shows as 51 %; a 0.003 move at 2 decimals is none
+        ("2105.5", "2105.5", 0.5049, "flat", "flat"),  # shows as 50 %: neither arrow
+        ("2105.5", "2105.5", None, None, "flat"),
+    ],
+)
+def test_the_direction_arrow_follows_the_p_up_shown_and_a_move_below_precision_is_flat(
+    client, market, anonymous_read, base, value, p_up, call, move
+):
+    candle(market, T0 - timedelta(seconds=10), "2104.37")  # the market quotes 2 decimals
+    candle(market, T0, "2105.5")
+    predict(market, T0 + timedelta(seconds=10), base, value, p_up=p_up, direction_source="base rate")
+    for path in ("/", "/markets/gemini:ETH-USD/"):
+        page = client.get(path).content.decode()
+        assert f'data-field="pred-move">{move}<' in page, path
+        shown = page.split('data-field="direction">', 1)[1].split("</dd>", 1)[0]
+        if call is None:
+            assert shown == "\N{EM DASH}", path
+            continue
+        assert f'class="dir dir-{call}"' in shown and f"</span> {call}</span>" in shown, path
+        assert f'data-field="p-up">P(up) {round(100 * p_up + 1e-9)} %<' in shown, path
+        assert "· base rate" in shown
+
+
+def test_the_market_page_and_its_fragments_follow_the_horizon_asked_for(client, market, anonymous_read):
+    candle(market, T0, "2105.5")
+    predict(market, T0 + timedelta(seconds=10), "2105.5", "2106.5", p_up=0.31, direction_source="base rate")
+    predict(market, T0 + timedelta(seconds=60), "2105.5", "2104.5", horizon=6, p_up=0.69, direction_source="model")
+    page = client.get("/markets/gemini:ETH-USD/?horizon=6").content.decode()
+    assert 'data-horizon="6"' in page and 'Direction calls, live <span class="muted">+6</span>' in page
+    latest = page.split('id="latest-card"', 1)[1].split("</section>", 1)[0]
+    assert "dir-up" in latest and "· model" in latest
+    assert '<a href="?horizon=3"' in page  # every horizon's row links to the page at that horizon
+    for bad in ("7", "x", ""):  # not a configured horizon: the shortest
+        page = client.get(f"/markets/gemini:ETH-USD/?horizon={bad}").content.decode()
+        assert 'Direction calls, live <span class="muted">+1</span>' in page, bad
+    fragment = client.get("/markets/gemini:ETH-USD/accuracy/?horizon=6").content.decode()
+    assert '<div id="direction-record">' in fragment and '<div id="accuracy"' in fragment
 
 
 def test_no_prediction_shows_dashes_not_flat(client, market, anonymous_read):

@@ -52,7 +52,7 @@ class Command(BaseCommand):
         except MarketError as exc:
             raise CommandError(str(exc)) from None
         if kind != "trades":
-            self.replay_book(file, target)
+            self.replay_book(file, target, factor)
             return
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)
         started = time.monotonic()
@@ -82,10 +82,10 @@ class Command(BaseCommand):
             first = step_error.strip().splitlines()[0]
             raise CommandError(f"{target.name}: pipeline step failed: {first}; the next stream or replay catches up")
 
-    def replay_book(self, file: Path, market) -> None:
+    def replay_book(self, file: Path, market, speed: float | None) -> None:
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)
         try:
-            stats = replay_book(file, market, progress=bar.update)
+            stats = replay_book(file, market, progress=bar.update, speed=speed)
         except BookFileError as exc:
             bar.done()
             raise CommandError(f"{exc} (windows stored before this row stay; re-running overwrites them)") from None

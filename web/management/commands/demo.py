@@ -1,4 +1,4 @@
-"""manage.py demo: the whole system offline, fed by a replay of real trades."""
+"""manage.py demo: the whole system offline, fed by a replay of real trades and order book."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import sys
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
@@ -16,82 +15,80 @@ from core.supervisor import Program, Supervisor
 from cryptopred.management.commands.up import HOST, prepare, programs
 from markets.models import Market
 from markets.services import get_or_create_market
-from modeling import registry
-from modeling.models import ModelArtifact
-from modeling.services import train_horizons
-from modeling.training import TrainingError
 from pipeline.management.commands.replay import parse_speed
 from web import demo
+from web.demo import BITSTAMP, GEMINI, SAMPLES
+
+
+def duration(option: str, raw: str) -> int:
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 class Command(BaseCommand):
     help = (
-        "Replay the first --history of the bundled real trades at full speed, train a model per horizon on them, "
-        "then run web, worker and beat while the rest is replayed at --speed x real time. Ctrl-C stops everything."
+        "Replay the first part of each bundled demo market (Bitstamp BTC/USD trades and book, Gemini ETH/USD trades)"
+        " at full speed, train a model per horizon on it, then run web, worker and beat while the rest is replayed"
+        " at --speed x real time. Ctrl-C stops everything."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--speed", default="20", help="replay factor of real time for the live part (default 20)")
-        parser.add_argument("--history", default="6h", help="head of the file replayed at once to train on (6h)")
-        parser.add_argument("--reset", action="store_true", help=f"delete what {demo.MARKET} already holds")
+        parser.add_argument("--history", default="6h", help=f"head of {GEMINI.market} replayed at once to train on")
+        parser.add_argument(
+            "--book-history", default="2h", help=f"head of {BITSTAMP.market} replayed at once to train on (2h of 3h)"
+        )
+        markets = " and ".join(sample.market for sample in SAMPLES)
+        parser.add_argument("--reset", action="store_true", help=f"delete what {markets} already hold")
         parser.add_argument(
             "--promote", action="store_true", help="serve the trained model even if the promotion gate rejects it"
         )
         parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
 
-    def handle(self, *args, speed: str, history: str, reset: bool, promote: bool, no_migrate: bool, **options):
+    def handle(self, *args, speed: str, history: str, book_history: str, reset: bool, promote: bool, **options):
         parse_speed(speed)
-        try:
-            history_s = parse_duration(history)
-        except ValueError as exc:
-            raise CommandError(f"--history: {exc}") from None
+        duration("--history", history)
+        book_history_s = duration("--book-history", book_history)
         # The demo is for looking around: pages, API and websocket are readable without logging in.
         os.environ["API_ANONYMOUS_READ"] = "true"
         settings.API_ANONYMOUS_READ = True
         settings.DEFAULT_MARKETS = []  # offline: no exchange stream to add
         # make demo empties DATABASE_URL: the password reset it prints must reach the same embedded server.
-        prepare(self.stdout, migrate=not no_migrate, embedded_only=not os.environ.get("DATABASE_URL"))
-        market = self.fresh_market(reset)
+        prepare(self.stdout, migrate=not options["no_migrate"], embedded_only=not os.environ.get("DATABASE_URL"))
+        for sample in SAMPLES:
+            self.fresh_market(sample.market, reset)
 
-        sample = settings.BASE_DIR / demo.SAMPLE
-        first, rest, cut = demo.split_trades(sample, settings.DATA_DIR / "demo", history_s)
-        self.stdout.write(f"demo: replaying {sample.name} up to {cut:%H:%M:%S} UTC at full speed ...")
-        call_command("replay", str(first), market=demo.MARKET, stdout=self.stdout, stderr=self.stderr)
-        self.stdout.write(f"demo: training {demo.MARKET} on that history ...")
-        self.train(market, history_s, promote)
-        Market.objects.filter(pk=market.pk).update(enabled=True)
+        # Bitstamp is prepared before the system starts, so its predictions come first; Gemini, with a longer
+        # history and a slower model to train, prepares itself in a job of its own next to the running system.
+        split = demo.prepare_market(BITSTAMP, book_history_s, promote, self.stdout, self.stderr)
+        skilled = demo.direction_model_horizons(get_or_create_market(BITSTAMP.market))
         connection.close()
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        paced = ["--market", BITSTAMP.market, "--speed", speed]
+        live = [
+            Program(f"bitstamp {kind}", [*manage, "replay", *paced, str(path)], once=True)
+            for kind, path in zip(("book", "trades"), split.live, strict=True)
+        ]
+        gemini = [*manage, "demo_market", GEMINI.market, "--speed", speed, "--history", history]
+        live.append(Program("gemini", gemini + ["--promote"] * promote, once=True))
 
-        replay = [sys.executable, str(settings.BASE_DIR / "manage.py"), "replay", str(rest)]
-        live = Program("replay", [*replay, "--market", demo.MARKET, "--speed", speed], once=True)
         url = f"http://{HOST}:{settings.PORT}/"
-        self.stdout.write(f"demo: cryptopred on {url} ({demo.MARKET} replayed at {speed}x). Ctrl-C stops.")
-        # Offline, so no live exchange streams: the replay job is the market's only feed.
+        names = " and ".join(sample.market for sample in SAMPLES)
+        self.stdout.write(f"demo: cryptopred on {url} ({names} replayed at {speed}x). Ctrl-C stops.")
+        if skilled:
+            page = f"{url}markets/{BITSTAMP.market}/?horizon={skilled[0]}"
+            self.stdout.write(f"demo: {BITSTAMP.market} serves its direction model at +{skilled[0]}: {page}")
+        # Offline, so no live exchange streams: the replay jobs are the markets' only feeds.
         system = [program for program in programs() if program.name != "streams"]
-        Supervisor([*system, live], watchers=embedded_watchers()).run()
+        Supervisor([*system, *live], watchers=embedded_watchers()).run()
 
-    def fresh_market(self, reset: bool) -> Market:
-        market = get_or_create_market(demo.MARKET)
-        if market.trades.exists():
+    def fresh_market(self, name: str, reset: bool) -> Market:
+        market = get_or_create_market(name)
+        if market.trades.exists() or market.book_windows.exists():
             if not reset:
-                raise CommandError(
-                    f"{demo.MARKET} already has trades; run with --reset to delete its data and start over"
-                )
+                raise CommandError(f"{name} already has data; run with --reset to delete its data and start over")
             market.delete()
-            market = get_or_create_market(demo.MARKET)
+            market = get_or_create_market(name)
         return market
-
-    def train(self, market: Market, history_s: int, promote: bool) -> None:
-        try:
-            artifacts = train_horizons(market, window_s=history_s)
-        except TrainingError as exc:
-            self.stderr.write(f"demo: no model trained ({exc}); predictions fall back to persistence")
-            return
-        for artifact in artifacts:
-            self.stdout.write(
-                f"demo: +{artifact.horizon} model v{artifact.version} {artifact.algorithm} {artifact.status}: "
-                f"{artifact.reason}"
-            )
-            if artifact.status != ModelArtifact.Status.ACTIVE and promote:
-                registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
-                self.stdout.write(f"demo: +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")

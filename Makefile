@@ -1,4 +1,4 @@
-# cryptopred: `make up` runs the whole system, `make test` runs the suite.
+# cryptopred: `make up` runs the whole system, `make test` the fast tier of the suite, `make system` the slow one.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: up test chaos demo install lint lock bench clean
+.PHONY: up test system chaos demo install lint lock bench clean
 
 install: $(VENV)/.installed
 
@@ -28,11 +28,16 @@ demo: install
 	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset --promote \
 		--history $${DEMO_HISTORY:-6h} --speed $${DEMO_SPEED:-20}
 
+# Fast tier: units and integration against the real PostgreSQL, Redis and Celery worker, in process.
 test: install
 	$(PY) -m ruff check .
-	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m 'not system'
 
-# Faults against real processes (killed workers, outages): slower, run apart from the suite.
+# Slow tier: whole processes (manage.py up, the demo, uvicorn), the browser, fuzzing over HTTP and the faults.
+system: install
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m system
+
+# The faults alone (killed workers, outages): part of `make system`.
 chaos: install
 	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m chaos
 

@@ -18,6 +18,8 @@ from websockets.sync.client import connect
 from cryptopred.tests.test_config import ROOT, free_port
 from markets.tests.helpers import GEMINI, first_hours, read_rows
 
+pytestmark = pytest.mark.system
+
 # Outage length of the chaos test; `OUTAGE_S=20 make chaos` runs the 20 s.
 OUTAGE_S = float(os.environ.get("OUTAGE_S", "8"))
 

@@ -38,7 +38,7 @@ from pipeline.services import replay
 
 from .conftest import MARKET, AppProcess, api_user, train_model
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 # FUZZ_SCALE=N runs N times the examples, new random ones each run (exploring locally; CI keeps the fixed set).
 SCALE = int(os.environ.get("FUZZ_SCALE", "1"))

@@ -27,7 +27,7 @@ from inference.consumers import OUTBOX_SIZE
 
 from .conftest import MARKET, AppProcess
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 FAST = 200
 PUSHES = 500

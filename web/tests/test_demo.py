@@ -71,6 +71,7 @@ def wait_for_model_prediction(url: str, after: str, deadline: float) -> dict | N
     return None
 
 
+@pytest.mark.system
 @pytest.mark.django_db(transaction=True)
 def test_demo_runs_the_system_and_predictions_flow(tmp_path):
     port = free_port()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 from django.test import Client
 
@@ -23,6 +24,7 @@ from inference.tests.conftest import Server, split_trades
 from markets.models import Candle, Trade
 from markets.replay import replay as ingest_only
 from markets.services import get_or_create_market
+from monitoring import collector
 from monitoring.tests.helpers import parse, scrape, value
 from pipeline.services import replay
 from pipeline.step import MarketStep
@@ -99,8 +101,17 @@ def test_replay_counts_and_latencies_match_the_database(server):
         samples, "cryptopred_live_persistence_rmse", market=m, horizon="1", forecaster="persistence"
     ) == pytest.approx(live["persistence"]["rmse"])
     assert value(samples, "cryptopred_live_directional_accuracy", market=m, horizon="1", forecaster="all") == 0.5
-    p_up = value(samples, "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all")
-    assert p_up == (live["direction"] or {}).get("accuracy")
+    # Nothing trained: no P(up), so no accuracy of it. Then every scored window is called up at 0.7: the
+    # accuracy is the share of the moved windows (of the newest LIVE_METRICS_WINDOW) that went up.
+    assert value(samples, "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all") is None
+    assert live["direction"]["accuracy"] is None
+    scored = predictions.filter(horizon=1).exclude(realized=None)
+    scored.update(p_up=0.7, p_up_base=0.5)
+    newest = scored.order_by("-made_at")[: settings.LIVE_METRICS_WINDOW]
+    moves = [p.realized > p.base_close for p in newest if p.realized != p.base_close]
+    collector._live.clear()  # scrape-time live metrics are kept LIVE_TTL_S
+    p_up = value(scrape(server), "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all")
+    assert 0 < p_up < 1 and p_up == pytest.approx(sum(moves) / len(moves))
     six = live_metrics(market, 6)["served"]  # each horizon its own series
     assert value(samples, "cryptopred_live_rmse", market=m, horizon="6", forecaster="all") == pytest.approx(
         six["model"]["rmse"]

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from core.config import ConfigError, celery_broker_url, check_redis_url, database_config, env_ints
+from testsupport import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,12 +52,6 @@ def test_horizons_are_read_in_order_without_repeats(monkeypatch):
     assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)
     monkeypatch.setenv("PREDICTION_HORIZONS", "")
     assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)  # unset or empty: the default
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens here once closed
 
 
 def test_unreachable_database_is_named():

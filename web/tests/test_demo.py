@@ -20,8 +20,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from markets.models import Market, Trade
+from testsupport import free_port
 from web import demo
-from web.tests.browser import free_port
 
 SAMPLE = settings.BASE_DIR / demo.SAMPLE
 

@@ -26,8 +26,8 @@ from decimal import Decimal
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from markets.tests.fake_kraken import iso
-from markets.tests.fake_kraken_book import L2Feed, Published
+from testsupport.fake_kraken import iso
+from testsupport.fake_kraken_book import L2Feed, Published
 
 HEARTBEAT_S = 1.0
 

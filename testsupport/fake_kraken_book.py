@@ -38,7 +38,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from markets.tests.fake_kraken import FakeKraken, iso
+from testsupport.fake_kraken import FakeKraken, iso
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 BITSTAMP_L2 = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0030.csv.gz"

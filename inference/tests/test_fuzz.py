@@ -35,6 +35,7 @@ from websockets.sync.client import connect
 from apitokens.models import ApiToken
 from modeling import registry
 from pipeline.services import replay
+from testsupport import wait_until
 
 from .conftest import MARKET, AppProcess, api_user, train_model
 
@@ -361,7 +362,7 @@ def test_fuzz_rest_and_websocket_against_uvicorn(market, parts, tmp_path, django
                 "start": page["results"][0]["start"],
                 "end": page["results"][-1]["start"],
             }
-            time.sleep(1)  # the expired token has expired
+            wait_until(lambda: timezone.now() >= expired.expires, 5, "the expired token's expiry")
             baseline = app.rss()
 
             @FUZZ

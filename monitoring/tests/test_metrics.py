@@ -28,6 +28,7 @@ from monitoring import collector
 from monitoring.tests.helpers import parse, scrape, value
 from pipeline.services import replay
 from pipeline.step import MarketStep
+from testsupport import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,8 +136,8 @@ def test_api_reads_are_counted_on_both_paths(server, settings):
     # The first answer comes from Django (and is kept), the others from Redis before Django.
     for _ in range(5):
         assert httpx.get(url, timeout=10).status_code == 200
-    time.sleep(metrics.DeferredCounts.DELAY_S + 0.3)  # the read cache writes its counts a second later
-    assert value(scrape(server), "cryptopred_http_requests_total", **label) == before + 5
+    # The read cache writes its counts a second later.
+    wait_until(lambda: value(scrape(server), "cryptopred_http_requests_total", **label) == before + 5, 30)
 
 
 def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
@@ -254,7 +255,8 @@ def test_throttled_requests_are_counted(server, settings):
     before = value(scrape(server), "cryptopred_api_throttled_total", client="anonymous") or 0
     codes = [httpx.get(url, timeout=10).status_code for _ in range(4)]
     assert codes.count(429) == 2
-    time.sleep(metrics.DeferredCounts.DELAY_S + 0.3)  # refused by the read cache, whose counts are a second late
+    # Refused by the read cache, whose counts are a second late.
+    wait_until(lambda: value(scrape(server), "cryptopred_api_throttled_total", client="anonymous") == before + 2, 30)
     samples = scrape(server)
     assert value(samples, "cryptopred_api_throttled_total", client="anonymous") == before + 2
     assert value(samples, "cryptopred_http_requests_total", handler="api:market", status="429") >= 2

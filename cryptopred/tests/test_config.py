@@ -1,6 +1,7 @@
 """Bad configuration gets one clear line and a non-zero exit, never a traceback."""
 
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -38,13 +39,21 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PREDICTION_HORIZONS", "3,0", "PREDICTION_HORIZONS: every value must be at least 1, got '3,0'"),
     ],
 )
-def test_invalid_setting_is_one_line(var, value, expected):
-    result = manage("check", **{var: value})
+def test_invalid_setting_is_one_line(var, value, expected, monkeypatch):
+    """Reading the settings (in this process) refuses the value with one line that names it."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as error:
+        runpy.run_path(str(ROOT / "cryptopred" / "settings.py"))
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_manage_prints_an_invalid_setting_as_one_line():
+    """What manage.py does with the error above: one line on stderr, a non-zero exit, no traceback."""
+    result = manage("check", DATABASE_URL="mysql://root@localhost/x")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert expected in lines[0]
+    expected = "cryptopred: configuration error: DATABASE_URL: unsupported scheme 'mysql' (expected postgresql://)"
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_horizons_are_read_in_order_without_repeats(monkeypatch):

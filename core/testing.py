@@ -6,6 +6,8 @@ REDIS_URL gets the embedded servers, as manage.py does.
 
 import os
 
+import pytest
+
 from core.config import prepare_environment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
@@ -14,6 +16,12 @@ prepare_environment()
 from core.config import wipe_metrics  # noqa: E402
 
 wipe_metrics()  # the test database starts empty each session: so do the Prometheus counters (ids and names recur)
+
+
+@pytest.fixture
+def one_horizon(settings):
+    """PREDICTION_HORIZONS=1 where horizons are not what a test is about: a third of the predictions and models."""
+    settings.PREDICTION_HORIZONS = (1,)
 
 
 def _flush_keeping_content_types(self) -> None:

@@ -40,7 +40,7 @@ def trades_part(directory, after: bool):
 
 
 @pytest.fixture
-def trained(tmp_path, settings):
+def trained(tmp_path, settings, one_horizon):
     """Book and the first two hours of trades replayed, a model trained on them (target mid)."""
     settings.TRAIN_MIN_ROWS = 300
     market = get_or_create_market(MARKET)

@@ -31,7 +31,7 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-def bitstamp(transactional_db):
+def bitstamp(transactional_db, one_horizon):
     """The real Bitstamp BTC/USD L2 book and trades of 2015-05-01 00:00-03:00."""
     market = get_or_create_market(MARKET)
     replay_book(BITSTAMP_BOOK, market)

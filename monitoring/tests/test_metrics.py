@@ -258,8 +258,14 @@ def test_throttled_requests_are_counted(server, settings):
     before = value(scrape(server), "cryptopred_api_throttled_total", client="anonymous") or 0
     codes = [httpx.get(url, timeout=10).status_code for _ in range(4)]
     assert codes.count(429) == 2
+
     # Refused by the read cache, whose counts are a second late.
-    wait_until(lambda: value(scrape(server), "cryptopred_api_throttled_total", client="anonymous") == before + 2, 30)
-    samples = scrape(server)
+    def counted() -> dict | None:
+        samples = scrape(server)
+        throttled = value(samples, "cryptopred_api_throttled_total", client="anonymous")
+        refused = value(samples, "cryptopred_http_requests_total", handler="api:market", status="429")
+        return samples if throttled == before + 2 and refused is not None and refused >= 2 else None
+
+    samples = wait_until(counted, 30, "the read cache's counts")
     assert value(samples, "cryptopred_api_throttled_total", client="anonymous") == before + 2
     assert value(samples, "cryptopred_http_requests_total", handler="api:market", status="429") >= 2

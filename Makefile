@@ -1,4 +1,4 @@
-# cryptopred: `make up` runs the whole system, `make test` runs the suite.
+# cryptopred: `make up` runs the whole system, `make test` the fast tier of the suite, `make system` the slow one.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: up test chaos system demo install lint lock bench clean
+.PHONY: up test system chaos coverage demo install lint lock bench clean
 
 install: $(VENV)/.installed
 
@@ -28,17 +28,25 @@ demo: install
 	DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/demo} $(PY) manage.py demo --reset \
 		--history $${DEMO_HISTORY:-6h} --speed $${DEMO_SPEED:-20}
 
+# Fast tier: units and integration against the real PostgreSQL, Redis and Celery worker, in process.
 test: install
 	$(PY) -m ruff check .
-	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m 'not system'
 
-# Faults against real processes (killed workers, outages): slower, run apart from the suite.
+# Slow tier: whole processes (manage.py up, the demo, uvicorn), the browser, fuzzing over HTTP and the faults.
+system: install
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m system
+
+# The faults alone (killed workers, outages): part of `make system`.
 chaos: install
 	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m chaos
 
-# The slow tier: whole-system runs (make demo, browsers, subprocess servers).
-system: install
-	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m pytest -m system
+# Line coverage of both tiers, in every Python process the tests start; fails under 94 %.
+coverage: install
+	rm -rf var/coverage && mkdir -p var/coverage
+	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m coverage run -m pytest -m 'system or not system'
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report --fail-under=94
 
 lint: install
 	$(PY) -m ruff check .

@@ -15,22 +15,19 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from testsupport import free_port  # noqa: E402
+
 MARKET = "gemini:ETH-USD"
 LIVE_AFTER = "2021-07-01T06:00:30Z"  # the default 6 h of history ends at 06:00:21
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def latest(client: httpx.Client, path: str) -> dict | None:

@@ -77,7 +77,7 @@ class BusyBook:
         from markets.bookingest import BookIngestor
         from markets.sources.base import load_frame
         from markets.sources.kraken import KrakenSource
-        from markets.tests.fake_kraken_book import book_loop, instrument_snapshot
+        from testsupport.fake_kraken_book import book_loop, instrument_snapshot
 
         self.load_frame = load_frame
         self.source = KrakenSource(market)

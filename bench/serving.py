@@ -19,6 +19,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from testsupport import free_port  # noqa: E402  (re-exported to the other benchmarks)
+
+__all__ = ["free_port"]
 BINANCE_ETH = ROOT / "data" / "sample" / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 22 trades/s
 MARKET = "bench:ETH-USDT"
 # uvicorn kills a worker that does not answer its supervisor's ping in time (5 s by default), with every connection
@@ -27,7 +31,6 @@ WORKER_HEALTHCHECK_S = 30
 
 
 def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptopred.settings")
     import django
 
@@ -89,12 +92,6 @@ def market_with_history(rows: int, interval_s: int):
         history = Path(tmp) / "history.csv"
         history.write_text(header + "".join(lines[:rows]))
         return bench_market(history, interval_s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Bad configuration gets one clear line and a non-zero exit, never a traceback."""
 
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import redis
 
 from core import embedded
 from core.config import ConfigError, celery_broker_url, check_redis_url, database_config, env_ints
+from testsupport import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,13 +43,21 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("PREDICTION_HORIZONS", "3,0", "PREDICTION_HORIZONS: every value must be at least 1, got '3,0'"),
     ],
 )
-def test_invalid_setting_is_one_line(var, value, expected):
-    result = manage("check", **{var: value})
+def test_invalid_setting_is_one_line(var, value, expected, monkeypatch):
+    """Reading the settings (in this process) refuses the value with one line that names it."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as error:
+        runpy.run_path(str(ROOT / "cryptopred" / "settings.py"))
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_manage_prints_an_invalid_setting_as_one_line():
+    """What manage.py does with the error above: one line on stderr, a non-zero exit, no traceback."""
+    result = manage("check", DATABASE_URL="mysql://root@localhost/x")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert expected in lines[0]
+    expected = "cryptopred: configuration error: DATABASE_URL: unsupported scheme 'mysql' (expected postgresql://)"
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_horizons_are_read_in_order_without_repeats(monkeypatch):
@@ -55,12 +65,6 @@ def test_horizons_are_read_in_order_without_repeats(monkeypatch):
     assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)
     monkeypatch.setenv("PREDICTION_HORIZONS", "")
     assert env_ints("PREDICTION_HORIZONS", "1,3,6") == (1, 3, 6)  # unset or empty: the default
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens here once closed
 
 
 def test_unreachable_database_is_named():

@@ -15,11 +15,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-from cryptopred.tests.test_config import ROOT, free_port
+from cryptopred.tests.test_config import ROOT
 from markets.tests.helpers import GEMINI, first_hours, read_rows
+from testsupport import free_port
+
+pytestmark = pytest.mark.system
 
 # Outage length of the chaos test; `OUTAGE_S=20 make chaos` runs the issue's 20 s.
 OUTAGE_S = float(os.environ.get("OUTAGE_S", "8"))
+# /healthz answers within HEALTH_TIMEOUT_S (0.9 s) whatever is down; a loaded machine adds its delays. One that
+# waited for a stopped server would take the outage's length.
+HEALTHZ_BOUND_S = 4.0
 
 
 def alive(pid: int) -> bool:
@@ -55,14 +61,14 @@ def start_up(data_dir: Path, port: int, **extra: str) -> subprocess.Popen:
 
 
 def health_until(up: subprocess.Popen, port: int, wanted, timeout: float = 120.0) -> tuple[int | None, dict | None]:
-    """Poll /healthz until wanted(status, body); each answer must come within a second and a half."""
+    """Poll /healthz until wanted(status, body); each answer must come within HEALTHZ_BOUND_S."""
     deadline = time.monotonic() + timeout
     status, body = None, None
     while time.monotonic() < deadline and up.poll() is None:
         try:
             started = time.monotonic()
             response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-            assert time.monotonic() - started < 1.5, "healthz took too long"
+            assert time.monotonic() - started < HEALTHZ_BOUND_S, "healthz took too long"
             status, body = response.status_code, response.json()
             if wanted(status, body):
                 break

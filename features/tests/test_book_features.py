@@ -13,7 +13,7 @@ from markets.models import BookWindow, Candle
 from markets.services import get_or_create_market
 from pipeline.services import replay, replay_book
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("one_horizon")]
 MARKET = "bitstamp:BTC-USD"
 
 

@@ -29,6 +29,7 @@ from modeling import registry, serialization, training
 from modeling.forecast import Forecaster, volatility_scale
 from modeling.models import ModelArtifact
 from modeling.services import load_dataset
+from testsupport import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -174,12 +175,6 @@ def thread_connections_close(django_db_setup):
 def server(thread_connections_close):
     with Server() as running:
         yield running
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AppProcess:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
@@ -40,7 +41,7 @@ def trades_part(directory, after: bool):
 
 
 @pytest.fixture
-def trained(tmp_path, settings):
+def trained(tmp_path, settings, one_horizon):
     """Book and the first two hours of trades replayed, a model trained on them (target mid)."""
     settings.TRAIN_MIN_ROWS = 300
     market = get_or_create_market(MARKET)
@@ -74,6 +75,18 @@ def test_predictions_of_the_mid_carry_the_direction_and_are_scored_on_the_mid(tr
         assert {p.p_up for p in made} == {p.p_up_base}
 
 
+def counted_direction(market, horizon: int) -> tuple[int, float]:
+    """Moved windows and accuracy of the served P(up), counted here from the stored predictions."""
+    newest = Prediction.objects.filter(market=market, horizon=horizon, target="mid", realized__isnull=False)
+    called = [
+        p
+        for p in newest.order_by("-made_at")[: settings.LIVE_METRICS_WINDOW]
+        if p.p_up is not None and p.p_up_base is not None and p.realized != p.base_close
+    ]
+    right = sum(0.5 if p.p_up == 0.5 else (p.p_up > 0.5) == (p.realized > p.base_close) for p in called)
+    return len(called), right / len(called)
+
+
 @override_settings(API_ANONYMOUS_READ=True)
 def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     market, artifact = trained
@@ -88,7 +101,8 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     metrics = client.get(f"{BASE}/metrics/").json()
     assert metrics["target"] == "mid"
     direction = metrics["served"]["direction"]
-    assert direction["moved_rows"] > 100 and 0 <= direction["accuracy"] <= 1
+    moved, accuracy = counted_direction(market, metrics["horizon"])
+    assert direction["moved_rows"] == moved > 100 and direction["accuracy"] == pytest.approx(accuracy)
     assert {"base_rate_accuracy", "brier", "brier_reference", "log_loss", "log_loss_reference"} <= set(direction)
     model = client.get(f"/api/v1/models/{artifact.pk}/").json()
     assert (model["target"], model["direction_source"]) == ("mid", artifact.direction_source)

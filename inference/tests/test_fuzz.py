@@ -37,10 +37,11 @@ from websockets.sync.client import connect
 from apitokens.models import ApiToken
 from modeling import registry
 from pipeline.services import replay
+from testsupport import wait_until
 
 from .conftest import MARKET, AppProcess, api_user, train_model
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 # FUZZ_SCALE=N runs N times the examples, new random ones each run (exploring locally; CI keeps the fixed set).
 SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
@@ -363,7 +364,7 @@ def test_fuzz_rest_and_websocket_against_uvicorn(market, parts, tmp_path, django
                 "start": page["results"][0]["start"],
                 "end": page["results"][-1]["start"],
             }
-            time.sleep(1)  # the expired token has expired
+            wait_until(lambda: timezone.now() >= expired.expires, 5, "the expired token's expiry")
             baseline = app.rss()
 
             @FUZZ

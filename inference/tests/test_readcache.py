@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -84,6 +84,29 @@ async def request(app, url: str = LATEST, token: str | None = None, **changes) -
 
 def call(app, url: str = LATEST, token: str | None = None, **changes) -> tuple[int, list, bytes]:
     return asyncio.run(request(app, url, token, **changes))
+
+
+class Ahead:
+    """Stands for the time module of the code under test: Unix time `by` seconds ahead of the real one."""
+
+    def __init__(self):
+        self.by = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.by
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@pytest.fixture
+def ahead(monkeypatch) -> Ahead:
+    """Moves the read cache's and the token cache's clocks (and Django's) forward without waiting."""
+    clock = Ahead()
+    monkeypatch.setattr(readcache, "time", clock)
+    monkeypatch.setattr(authentication, "time", clock)
+    monkeypatch.setattr(timezone, "now", lambda: datetime.fromtimestamp(clock.time(), UTC))
+    return clock
 
 
 def forget_answers() -> None:
@@ -191,39 +214,46 @@ def test_an_answer_computed_while_the_data_changed_is_not_kept(served, django_ap
     assert django_app.calls == calls + 1
 
 
-def test_entries_expire_after_their_lifetime(served, django_app):
+def test_entries_expire_after_their_lifetime(served, django_app, ahead):
     app, token = served
     path = "/api/v1/markets/"
-    with override_settings(API_READ_CACHE_TTL_S=0.2):
+    with override_settings(API_READ_CACHE_TTL_S=60):
         call(app, path, token)
         calls = django_app.calls
         call(app, path, token)
-        time.sleep(0.3)
+        assert django_app.calls == calls
+        ahead.by = 61
         call(app, path, token)
     assert django_app.calls == calls + 1
 
 
-def test_an_expired_answer_is_sent_while_one_request_asks_drf_again(served, django_app):
+def test_an_expired_answer_is_sent_while_one_request_asks_drf_again(served, django_app, ahead):
     _, token = served
     path = "/api/v1/markets/"
+    held = False
 
     async def slow_drf(scope, receive, send):
-        await asyncio.sleep(0.3)
+        if held:
+            with_drf.set()
+            await release.wait()
         await django_app(scope, receive, send)
 
     app = ReadCache(slow_drf)
 
     async def slow_drf_then_others():
         refresh = asyncio.ensure_future(request(app, path, token))
-        await asyncio.sleep(0.05)  # the refresh is with DRF
+        await with_drf.wait()
         others = await asyncio.gather(*(request(app, path, token) for _ in range(3)))
-        return others, refresh.done(), await refresh
+        refreshed_before = refresh.done()
+        release.set()
+        return others, refreshed_before, await refresh
 
-    with override_settings(API_READ_CACHE_TTL_S=0.3):
+    with override_settings(API_READ_CACHE_TTL_S=60):
         before = call(app, path, token)
         call(app, path, token)
-        time.sleep(0.35)
-        calls = django_app.calls
+        ahead.by = 61
+        calls, held = django_app.calls, True
+        with_drf, release = asyncio.Event(), asyncio.Event()
         others, refreshed_before, refreshed = asyncio.run(slow_drf_then_others())
     assert django_app.calls == calls + 1
     assert others == [before] * 3 and not refreshed_before
@@ -411,12 +441,12 @@ def test_a_token_changed_in_this_process_is_refused_at_once(served, change):
     assert call(app, LATEST, token)[0] == 401
 
 
-def test_an_expired_token_is_refused_at_its_expiry_whatever_the_cache(served):
+def test_an_expired_token_is_refused_at_its_expiry_whatever_the_cache(served, ahead):
     app, token = served
-    ApiToken.objects.filter(digest=digest(token)).update(expires=timezone.now() + timedelta(seconds=0.5))
+    ApiToken.objects.filter(digest=digest(token)).update(expires=timezone.now() + timedelta(seconds=30))
     authentication.check(token)  # as the DRF view would have remembered it, with its expiry
     assert call(app, LATEST, token)[0] == 200
-    time.sleep(0.6)
+    ahead.by = 31  # the remembered check is as recent as before: only the expiry has passed
     assert call(app, LATEST, token)[0] == 401
 
 

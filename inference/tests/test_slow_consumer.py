@@ -27,16 +27,19 @@ from inference.consumers import OUTBOX_SIZE
 
 from .conftest import MARKET, AppProcess
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 FAST = 200
-PUSHES = 500
 PAD = 16 * 1024  # characters per push: a queue that grew with the pushes would show in the server's memory
 # The slow connection's kernel buffers take up to 4 MiB (Linux's default tcp_wmem maximum: 256 pushes), the
-# transport 64 KiB, then its outbox fills: from here on every push drops one.
-STEADY_FROM = 400
-ROUND_BOUND_S = 2.0  # publication -> all fast subscribers, per round, on a loaded 2-core machine
-RSS_BOUND = 2**19  # growth of the server's memory from STEADY_FROM on; unbounded: 100 x 16 KiB = 1.6 MiB
+# transport 64 KiB, then its outbox fills: from the first drop on, every push drops one. How many pushes the
+# buffers take varies with the kernel, so the test publishes until the first drop, then STEADY more.
+STEADY = 200
+MOST_BEFORE_A_DROP = 700
+# Publication -> all fast subscribers, per round: a round that waited for the stalled client would never end; a
+# 2-core machine at load 8 stays well within this.
+ROUND_BOUND_S = 10.0
+RSS_BOUND = 2**20  # growth of the server's memory over the STEADY pushes; unbounded: 200 x 16 KiB = 3.2 MiB
 SUBSCRIBE = json.dumps({"action": "subscribe", "channel": "predictions", "market": MARKET})
 
 
@@ -98,11 +101,13 @@ async def subscribed(ws) -> None:
 
 async def scenario(app: AppProcess, market) -> dict:
     url = app.url("/ws/v1/stream/").replace("http", "ws", 1)
-    done = [asyncio.Event() for _ in range(PUSHES)]
-    arrived = [0] * PUSHES
+    most = MOST_BEFORE_A_DROP + STEADY
+    done = [asyncio.Event() for _ in range(most)]
+    arrived = [0] * most
+    pushes = most  # known once the first drop is
 
     async def read(ws, seen: list[int]) -> None:
-        while len(seen) < PUSHES:
+        while len(seen) < pushes:
             n = number(await ws.recv(decode=False))
             seen.append(n)
             arrived[n] += 1
@@ -116,43 +121,46 @@ async def scenario(app: AppProcess, market) -> dict:
             await subscribed(ws)
         seen: list[list[int]] = [[] for _ in fast]
         readers = [asyncio.ensure_future(read(ws, s)) for ws, s in zip(fast, seen, strict=True)]
-        before, rounds, rss = dropped_total(app), [], {}
-        for n in range(PUSHES):
+        before, rounds, rss, steady_from = dropped_total(app), [], {}, None
+        for n in range(most):
+            if n == pushes:
+                break
             started = time.monotonic()
             await asyncio.to_thread(publish, "predictions", market, [push(n)], 1)
-            await asyncio.wait_for(done[n].wait(), 10)
+            await asyncio.wait_for(done[n].wait(), ROUND_BOUND_S)
             rounds.append(time.monotonic() - started)
-            if n + 1 in (STEADY_FROM, PUSHES):
-                rss[n + 1] = app.rss()
-            if n + 1 == STEADY_FROM:
-                assert dropped_total(app) > before, "no drop yet: the buffers hold more than this test expects"
+            if steady_from is None and n >= 250 and n % 10 == 0 and dropped_total(app) > before:
+                steady_from, pushes = n + 1, n + 1 + STEADY
+                rss[steady_from] = app.rss()
+        assert steady_from is not None, f"no drop in {MOST_BEFORE_A_DROP} pushes: the outbox is not bounded"
+        rss[pushes] = app.rss()
         await asyncio.gather(*readers)
         drops = dropped_total(app) - before
         late = []  # what the slow one gets once it reads at last
-        while not late or late[-1].get("n") != PUSHES - 1:
+        while not late or late[-1].get("n") != pushes - 1:
             late.append(json.loads(await asyncio.to_thread(slow.recv)))
         for ws in fast:
             await ws.close()
     finally:
         slow.sock.close()
-    return {"rounds": rounds, "seen": seen, "late": late, "drops": drops, "rss": rss}
+    return {"rounds": rounds, "seen": seen, "late": late, "drops": drops, "rss": rss, "steady_from": steady_from}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_client_that_never_reads_neither_delays_the_others_nor_grows_the_server(market, tmp_path):
     app = AppProcess(tmp_path / "uvicorn.log")
     try:
         result = asyncio.run(scenario(app, market))
     finally:
         app.stop()
-    expected = list(range(PUSHES))
+    steady_from = result["steady_from"]
+    expected = list(range(steady_from + STEADY))
     assert all(seen == expected for seen in result["seen"]), "a fast subscriber missed a push or got one out of order"
-    rounds = sorted(result["rounds"])
-    assert rounds[-1] < ROUND_BOUND_S, f"slowest round {rounds[-1]:.3f} s"
+    rounds = sorted(result["rounds"])  # each within ROUND_BOUND_S, or the scenario had failed
     # While its outbox overflows, the stalled client costs the others nothing: rounds as fast as while it still
-    # took pushes (the first 200, well before its buffers filled), within the noise of a shared machine.
-    taking, dropping = median(result["rounds"][:200]), median(result["rounds"][STEADY_FROM:])
-    assert dropping < 2 * taking + 0.05, f"rounds took {dropping * 1000:.1f} ms, before {taking * 1000:.1f} ms"
+    # took pushes (the first 200, well before its buffers filled), within the noise of a machine at load 8.
+    taking, dropping = median(result["rounds"][:200]), median(result["rounds"][steady_from:])
+    assert dropping < 4 * taking + 0.2, f"rounds took {dropping * 1000:.1f} ms, before {taking * 1000:.1f} ms"
 
     late = result["late"]
     notice = next(i for i, m in enumerate(late) if m["type"] == "dropped")
@@ -160,14 +168,14 @@ def test_a_client_that_never_reads_neither_delays_the_others_nor_grows_the_serve
     # Sent before it stalled (in the connection's buffers), then the gap, then exactly the outbox: the newest.
     assert [m["n"] for m in sent] == list(range(len(sent)))
     assert [m["n"] for m in queued] == expected[-OUTBOX_SIZE:]
-    assert len(sent) + count + OUTBOX_SIZE == PUSHES and count > 0
+    assert len(sent) + count + OUTBOX_SIZE == len(expected) and count > 0
     assert result["drops"] == count
     assert app.log.read_text().count("is not reading") == 1, "one warning for the connection, not one per drop"
 
-    grown = result["rss"][PUSHES] - result["rss"][STEADY_FROM]
-    assert grown < RSS_BOUND, f"server RSS grew by {grown / 2**20:.2f} MiB over the last {PUSHES - STEADY_FROM} pushes"
+    grown = result["rss"][len(expected)] - result["rss"][steady_from]
+    assert grown < RSS_BOUND, f"server RSS grew by {grown / 2**20:.2f} MiB over the last {STEADY} pushes"
     print(
         f"rounds p50 {taking * 1000:.1f} ms then {dropping * 1000:.1f} ms, max {rounds[-1] * 1000:.1f} ms;"
         f" slow: {len(sent)} sent,"
-        f" {count} dropped, {OUTBOX_SIZE} queued; RSS {grown / 2**10:+.0f} KiB over the last {PUSHES - STEADY_FROM}"
+        f" {count} dropped, {OUTBOX_SIZE} queued; RSS {grown / 2**10:+.0f} KiB over the last {STEADY}"
     )

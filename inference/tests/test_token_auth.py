@@ -25,12 +25,14 @@ from websockets.exceptions import ConnectionClosed
 from apitokens.models import ApiToken
 from inference.api import views
 from pipeline.services import replay
+from testsupport import wait_until
 
 from .conftest import MARKET, api_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TTL = 0.5
+SLACK_S = 5.0  # what a machine at load 8 may add to a bound in time
 LATEST = f"/api/v1/markets/{MARKET}/predictions/latest/"
 SUBSCRIBE = {"action": "subscribe", "channel": "predictions", "market": MARKET}
 
@@ -81,11 +83,14 @@ def test_a_token_revoked_elsewhere_is_refused_everywhere_within_the_cache_time(
             # Another process revokes it: no signal reaches this one's cache.
             await database_sync_to_async(ApiToken.objects.filter(pk=token.pk).update)(revoked=timezone.now())
             revoked_at = time.monotonic()
-            frame, code = await closed_with(ws, timeout=2 * max(TTL, 1.0) + 1)
+            # Within twice the cache time (the re-check runs at most each second), plus what a machine at load 8
+            # adds.
+            frame, code = await closed_with(ws, timeout=2 * max(TTL, 1.0) + SLACK_S)
             assert (frame, code) == ({"type": "error", "error": "token revoked"}, 4401)
-            assert time.monotonic() - revoked_at < 2 * max(TTL, 1.0) + 0.5
-        await asyncio.sleep(max(0.0, 2 * TTL - (time.monotonic() - revoked_at)) + 0.05)
-        assert await asyncio.to_thread(statuses, server, token.key) == (401, 401)
+        refused = await asyncio.to_thread(
+            wait_until, lambda: statuses(server, token.key) == (401, 401), 2 * TTL + SLACK_S, "401 on both reads"
+        )
+        assert refused and time.monotonic() - revoked_at < 2 * TTL + SLACK_S
         async with connect(server.ws_url(f"/ws/v1/stream/?token={token.key}")) as ws:
             assert await closed_with(ws, timeout=5) == ({"type": "error", "error": "token revoked"}, 4401)
         async with connect(server.ws_url()) as ws:
@@ -122,7 +127,7 @@ def test_refusals_say_why(db):
     expired = ApiToken.objects.issue(user, "expired", timezone.now() + timedelta(seconds=0.05))
     revoked = ApiToken.objects.issue(user, "revoked")
     revoked.revoke()
-    time.sleep(0.1)
+    wait_until(lambda: timezone.now() >= expired.expires, 5, "the token's expiry")
     client = APIClient()
     for key, detail in [
         (live.key, None),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 from django.test import Client
 
@@ -23,9 +24,12 @@ from inference.tests.conftest import Server, split_trades
 from markets.models import Candle, Trade
 from markets.replay import replay as ingest_only
 from markets.services import get_or_create_market
+from markets.tests.helpers import first_hours, read_rows
+from monitoring import collector
 from monitoring.tests.helpers import parse, scrape, value
 from pipeline.services import replay
 from pipeline.step import MarketStep
+from testsupport import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,16 +57,18 @@ def fresh_redis_keys():
             get_redis().delete(key)
 
 
-def test_replay_counts_and_latencies_match_the_database(server):
+def test_replay_counts_and_latencies_match_the_database(server, tmp_path):
     market = get_or_create_market("metrics:ETH-USD")
+    # Four hours of the day: 1,440 windows, more than the live metrics' window of 1,000 scored predictions.
+    trades_file = first_hours(GEMINI_DAY, 4, tmp_path / "gemini-4h.csv.gz")
     started = time.perf_counter()
-    stats = replay(GEMINI_DAY, market)
+    stats = replay(trades_file, market)
     elapsed = time.perf_counter() - started
     samples = scrape(server)
     m = market.name
 
     trades = Trade.objects.filter(market=market).count()
-    assert trades == stats.stored == 25_222
+    assert trades == stats.stored == len(read_rows(trades_file)) > 1000
     assert value(samples, "cryptopred_trades_ingested_total", market=m) == trades
     assert (
         value(samples, "cryptopred_candles_finalized_total", market=m)
@@ -73,7 +79,7 @@ def test_replay_counts_and_latencies_match_the_database(server):
         == FeatureRow.objects.filter(market=market).count()
     )
     predictions = Prediction.objects.filter(market=market)
-    assert predictions.count() > 8000
+    assert predictions.count() > 3 * 1400  # three horizons
     assert value(samples, "cryptopred_predictions_total", market=m) == predictions.count()
     assert value(samples, "cryptopred_predictions_scored_total", market=m) == predictions.exclude(realized=None).count()
     assert value(samples, "cryptopred_predictions_skipped_total", market=m) is None  # a replay predicts every window
@@ -99,8 +105,17 @@ def test_replay_counts_and_latencies_match_the_database(server):
         samples, "cryptopred_live_persistence_rmse", market=m, horizon="1", forecaster="persistence"
     ) == pytest.approx(live["persistence"]["rmse"])
     assert value(samples, "cryptopred_live_directional_accuracy", market=m, horizon="1", forecaster="all") == 0.5
-    p_up = value(samples, "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all")
-    assert p_up == (live["direction"] or {}).get("accuracy")
+    # Nothing trained: no P(up), so no accuracy of it. Then every scored window is called up at 0.7: the
+    # accuracy is the share of the moved windows (of the newest LIVE_METRICS_WINDOW) that went up.
+    assert value(samples, "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all") is None
+    assert live["direction"]["accuracy"] is None
+    scored = predictions.filter(horizon=1).exclude(realized=None)
+    scored.update(p_up=0.7, p_up_base=0.5)
+    newest = scored.order_by("-made_at")[: settings.LIVE_METRICS_WINDOW]
+    moves = [p.realized > p.base_close for p in newest if p.realized != p.base_close]
+    collector._live.clear()  # scrape-time live metrics are kept LIVE_TTL_S
+    p_up = value(scrape(server), "cryptopred_live_p_up_accuracy", market=m, horizon="1", forecaster="all")
+    assert 0 < p_up < 1 and p_up == pytest.approx(sum(moves) / len(moves))
     six = live_metrics(market, 6)["served"]  # each horizon its own series
     assert value(samples, "cryptopred_live_rmse", market=m, horizon="6", forecaster="all") == pytest.approx(
         six["model"]["rmse"]
@@ -124,8 +139,8 @@ def test_api_reads_are_counted_on_both_paths(server, settings):
     # The first answer comes from Django (and is kept), the others from Redis before Django.
     for _ in range(5):
         assert httpx.get(url, timeout=10).status_code == 200
-    time.sleep(metrics.DeferredCounts.DELAY_S + 0.3)  # the read cache writes its counts a second later
-    assert value(scrape(server), "cryptopred_http_requests_total", **label) == before + 5
+    # The read cache writes its counts a second later.
+    wait_until(lambda: value(scrape(server), "cryptopred_http_requests_total", **label) == before + 5, 30)
 
 
 def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
@@ -243,7 +258,14 @@ def test_throttled_requests_are_counted(server, settings):
     before = value(scrape(server), "cryptopred_api_throttled_total", client="anonymous") or 0
     codes = [httpx.get(url, timeout=10).status_code for _ in range(4)]
     assert codes.count(429) == 2
-    time.sleep(metrics.DeferredCounts.DELAY_S + 0.3)  # refused by the read cache, whose counts are a second late
-    samples = scrape(server)
+
+    # Refused by the read cache, whose counts are a second late.
+    def counted() -> dict | None:
+        samples = scrape(server)
+        throttled = value(samples, "cryptopred_api_throttled_total", client="anonymous")
+        refused = value(samples, "cryptopred_http_requests_total", handler="api:market", status="429")
+        return samples if throttled == before + 2 and refused is not None and refused >= 2 else None
+
+    samples = wait_until(counted, 30, "the read cache's counts")
     assert value(samples, "cryptopred_api_throttled_total", client="anonymous") == before + 2
     assert value(samples, "cryptopred_http_requests_total", handler="api:market", status="429") >= 2

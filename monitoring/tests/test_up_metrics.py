@@ -8,9 +8,9 @@ import time
 
 import httpx
 
-from cryptopred.tests.test_config import free_port
 from cryptopred.tests.test_up import health_until, start_up
 from monitoring.tests.helpers import parse, value
+from testsupport import free_port
 
 KINDS = ("web", "default", "streams", "beat")
 

@@ -26,11 +26,11 @@ from inference.models import Prediction
 from markets.lease import held, holder, stream_key
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
-from markets.tests.fake_kraken import FakeKraken
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams
+from testsupport.fake_kraken import FakeKraken
 
-pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.system, pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 BEAT_S = 1.0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import socket
 import threading
 from pathlib import Path
 
 import pytest
 import uvicorn
 from django.conf import settings
+
+from testsupport import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -27,12 +28,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AsgiServer:

@@ -26,6 +26,7 @@ from web.tests.browser import (
 )
 
 pytestmark = [
+    pytest.mark.system,
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     # WhiteNoise hands static files to Django's ASGI handler as a synchronous iterator: expected here.

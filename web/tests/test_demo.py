@@ -23,8 +23,8 @@ from django.core.management.base import CommandError
 from django.db.models import Max
 
 from markets.models import Market, Trade
+from testsupport import free_port
 from web import demo
-from web.tests.browser import free_port
 
 SAMPLE = settings.BASE_DIR / demo.GEMINI.trades
 FIRST_BITSTAMP_PREDICTION_S = 30  # after make demo starts, on an idle machine

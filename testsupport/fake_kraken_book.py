@@ -41,9 +41,9 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from markets.tests.fake_kraken import FakeKraken, iso, pong
+from testsupport.fake_kraken import FakeKraken, iso, pong
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 BITSTAMP_L2 = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0030.csv.gz"
 PRICE_PRECISION, QTY_PRECISION = 2, 8
 CHECKSUM_LEVELS = 10

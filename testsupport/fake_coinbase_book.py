@@ -32,8 +32,8 @@ from decimal import Decimal
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from markets.tests.fake_kraken import iso
-from markets.tests.fake_kraken_book import SAMPLE, Event, L2Feed, Published
+from testsupport.fake_kraken import iso
+from testsupport.fake_kraken_book import SAMPLE, Event, L2Feed, Published
 
 HEARTBEAT_S = 1.0
 TRADES = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"

@@ -22,7 +22,7 @@ from features.frame import BookFrame, CandleFrame
 VERSION = "v1"  # trades only
 BOOK_VERSION = "v2"  # v1 + order book
 VERSIONS = (VERSION, BOOK_VERSION)
-BOOK_FEATURES = (
+FIRST_BOOK_FEATURES = (
     "mid_ret_1",
     "mid_ret_3",
     "mid_ret_6",
@@ -39,13 +39,16 @@ BOOK_FEATURES = (
     "spread_tw_rel",
     "depth_l1_z",
     "updates_z",
+)  # feature set v2 as first defined
+FLOW_BOOK_FEATURES = (
     "ofi_levels_1",
     "ofi_levels_6",
     "tfi_1",
     "tfi_6",
     "spread_ticks",
     "mid_unchanged",
-)  # what BOOK_VERSION adds to VERSION, in book_features' order
+)  # added to v2 later: multi-level OFI, trade flow, spread in ticks, mid age
+BOOK_FEATURES = FIRST_BOOK_FEATURES + FLOW_BOOK_FEATURES  # what BOOK_VERSION adds to VERSION, in book_features' order
 LOOKBACK = 61  # vol_60 needs 60 one-window returns, i.e. 61 closes
 DAY_S = 86400
 REFERENCE_NAMES = ("ref_ret_1", "ref_ret_6", "ref_gap_30")

@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from features.definitions import FIRST_BOOK_FEATURES, FLOW_BOOK_FEATURES
+
 MODEL = "model"
 BASE_RATE = "base rate"
 SOURCES = (MODEL, BASE_RATE)
@@ -65,36 +67,14 @@ MODEL_NAMES = (*CANDIDATES, BASE_RATE)  # what can serve P(up)
 C = 0.05  # inverse L2 strength on standardized features: strong, the signal is faint and the windows few
 MICROPRICE_C = 1.0  # one feature: two coefficients to fit, little to regularize
 # The book features of the logistic candidate: feature set v2 as first defined.
-LOGISTIC_BOOK_FEATURES = (
-    "mid_ret_1",
-    "mid_ret_3",
-    "mid_ret_6",
-    "mid_vol_10",
-    "mid_vol_60",
-    "micro_dev",
-    "l1_imbalance",
-    "l1_imbalance_tw",
-    "depth_imbalance",
-    "ofi_1",
-    "ofi_3",
-    "ofi_6",
-    "spread_rel",
-    "spread_tw_rel",
-    "depth_l1_z",
-    "updates_z",
-)
+LOGISTIC_BOOK_FEATURES = FIRST_BOOK_FEATURES
 MICROPRICE_FEATURES = ("l1_imbalance",)
 BOOSTED_FEATURES = (
     "l1_imbalance",
     "l1_imbalance_tw",
     "depth_imbalance",
     "ofi_1",
-    "ofi_levels_1",
-    "ofi_levels_6",
-    "tfi_1",
-    "tfi_6",
-    "spread_ticks",
-    "mid_unchanged",
+    *FLOW_BOOK_FEATURES,
     "mid_ret_1",
     "mid_ret_6",
     "updates_z",

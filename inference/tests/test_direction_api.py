@@ -14,6 +14,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 
+from core.formatting import up_percent
 from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES
 from inference.models import Prediction
 from markets.models import BookWindow
@@ -120,9 +121,10 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
     page = browser.get("/models/").content.decode()
     assert f'P(up) from</span> <span data-field="direction-model">{artifact.direction_model}</span>' in page
 
-    # The market page: "P(up) 64 %" next to the price, the calls' live accuracy next to the base rate's.
+    # The market page: "▲ up P(up) 64 %" in the direction row, the calls' live accuracy next to the base rate's.
     page = browser.get(f"/markets/{MARKET}/").content.decode()
-    assert f'P(up) {round(100 * latest["p_up"])} % <span class="muted">· {artifact.direction_model}</span>' in page
+    shown = f'P(up) {up_percent(latest["p_up"])} %</span> <span class="muted">· {artifact.direction_model}</span>'
+    assert shown in page
     assert f'<span data-direction="accuracy">{100 * direction["accuracy"]:.1f} %</span>' in page
     assert f'<span data-direction="base_rate_accuracy">{100 * direction["base_rate_accuracy"]:.1f} %</span>' in page
 

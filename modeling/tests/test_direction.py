@@ -225,7 +225,8 @@ def test_train_records_the_target_and_stores_the_direction_forecast(bitstamp, se
     # call its direction better than the base rate, and the close's own gate says so.
     assert closing["target"] == "close" and closing["direction_source"] == BASE_RATE
     up = closing["metrics"]["direction"]["up"]
-    assert up["source"] == BASE_RATE and up["reason"].startswith("does not beat the base rate")
+    assert up["source"] == BASE_RATE
+    assert up["reason"].startswith(("does not beat the base rate", "no significant win over the base rate"))
 
 
 def test_target_mid_needs_a_book(transactional_db):

@@ -177,7 +177,7 @@ def main() -> None:
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
     context = multiprocessing.get_context("spawn")
     ready, results = context.Queue(), context.Queue()
-    env = {"API_ANONYMOUS_READ": "true"}
+    env = {"API_ANONYMOUS_READ": "true", "WS_MAX_CONNECTIONS_PER_ADDRESS": str(args.clients)}  # all on loopback
     with uvicorn("cryptopred.asgi:application", port, env=env, workers=args.web_processes) as server:
         web = web_processes(psutil.Process(server.pid), args.web_processes)
         idle_before = rss(web)

@@ -192,6 +192,7 @@ class AppProcess:
             "API_THROTTLE_RATE": "1000000/s",
             "API_ANON_THROTTLE_RATE": "1000000/s",
             "LOG_LEVEL": "WARNING",
+            "WS_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # every client of these tests is on loopback
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
         argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]

@@ -4,7 +4,7 @@ Usage: python bench/book.py [FILE] [--snapshots N] [--keep]
 
 FILE (default: the bundled Bitstamp BTC/USD L2 sample, 20 levels per side) is
 repeated, each copy shifted in time by the file's span, until it holds N
-snapshots. The expanded file is replayed exactly like `manage.py replay_book`
+snapshots. The expanded file is replayed exactly like `manage.py replay` replays a book file
 (each snapshot applied to the order book as level updates: new and changed
 levels set, vanished ones deleted; BookWindows features; windows upserted by
 COPY in batches), and a Kraken v2 checksum (price 2, qty 8 decimals) of the
@@ -37,8 +37,8 @@ TARGET = 50_000
 
 def expand(source: Path, target: Path, snapshots: int) -> int:
     """Write source's snapshots repeated (shifted in time) to target until it has at least `snapshots`."""
-    from markets.bookfile import L2_HEADER, read_l2
-    from markets.tradefile import format_ts
+    from markets.book.file import L2_HEADER, read_l2
+    from markets.trades.file import format_ts
 
     book = list(read_l2(source))
     span = book[-1].ts - book[0].ts + timedelta(seconds=10)
@@ -71,8 +71,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from markets.book import kraken_checksum
-    from markets.bookreplay import replay_book
+    from markets.book.orderbook import kraken_checksum
+    from markets.book.replay import replay_book_windows
     from markets.models import BookWindow, Market
     from markets.services import get_or_create_market, parse_market_name
 
@@ -96,7 +96,7 @@ def main() -> None:
         count = expand(args.file, path, args.snapshots)
         market = get_or_create_market(MARKET)
         started = time.perf_counter()
-        stats = replay_book(path, market, on_book=checksum)
+        stats = replay_book_windows(path, market, on_book=checksum)
         elapsed = time.perf_counter() - started
     if not args.keep:
         market.delete()

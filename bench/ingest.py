@@ -30,7 +30,7 @@ MARKET = "bench:ETH-USDT"
 
 def expand(source: Path, target: Path, trades: int) -> int:
     """Write source repeated (shifted in time and id) to target until it has at least `trades` rows."""
-    from markets.tradefile import format_ts, open_text, parse_row
+    from markets.trades.file import format_ts, open_text, parse_row
 
     stream, raw = open_text(source)
     with stream, raw:

@@ -74,9 +74,9 @@ class BusyBook:
     def __init__(self, market, rate: float):
         from django.conf import settings
 
-        from markets.bookingest import BookIngestor
-        from markets.sources.base import load_frame
-        from markets.sources.kraken import KrakenSource
+        from markets.book.ingest import BookIngestor
+        from markets.streams.sources.base import load_frame
+        from markets.streams.sources.kraken import KrakenSource
         from testsupport.fake_kraken_book import book_loop, instrument_snapshot
 
         self.load_frame = load_frame
@@ -131,10 +131,10 @@ def main() -> None:
     from django.conf import settings
 
     from inference.models import Prediction
-    from markets.grace import Grace
-    from markets.ingest import Ingestor
     from markets.models import Market
-    from markets.tradefile import read_trades
+    from markets.streams.grace import Grace
+    from markets.trades.file import read_trades
+    from markets.trades.ingest import Ingestor
     from pipeline.runner import StepThread
 
     header, rows = trade_lines()

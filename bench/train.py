@@ -46,11 +46,11 @@ def setup() -> None:
 
 def store_candles(days: int):
     """The real day as 10 s candles, repeated `days` times; returns the market."""
-    from markets.candles import bars_from_ticks, fill_gaps
-    from markets.ingest import candle_from_bar
     from markets.models import Candle
     from markets.services import get_or_create_market
-    from markets.tradefile import read_trades
+    from markets.trades.candles import bars_from_ticks, fill_gaps
+    from markets.trades.file import read_trades
+    from markets.trades.ingest import candle_from_bar
 
     market = get_or_create_market(MARKET)
     market.candles.all().delete()

@@ -149,7 +149,7 @@ def book_features(b: BookFrame, f: CandleFrame) -> dict[str, np.ndarray]:
     - spread_rel (at the end) and spread_tw_rel: spread / mid;
     - depth_l1_z, updates_z: L1 size and book activity against their last 60 windows;
     - ofi_levels_k: order-flow imbalance over the first BOOK_FEATURE_LEVELS levels
-      (markets.book.multilevel_order_flow) summed over k windows, in the same
+      (markets.book.orderbook.multilevel_order_flow) summed over k windows, in the same
       units as ofi_k; NaN in windows stored before it was recorded;
     - tfi_k: trade-flow imbalance, taker buy minus sell volume over k windows
       (f's candles), in the same units;

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from markets.bookstore import FEATURES as BOOK_FIELDS
+from markets.book.store import FEATURES as BOOK_FIELDS
 from markets.models import BookWindow, Candle, Market
 
 COLUMNS = ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap")

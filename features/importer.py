@@ -15,7 +15,8 @@ from django.db import transaction
 
 from core.bulk import upsert
 from markets.models import Candle, Market
-from markets.tradefile import parse_ts, read_csv
+from markets.trades.file import read_csv
+from markets.trades.ticks import parse_ts
 
 HEADER = ["ts", "open", "high", "low", "close", "volume"]
 BATCH = 5000

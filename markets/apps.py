@@ -5,4 +5,4 @@ class MarketsConfig(AppConfig):
     name = "markets"
 
     def ready(self) -> None:
-        from markets import health  # noqa: F401 - registers the /healthz component
+        from markets.streams import health  # noqa: F401 - registers the /healthz component

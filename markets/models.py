@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db import models
 
 PRICE = {"max_digits": 30, "decimal_places": 12}
-# A window's volume adds up trades' quantities (each below 1e18, markets.tradefile.MAX_QTY): 1e10 such
+# A window's volume adds up trades' quantities (each below 1e18, markets.trades.ticks.MAX_QTY): 1e10 such
 # trades in one window before it no longer fits.
 VOLUME = {"max_digits": 40, "decimal_places": 12}
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from core import metrics
 from core.db import out_of_resources
 from markets.models import Market
-from markets.sources.base import backoff_delay
+from markets.streams.sources.base import backoff_delay
 from pipeline.models import StepStatus
 from pipeline.step import MarketStep, StepStats
 

@@ -6,13 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from markets.backfill import backfill
-from markets.bookreplay import BookReplayStats
-from markets.bookreplay import replay_book as replay_book_windows
-from markets.ingest import IngestStats
+from markets.book.replay import BookReplayStats, replay_book_windows
 from markets.models import Market
-from markets.replay import replay as replay_trades
-from markets.stream import StreamRunner
+from markets.streams.backfill import backfill
+from markets.streams.runner import StreamRunner
+from markets.trades.ingest import IngestStats
+from markets.trades.replay import replay_trades
 from pipeline.models import StepStatus
 from pipeline.runner import Guard, StepThread
 from pipeline.step import MarketStep

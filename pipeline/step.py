@@ -38,8 +38,8 @@ from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import readcache, services
 from inference.models import Prediction
-from markets.ingest import series
 from markets.models import BookWindow, Candle, Market
+from markets.trades.ingest import series
 from monitoring import challengers
 from pipeline.models import StepStatus
 

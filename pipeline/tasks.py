@@ -11,11 +11,11 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import connections
 
-from markets.lease import Lease, held, stream_key
 from markets.models import Market
-from markets.sources import streamed_markets
-from markets.sources.base import SubscriptionRejected
-from markets.stream import set_state
+from markets.streams.lease import Lease, held, stream_key
+from markets.streams.runner import set_state
+from markets.streams.sources import streamed_markets
+from markets.streams.sources.base import SubscriptionRejected
 from pipeline.services import stream_runner
 
 log = logging.getLogger(__name__)

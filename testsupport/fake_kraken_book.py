@@ -11,7 +11,7 @@ the snapshot has symbol, bids, asks and checksum but no timestamp; an update
 also has the timestamp; prices and quantities are JSON numbers, written at the
 precision the `instrument` channel declares (price 2, qty 8 decimals). Every
 message carries the CRC32 checksum of the book after it, computed here by
-plain code written from Kraken's guide, independent of markets.book.
+plain code written from Kraken's guide, independent of markets.book.orderbook.
 
 Knobs, each naming a state of the feed (the file's states are published in
 order, so a knob always hits the same real data): lose_state (the update to

@@ -13,7 +13,8 @@ from django.core.management import call_command
 from core import horizons
 from markets.models import Market
 from markets.services import get_or_create_market
-from markets.tradefile import open_text, parse_ts
+from markets.trades.file import open_text
+from markets.trades.ticks import parse_ts
 from modeling import registry
 from modeling.direction import MODEL
 from modeling.models import ModelArtifact

@@ -8,12 +8,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
-from markets.book import BookTop, OrderBook
-from markets.bookfile import MAX_LEVELS, read_book
-from markets.bookstore import new_windows, store_windows
-from markets.ingest import Ingestor
+from markets.book.file import MAX_LEVELS, read_book
+from markets.book.orderbook import BookTop, OrderBook
+from markets.book.store import new_windows, store_windows
 from markets.models import Market
-from markets.tradefile import read_trades
+from markets.trades.file import read_trades
+from markets.trades.ingest import Ingestor
 from pipeline.runner import Guard
 from pipeline.step import MarketStep, StepStats
 

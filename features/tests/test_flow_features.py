@@ -7,7 +7,7 @@ import pytest
 
 from features import definitions
 from features.frame import BookFrame, CandleFrame
-from markets.bookstore import FEATURES as BOOK_FIELDS
+from markets.book.store import FEATURES as BOOK_FIELDS
 
 
 def frames(book: dict[str, list[float]], buy: list[float], sell: list[float]) -> tuple[BookFrame, CandleFrame]:

@@ -38,10 +38,10 @@ from inference.api.serializers import (
 )
 from inference.metrics import live_metrics
 from inference.services import encode, latest_key
-from markets.candles import epoch_to_datetime, merge
-from markets.ingest import bar_from_candle
 from markets.models import Candle, Market
 from markets.services import MarketError, get_market
+from markets.trades.candles import epoch_to_datetime, merge
+from markets.trades.ingest import bar_from_candle
 from modeling.models import ModelArtifact
 
 # Market name -> (id, when looked up), for the latest-prediction hot path. Cleared when a market is saved or
@@ -217,7 +217,7 @@ class CandleList(HistoryView):
         return self.aggregated(request, market, interval_s, query)
 
     def aggregated(self, request, market: Market, interval_s: int, query: dict) -> Response:
-        """One page of candles merged from the stored ones (markets.candles.merge, as export_candles does).
+        """One page of candles merged from the stored ones (markets.trades.candles.merge, as export_candles does).
 
         A bar covers [t, t + interval) aligned to the epoch; the first is the first whose start is at or after
         ?start. A page holds at most ?limit bars; next is the same query from the following bar on.

@@ -139,8 +139,8 @@ def test_candles_at_a_coarser_interval_merge_the_stored_ones_like_export(client,
     """?interval=1m: the same bars as export_candles --interval 1m over the same windows, page after page."""
     from decimal import Decimal
 
-    from markets.candles import epoch_to_datetime
-    from markets.export import candle_bars
+    from markets.trades.candles import epoch_to_datetime
+    from markets.trades.export import candle_bars
 
     stored = list(Candle.objects.filter(market=replayed).order_by("start"))
     begin = -(-int(stored[0].start.timestamp()) // 60) * 60

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.db import connections
 
-from markets.stream import StreamRunner
+from markets.streams.runner import StreamRunner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"

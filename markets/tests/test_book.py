@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from markets.book import BookTop, BookWindows, OrderBook, kraken_checksum, kraken_checksum_v1
-from markets.bookfile import BookFileError, file_kind
-from markets.bookreplay import replay_book
+from markets.book.file import BookFileError, file_kind
+from markets.book.orderbook import BookTop, BookWindows, OrderBook, kraken_checksum, kraken_checksum_v1
+from markets.book.replay import replay_book_windows
 from markets.models import BookWindow, Candle, Market
 from markets.services import get_or_create_market
 
@@ -326,13 +326,15 @@ def check_against_reference(exported, snapshots, interval: int, probes: list[int
 @db
 def test_a_paced_book_replay_stores_each_window_as_it_closes_at_the_pace_of_the_file():
     fast = get_or_create_market("bitstamp:BTC-USD")
-    replay_book(L2, fast)
+    replay_book_windows(L2, fast)
     expected = export_book("bitstamp:BTC-USD")
     fast.delete()
     paced = get_or_create_market("bitstamp:BTC-USD")
     stored_at_commit = []
     started = time.monotonic()
-    stats = replay_book(L2, paced, speed=1200, on_commit=lambda: stored_at_commit.append(BookWindow.objects.count()))
+    stats = replay_book_windows(
+        L2, paced, speed=1200, on_commit=lambda: stored_at_commit.append(BookWindow.objects.count())
+    )
     elapsed = time.monotonic() - started
     snapshots = l2_snapshots(L2)
     # 30 minutes of file at 1200 x: never faster than 1.5 s (load only slows it down).
@@ -348,7 +350,7 @@ def test_a_paced_book_replay_stores_each_window_as_it_closes_at_the_pace_of_the_
 @db
 def test_l2_replay_exports_the_reference_window_by_window():
     market = get_or_create_market("bitstamp:BTC-USD")
-    stats = replay_book(L2, market)
+    stats = replay_book_windows(L2, market)
     assert (stats.snapshots, stats.levels, stats.depth) == (520, 20800, 20)
     snapshots = l2_snapshots(L2)
     exported = export_book("bitstamp:BTC-USD")
@@ -368,7 +370,7 @@ def test_l2_replay_exports_the_reference_window_by_window():
         assert float(row[7]) == pytest.approx(sum(float(p[7]) for p in parts))
         assert float(row[8]) == pytest.approx(sum(float(p[8]) for p in parts) / 6)
     # The same file again: the same rows, stored once.
-    replay_book(L2, market)
+    replay_book_windows(L2, market)
     assert export_book("bitstamp:BTC-USD") == exported and BookWindow.objects.count() == 180
 
 
@@ -466,7 +468,7 @@ def test_bad_top_rows_name_file_and_line(tmp_path):
         with gzip.open(path, "wt", newline="") as f:
             f.writelines([*rows[: line - 1], row, *rows[line:]])
         with pytest.raises(BookFileError, match=rf"^{path}:{line}: .*{problem}"):
-            replay_book(path, get_or_create_market("gemini:ETH-USD"))
+            replay_book_windows(path, get_or_create_market("gemini:ETH-USD"))
     assert not BookWindow.objects.exists()
 
 
@@ -486,7 +488,7 @@ def test_a_bad_line_keeps_earlier_batches_and_writes_nothing_of_its_own(tmp_path
     market = get_or_create_market("bitstamp:BTC-USD")
     clean = tmp_path / "clean.csv"
     clean.write_text("".join(l2_head(100)))
-    replay_book(clean, market)
+    replay_book_windows(clean, market)
     good = export_book("bitstamp:BTC-USD")
     BookWindow.objects.all().delete()
     rows = l2_head(100)
@@ -495,7 +497,7 @@ def test_a_bad_line_keeps_earlier_batches_and_writes_nothing_of_its_own(tmp_path
     bad = tmp_path / "bad.csv"
     bad.write_text("".join(rows))
     with pytest.raises(BookFileError, match=rf"^{bad}:{line}: bad side 'bod'"):
-        replay_book(bad, market, batch=7)
+        replay_book_windows(bad, market, batch=7)
     # Snapshot 90 (00:05:03.302) was applied: the 30 windows 00:00:00 .. 00:04:50 were final,
     # 28 of them in 4 whole batches; the 2 of the unfinished batch were not written.
     stored = export_book("bitstamp:BTC-USD")
@@ -511,14 +513,14 @@ def test_far_past_and_far_future_rows_start_new_series(tmp_path):
     path = tmp_path / "far.csv"
     path.write_text("".join([rows[0], *past, *rows[1:], *future]))
     market = get_or_create_market("bitstamp:BTC-USD")
-    replay_book(path, market)
+    replay_book_windows(path, market)
     starts = [row[0] for row in export_book("bitstamp:BTC-USD")]
     assert starts[0] == "1971-01-01T00:00:00Z" and starts[-1] == "9000-01-01T00:00:00Z"
     assert len(starts) == 4  # 1971, 00:00:00 and 00:00:10 of the real data, 9000
     # A far-past row in the middle is time going backwards.
     path.write_text("".join([rows[0], *rows[1:81], *past, *rows[81:]]))
     with pytest.raises(BookFileError, match=rf"^{path}:82: ts 1971-01-01T00:00:00Z is before the previous"):
-        replay_book(path, market)
+        replay_book_windows(path, market)
 
 
 # --- export_book flags -------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from websockets.sync.server import serve
 
 from markets.models import Market, Trade
 from markets.services import get_or_create_market
-from markets.sources.base import MalformedFrame, SubscriptionRejected
-from markets.sources.coinbase import CoinbaseSource
-from markets.stream import StreamRunner
+from markets.streams.runner import StreamRunner
+from markets.streams.sources.base import MalformedFrame, SubscriptionRejected
+from markets.streams.sources.coinbase import CoinbaseSource
 from markets.tests.helpers import SAMPLE, read_rows, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

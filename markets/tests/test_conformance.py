@@ -19,13 +19,13 @@ from decimal import Decimal
 
 import pytest
 
-from markets.book import OrderBook
-from markets.bookingest import BookIngestor
+from markets.book.ingest import BookIngestor
+from markets.book.orderbook import OrderBook
 from markets.models import Market
 from markets.services import get_or_create_market
-from markets.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
-from markets.sources.coinbase import CoinbaseSource
-from markets.sources.kraken import KrakenSource
+from markets.streams.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
+from markets.streams.sources.coinbase import CoinbaseSource
+from markets.streams.sources.kraken import KrakenSource
 from markets.tests.helpers import SAMPLE
 
 MESSAGES = SAMPLE / "messages"

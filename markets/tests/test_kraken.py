@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 
 from markets.models import Market, Trade
 from markets.services import get_or_create_market
-from markets.sources.base import MalformedFrame, SubscriptionRejected, load_frame
-from markets.sources.kraken import KrakenError, KrakenSource, rest_ticks
-from markets.stream import StreamRunner
+from markets.streams.runner import StreamRunner
+from markets.streams.sources.base import MalformedFrame, SubscriptionRejected, load_frame
+from markets.streams.sources.kraken import KrakenError, KrakenSource, rest_ticks
 from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles, run_until
 from testsupport.fake_kraken import FakeKraken, iso
 

@@ -25,15 +25,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from markets.book import OrderBook
-from markets.bookingest import BookIngestor
-from markets.lease import Lease, stream_key
+from markets.book.ingest import BookIngestor
+from markets.book.orderbook import OrderBook
 from markets.models import BookWindow, Market
 from markets.services import get_or_create_market
-from markets.sources.base import BookMessage, MalformedBook, load_frame
-from markets.sources.coinbase import CoinbaseSource
-from markets.sources.kraken import KrakenSource
-from markets.stream import StreamRunner
+from markets.streams.lease import Lease, stream_key
+from markets.streams.runner import StreamRunner
+from markets.streams.sources.base import BookMessage, MalformedBook, load_frame
+from markets.streams.sources.coinbase import CoinbaseSource
+from markets.streams.sources.kraken import KrakenSource
 from markets.tests.helpers import SAMPLE, run_until
 from testsupport.fake_coinbase_book import FakeCoinbaseBook
 from testsupport.fake_kraken_book import Event, FakeKrakenBook, L2Feed, kraken_crc32

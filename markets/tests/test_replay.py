@@ -15,13 +15,14 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django_celery_beat.models import PeriodicTask
 
-import markets.replay
-from markets.candles import Tick
-from markets.ingest import Ingestor
+import markets.trades.replay
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
-from markets.tradefile import parse_ts, read_trades
+from markets.trades.candles import Tick
+from markets.trades.file import read_trades
+from markets.trades.ingest import Ingestor
+from markets.trades.ticks import parse_ts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,9 +99,9 @@ def test_on_commit_called_after_each_commit_that_finalized_candles(tmp_path, mon
         seen.append(Candle.objects.filter(market=market, final=True).count())
 
     write_csv(tmp_path / "slice.csv.gz", read_rows(KRAKEN_BTCUSDT)[:2000])
-    monkeypatch.setattr(markets.replay, "BATCH", 400)
-    monkeypatch.setattr(markets.replay, "CHUNK", 200)
-    markets.replay.replay(tmp_path / "slice.csv.gz", market, on_commit=on_commit)
+    monkeypatch.setattr(markets.trades.replay, "BATCH", 400)
+    monkeypatch.setattr(markets.trades.replay, "CHUNK", 200)
+    markets.trades.replay.replay_trades(tmp_path / "slice.csv.gz", market, on_commit=on_commit)
     assert len(seen) > 3
     assert seen == sorted(seen) and seen[-1] == Candle.objects.count()
 
@@ -113,14 +114,14 @@ def test_a_restarted_paced_replay_resumes_at_the_last_stored_trade(tmp_path, mon
     [ticks] = read_trades(tmp_path / "slice.csv.gz", batch_size=100)
     Ingestor(market).ingest(ticks[:25], close_until=ticks[24].ts.timestamp())  # stored before the kill: no flush
     delivered = []
-    paced = markets.replay._paced
+    paced = markets.trades.replay._paced
     monkeypatch.setattr(
-        markets.replay,
+        markets.trades.replay,
         "_paced",
         lambda ingestor, batch, *args: delivered.extend(batch) or paced(ingestor, batch, *args),
     )
-    with caplog.at_level(logging.INFO, logger="markets.replay"):
-        stats = markets.replay.replay(tmp_path / "slice.csv.gz", market, speed=100_000)
+    with caplog.at_level(logging.INFO, logger="markets.trades.replay"):
+        stats = markets.trades.replay.replay_trades(tmp_path / "slice.csv.gz", market, speed=100_000)
     assert delivered[0].ts == ticks[24].ts and stats.stored == 15
     assert "resuming at the last stored trade" in caplog.text
     assert export_candles("kraken:BTC-USDT")[1:] == reference_candles(rows, 10)  # as one uninterrupted replay
@@ -166,8 +167,8 @@ def test_a_full_disk_after_the_trades_are_stored_fails_the_replay_with_one_line_
     tmp_path, disk_full, monkeypatch, caplog
 ):
     write_csv(tmp_path / "slice.csv.gz", read_rows(GEMINI)[:2000])
-    monkeypatch.setattr(markets.replay, "BATCH", 400)
-    monkeypatch.setattr(markets.replay, "CHUNK", 200)
+    monkeypatch.setattr(markets.trades.replay, "BATCH", 400)
+    monkeypatch.setattr(markets.trades.replay, "CHUNK", 200)
     disk_full("features_featurerow")
     with caplog.at_level(logging.INFO), pytest.raises(CommandError) as error:
         call_command("replay", str(tmp_path / "slice.csv.gz"), "--market", "gemini:ETH-USD")
@@ -339,8 +340,8 @@ def test_replay_restores_automatic_garbage_collection(tmp_path):
 
 def test_overlapping_replays_store_each_trade_once_across_batches(tmp_path, monkeypatch):
     # Small batches and chunks: a batch of stored trades, a batch half stored, batches of new ones.
-    monkeypatch.setattr("markets.replay.BATCH", 500)
-    monkeypatch.setattr("markets.replay.CHUNK", 100)
+    monkeypatch.setattr("markets.trades.replay.BATCH", 500)
+    monkeypatch.setattr("markets.trades.replay.CHUNK", 100)
     rows = read_rows(KRAKEN_BTCUSDT)[:3000]
     write_csv(tmp_path / "first.csv.gz", rows[:1250])
     write_csv(tmp_path / "all.csv.gz", rows)

@@ -10,16 +10,16 @@ from django.test import Client
 from django.utils import timezone
 
 from core.redis_client import get_redis
-from markets.candles import Tick
-from markets.health import check_streams
-from markets.ingest import Ingestor
-from markets.lease import Lease, held, stream_key
 from markets.models import Market, Trade
 from markets.services import ensure_default_markets, get_or_create_market
-from markets.sources.kraken import KrakenSource
+from markets.streams.health import check_streams
+from markets.streams.lease import Lease, held, stream_key
+from markets.streams.sources.kraken import KrakenSource
 from markets.tasks import purge_trades
 from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
-from markets.tradefile import parse_row
+from markets.trades.candles import Tick
+from markets.trades.file import parse_row
+from markets.trades.ingest import Ingestor
 from pipeline.tasks import ensure_streams, run_stream
 from testsupport.fake_kraken import FakeKraken
 

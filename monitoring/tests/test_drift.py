@@ -13,7 +13,7 @@ from django.test import Client
 
 from markets.models import Market
 from markets.services import get_or_create_market
-from markets.tradefile import parse_ts
+from markets.trades.ticks import parse_ts
 from modeling.models import ModelEvent
 from modeling.services import train_market
 from monitoring import drift

@@ -22,9 +22,9 @@ from inference.metrics import live_metrics
 from inference.models import Prediction
 from inference.tests.conftest import Server, split_trades
 from markets.models import Candle, Trade
-from markets.replay import replay as ingest_only
 from markets.services import get_or_create_market
 from markets.tests.helpers import first_hours, read_rows
+from markets.trades.replay import replay_trades
 from monitoring import collector
 from monitoring.tests.helpers import parse, scrape, value
 from pipeline.services import replay
@@ -146,7 +146,7 @@ def test_api_reads_are_counted_on_both_paths(server, settings):
 def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
     market = get_or_create_market("metricslive:ETH-USD")
     (part,) = split_trades(KRAKEN_ETH, [300], tmp_path)
-    ingest_only(part, market)  # candles only: the step below runs as a live stream's would
+    replay_trades(part, market)  # candles only: the step below runs as a live stream's would
     last = Candle.objects.filter(market=market, final=True).order_by("-start").first()
     window_end = (last.start + timedelta(seconds=market.interval_s)).timestamp()
     step = MarketStep(market, skip_stale=True, clock=lambda: window_end + 0.25)

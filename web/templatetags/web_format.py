@@ -3,7 +3,7 @@
 from django import template
 
 from core import formatting
-from markets.sources import is_streamed
+from markets.streams.sources import is_streamed
 
 register = template.Library()
 FILTERS = ("price", "interval", "error_bps", "bps", "percent", "count", "model_label", "iso_stamp")

@@ -11,7 +11,7 @@ from features import store
 from features.importer import CandleFileError, import_candles
 from markets.models import Market
 from markets.services import MarketError, get_or_create_market
-from markets.tradefile import file_problem
+from markets.trades.file import file_problem
 
 
 class Command(BaseCommand):

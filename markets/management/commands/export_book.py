@@ -2,7 +2,7 @@ import csv
 
 from django.core.management.base import BaseCommand
 
-from markets.bookstore import BOOK_HEADER, book_rows, stored_bars
+from markets.book.store import BOOK_HEADER, book_rows, stored_bars
 from markets.cli import add_range_arguments, range_options
 
 

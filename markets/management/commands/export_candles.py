@@ -3,7 +3,7 @@ import csv
 from django.core.management.base import BaseCommand
 
 from markets.cli import add_range_arguments, range_options
-from markets.export import CANDLE_HEADER, candle_bars, candle_rows
+from markets.trades.export import CANDLE_HEADER, candle_bars, candle_rows
 
 
 class Command(BaseCommand):

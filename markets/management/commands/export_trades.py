@@ -3,7 +3,7 @@ import csv
 from django.core.management.base import BaseCommand
 
 from markets.cli import market_option, time_option
-from markets.export import TRADE_HEADER, trade_rows
+from markets.trades.export import TRADE_HEADER, trade_rows
 
 
 class Command(BaseCommand):

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
-from markets.backfill import BackfillError
+from core.progress import Progress
 from markets.cli import market_option, time_option
-from markets.progress import Progress
-from markets.sources.base import HistoryError
+from markets.streams.backfill import BackfillError
+from markets.streams.sources.base import HistoryError
 from pipeline.services import backfill_market, step_failing
 
 

@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from core.db import out_of_resources
-from markets.bookfile import BookFileError, file_kind
+from core.progress import Progress
+from markets.book.file import BookFileError, file_kind
 from markets.models import Market, Trade
-from markets.progress import Progress
 from markets.services import MarketError, get_or_create_market, parse_market_name
-from markets.tradefile import TradeFileError, file_problem
+from markets.trades.file import TradeFileError, file_problem
 from pipeline.services import replay, replay_book, step_failing
 
 

@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from markets.cli import market_option
 from markets.models import Market
-from markets.sources.base import SubscriptionRejected
-from markets.stream import set_state
+from markets.streams.runner import set_state
+from markets.streams.sources.base import SubscriptionRejected
 from pipeline.services import stream_runner
 
 

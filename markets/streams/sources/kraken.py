@@ -11,9 +11,8 @@ from decimal import ROUND_DOWN, Decimal
 import httpx
 from django.conf import settings
 
-from markets.book import OrderBook, kraken_checksum
-from markets.candles import Tick
-from markets.sources.base import (
+from markets.book.orderbook import OrderBook, kraken_checksum
+from markets.streams.sources.base import (
     BookMessage,
     HistoryError,
     MalformedBook,
@@ -24,7 +23,8 @@ from markets.sources.base import (
     book_level,
     load_frame,
 )
-from markets.tradefile import checked_tick, derived_id, parse_ts
+from markets.trades.candles import Tick
+from markets.trades.ticks import checked_tick, derived_id, parse_ts
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from markets.candles import epoch_to_datetime
+from markets.trades.candles import epoch_to_datetime
 
 PRICE_PLACES = Decimal("1e-12")  # the scale of the stored prices (markets.models.PRICE)
 CHECKSUM_LEVELS = 10

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from markets.models import Market
-from markets.sources.base import Source
+from markets.streams.sources.base import Source
 
 
 def live_sources() -> dict[str, type[Source]]:
     """Exchange name -> its live source class."""
-    from markets.sources.coinbase import CoinbaseSource
-    from markets.sources.kraken import KrakenSource
+    from markets.streams.sources.coinbase import CoinbaseSource
+    from markets.streams.sources.kraken import KrakenSource
 
     return {"kraken": KrakenSource, "coinbase": CoinbaseSource}
 

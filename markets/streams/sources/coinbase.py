@@ -7,9 +7,16 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from markets.candles import Tick
-from markets.sources.base import BookMessage, MalformedBook, MalformedFrame, Source, SubscriptionRejected, book_level
-from markets.tradefile import checked_tick, parse_ts
+from markets.streams.sources.base import (
+    BookMessage,
+    MalformedBook,
+    MalformedFrame,
+    Source,
+    SubscriptionRejected,
+    book_level,
+)
+from markets.trades.candles import Tick
+from markets.trades.ticks import checked_tick, parse_ts
 
 log = logging.getLogger(__name__)
 

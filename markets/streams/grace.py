@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from django.conf import settings
 
 from core import metrics
-from markets.candles import Tick
+from markets.trades.candles import Tick
 
 SAMPLES = 2000  # the most recent lags kept
 MIN_SAMPLES = 20  # fewer: the fixed grace still applies

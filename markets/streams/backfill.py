@@ -8,10 +8,10 @@ from datetime import datetime
 
 from django.conf import settings
 
-from markets.ingest import Ingestor, IngestStats
 from markets.models import Market
-from markets.sources import source_for
-from markets.sources.base import to_ns
+from markets.streams.sources import source_for
+from markets.streams.sources.base import to_ns
+from markets.trades.ingest import Ingestor, IngestStats
 
 
 class BackfillError(Exception):

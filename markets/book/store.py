@@ -12,10 +12,10 @@ from django.db.models.functions import Greatest
 
 from core import metrics
 from core.bulk import upsert
-from markets.book import BookBar, BookWindows
-from markets.candles import epoch_to_datetime
+from markets.book.orderbook import BookBar, BookWindows
 from markets.models import BookWindow, Market
-from markets.tradefile import format_decimal, format_ts
+from markets.trades.candles import epoch_to_datetime
+from markets.trades.file import format_decimal, format_ts
 
 BOOK_HEADER = [
     "ts",

@@ -1,6 +1,6 @@
 """The live order book of one market: applies a source's book messages, verifies them, stores its windows.
 
-The book counterpart of markets.ingest.Ingestor, owned by the stream runner
+The book counterpart of markets.trades.ingest.Ingestor, owned by the stream runner
 for as long as it runs (across reconnections, so the window series goes on).
 """
 
@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from core import metrics
-from markets.book import BookBar, BookTop, OrderBook
-from markets.bookstore import new_windows, record_book_status, store_windows
-from markets.candles import epoch_to_datetime
+from markets.book.orderbook import BookBar, BookTop, OrderBook
+from markets.book.store import new_windows, record_book_status, store_windows
 from markets.models import BookWindow, Market
-from markets.sources.base import BookMessage, MalformedBook, backoff_delay
+from markets.streams.sources.base import BookMessage, MalformedBook, backoff_delay
+from markets.trades.candles import epoch_to_datetime
 
 log = logging.getLogger(__name__)
 

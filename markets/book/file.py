@@ -19,8 +19,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from markets.tradefile import HEADER as TRADES_HEADER
-from markets.tradefile import excerpt, open_text, parse_ts, read_csv
+from markets.trades.file import HEADER as TRADES_HEADER
+from markets.trades.file import open_text, read_csv
+from markets.trades.ticks import excerpt, parse_ts
 
 TOP_HEADER = ["ts", "bid_price", "bid_qty", "ask_price", "ask_qty"]
 L2_HEADER = ["ts", "side", "level", "price", "qty"]

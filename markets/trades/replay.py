@@ -13,11 +13,11 @@ from pathlib import Path
 from django.db.models import Max
 
 from core.redis_client import best_effort
-from markets.candles import Tick
-from markets.ingest import Ingestor, IngestStats, TradeRefused
-from markets.lease import held, stream_key
 from markets.models import Market, Trade
-from markets.tradefile import TradeFileError, line_of, read_trade_rows, read_trades
+from markets.streams.lease import held, stream_key
+from markets.trades.candles import Tick
+from markets.trades.file import TradeFileError, line_of, read_trade_rows, read_trades
+from markets.trades.ingest import Ingestor, IngestStats, TradeRefused
 
 log = logging.getLogger(__name__)
 PACE_STEP_S = 0.25  # paced replay: longest wall-clock sleep between deliveries
@@ -25,7 +25,7 @@ BATCH = 150_000  # trades per transaction (and per on_commit call) at max speed
 CHUNK = 2_000  # trades per COPY message at max speed: PostgreSQL stores one while Python parses the next
 
 
-def replay(
+def replay_trades(
     path: Path,
     market: Market,
     speed: float | None = None,

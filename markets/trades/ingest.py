@@ -19,11 +19,11 @@ from psycopg.errors import UniqueViolation
 
 from core import metrics
 from core.bulk import insert_missing, upsert
-from markets.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 from markets.models import Candle, Market, Trade
+from markets.trades.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 
 if TYPE_CHECKING:
-    from markets.bookingest import BookIngestor
+    from markets.book.ingest import BookIngestor
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What every live source provides; the stream runner (markets.stream) does the rest."""
+"""What every live source provides; the stream runner (markets.streams.runner) does the rest."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from markets.book import OrderBook
-from markets.candles import Tick
+from markets.book.orderbook import OrderBook
 from markets.models import Market
+from markets.trades.candles import Tick
 
 
 class MalformedFrame(ValueError):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from markets.book import BookBar, BookTop, OrderBook
-from markets.bookfile import MAX_LEVELS, BookFileError, read_book
-from markets.bookstore import new_windows, record_book_status, store_windows
+from markets.book.file import MAX_LEVELS, BookFileError, read_book
+from markets.book.orderbook import BookBar, BookTop, OrderBook
+from markets.book.store import new_windows, record_book_status, store_windows
 from markets.models import Market
 
 BATCH = 2_000  # finalized windows per transaction (5.5 hours of 10-s windows)
@@ -37,7 +37,7 @@ class BookReplayStats:
         )
 
 
-def replay_book(
+def replay_book_windows(
     path: Path,
     market: Market,
     progress: Callable[[int], None] | None = None,

@@ -16,12 +16,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from core import metrics
-from markets.bookingest import BookIngestor
-from markets.grace import Grace
-from markets.ingest import Ingestor, IngestStats
+from markets.book.ingest import BookIngestor
 from markets.models import Market, Trade
-from markets.sources import source_for
-from markets.sources.base import (
+from markets.streams.grace import Grace
+from markets.streams.sources import source_for
+from markets.streams.sources.base import (
     BookMessage,
     HistoryError,
     MalformedBook,
@@ -32,6 +31,7 @@ from markets.sources.base import (
     load_frame,
     to_ns,
 )
+from markets.trades.ingest import Ingestor, IngestStats
 
 log = logging.getLogger(__name__)
 

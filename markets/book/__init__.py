@@ -1,0 +1,1 @@
+"""The order book: the in-memory book, book files, live ingest, replay and stored windows."""

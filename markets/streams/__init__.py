@@ -1,0 +1,1 @@
+"""Live streams: exchange sources, the stream runner, its lease, grace and history backfill."""

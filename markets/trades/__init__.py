@@ -1,0 +1,1 @@
+"""Trades: reading trade files, storing trades, candles, replaying files, exporting."""

@@ -74,7 +74,7 @@ def main() -> None:
     from markets.book.orderbook import kraken_checksum
     from markets.book.replay import replay_book_windows
     from markets.models import BookWindow, Market
-    from markets.services import get_or_create_market, parse_market_name
+    from markets.names import get_or_create_market, parse_market_name
 
     call_command("migrate", interactive=False, verbosity=0)
     exchange, base, quote = parse_market_name(MARKET)

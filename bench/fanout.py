@@ -137,7 +137,7 @@ def connections(process: psutil.Process, port: int) -> int:
 
 def bench_markets(count: int) -> list:
     """The bench market (real trades, a model) and count - 1 more that exist only to be subscribed to."""
-    from markets.services import get_or_create_market
+    from markets.names import get_or_create_market
 
     first = market_with_history(6000, 1)
     return [first, *(get_or_create_market(f"bench:M{i:03d}-USDT") for i in range(1, count))]

@@ -103,8 +103,8 @@ def main() -> None:
     from features.models import FeatureRow
     from inference.models import Prediction
     from markets.models import Candle, Market, Trade
-    from markets.services import get_or_create_market, parse_market_name
-    from pipeline.services import replay
+    from markets.names import get_or_create_market, parse_market_name
+    from pipeline.entry import replay
 
     call_command("migrate", interactive=False, verbosity=0)
     exchange, base, quote = parse_market_name(MARKET)

@@ -42,28 +42,28 @@ def per_call(func, n: int = 200_000) -> float:
 
 
 async def deferred_per_call() -> float:
-    from core import metrics
+    from core import prometheus
 
-    counts = metrics.DeferredCounts(metrics.HTTP_REQUESTS)
+    counts = prometheus.DeferredCounts(prometheus.HTTP_REQUESTS)
     seconds = per_call(lambda: counts.inc("api:latest-prediction", "200"))
     counts.flush()
     return seconds
 
 
 def main() -> None:
-    from core import metrics
+    from core import prometheus
 
-    counter = metrics.TRADES.labels("bench:ETH-USDT")
-    histogram = metrics.PREDICTION_COMPUTE.labels("bench:ETH-USDT")
+    counter = prometheus.TRADES.labels("bench:ETH-USDT")
+    histogram = prometheus.PREDICTION_COMPUTE.labels("bench:ETH-USDT")
     costs = {
-        "counter .labels(m).inc(n)": per_call(lambda: metrics.TRADES.labels("bench:ETH-USDT").inc(3)),
+        "counter .labels(m).inc(n)": per_call(lambda: prometheus.TRADES.labels("bench:ETH-USDT").inc(3)),
         "bound counter .inc()": per_call(counter.inc),
         "histogram .labels(m).observe(x)": per_call(
-            lambda: metrics.PREDICTION_COMPUTE.labels("bench:ETH-USDT").observe(0.0004)
+            lambda: prometheus.PREDICTION_COMPUTE.labels("bench:ETH-USDT").observe(0.0004)
         ),
         "bound histogram .observe(x)": per_call(lambda: histogram.observe(0.0004)),
         "HTTP request counter, direct": per_call(
-            lambda: metrics.HTTP_REQUESTS.labels("api:latest-prediction", "200").inc()
+            lambda: prometheus.HTTP_REQUESTS.labels("api:latest-prediction", "200").inc()
         ),
         "read cache DeferredCounts.inc": asyncio.run(deferred_per_call()),
     }

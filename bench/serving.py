@@ -67,11 +67,11 @@ def bench_market(history: Path, interval_s: int):
     from django.test import override_settings
 
     from markets.models import Market
-    from markets.services import get_or_create_market
+    from markets.names import get_or_create_market
     from modeling import registry
+    from modeling.market_training import train_market
     from modeling.models import ModelArtifact
-    from modeling.services import train_market
-    from pipeline.services import replay
+    from pipeline.entry import replay
 
     Market.objects.filter(exchange="bench").delete()
     market = get_or_create_market(MARKET)

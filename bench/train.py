@@ -47,7 +47,7 @@ def setup() -> None:
 def store_candles(days: int):
     """The real day as 10 s candles, repeated `days` times; returns the market."""
     from markets.models import Candle
-    from markets.services import get_or_create_market
+    from markets.names import get_or_create_market
     from markets.trades.candles import bars_from_ticks, fill_gaps
     from markets.trades.file import read_trades
     from markets.trades.ingest import candle_from_bar
@@ -76,7 +76,7 @@ def main() -> None:
     setup()
     from core import horizons
     from features import store
-    from modeling.services import resolve_target, train_dataset
+    from modeling.market_training import resolve_target, train_dataset
     from modeling.training import build_dataset
 
     market, first, last = store_candles(args.days)

@@ -189,7 +189,7 @@ def prepare_environment() -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / "static").mkdir(exist_ok=True)  # whitenoise expects STATIC_ROOT to exist
-        metrics_dir()  # every process of the system writes its Prometheus metrics there (core.metrics)
+        metrics_dir()  # every process of the system writes its Prometheus metrics there (core.prometheus)
         if not env_str("DATABASE_URL"):
             db_url, started = embedded.ensure_postgres(root)
             db_url = db_url.rsplit("/postgres?", 1)[0] + "/cryptopred?" + db_url.rsplit("?", 1)[1]

@@ -1,6 +1,6 @@
 """Number formatting shared by the trader pages and the admin (the browser side mirrors it in static/web/format.js).
 
-One format per quantity: prices at the market's precision (its decimals, see web.services.price_decimals),
+One format per quantity: prices at the market's precision (its decimals, see web.pages.price_decimals),
 errors in basis points of the price with two decimals, shares in percent with one, models by a friendly label.
 """
 

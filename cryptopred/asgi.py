@@ -14,12 +14,12 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from core import metrics  # noqa: E402
+from core import prometheus  # noqa: E402
 from cryptopred.routing import websocket_urlpatterns  # noqa: E402
 from cryptopred.websocket import SameSiteSession  # noqa: E402
 from inference.readcache import ReadCache  # noqa: E402
 
-metrics.PROCESSES.labels("web").inc()  # one per uvicorn worker process
+prometheus.PROCESSES.labels("web").inc()  # one per uvicorn worker process
 
 application = ProtocolTypeRouter(
     {

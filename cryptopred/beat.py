@@ -6,7 +6,7 @@ import time
 import redis
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from core import metrics
+from core import prometheus
 from core.health import BEAT_KEY
 from core.redis_client import get_redis
 from pipeline import schedule
@@ -28,7 +28,7 @@ class HeartbeatScheduler(DatabaseScheduler):
                 log.warning("beat schedule not synced: %s", exc)
             self.synced_at = time.monotonic()
         interval = super().tick(*args, **kwargs)
-        metrics.BEAT_TICKS.inc()
+        prometheus.BEAT_TICKS.inc()
         try:
             get_redis().set(BEAT_KEY, time.time())
         except redis.RedisError as exc:

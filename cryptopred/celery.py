@@ -20,7 +20,7 @@ def _prepare(**kwargs) -> None:
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# /metrics: which processes run, and the tasks they finish (core.metrics is imported once the app is
+# /metrics: which processes run, and the tasks they finish (core.prometheus is imported once the app is
 # configured, so that its files go under the data dir prepare_environment settled).
 _kind = "worker"
 
@@ -29,28 +29,28 @@ _kind = "worker"
 def _worker_started(sender=None, **kwargs) -> None:
     global _kind
     _kind = str(getattr(sender, "hostname", "") or "worker").split("@", 1)[0]  # default@host -> default
-    from core import metrics
+    from core import prometheus
 
-    metrics.PROCESSES.labels(_kind).inc()
+    prometheus.PROCESSES.labels(_kind).inc()
 
 
 @signals.worker_process_init.connect
 def _pool_process_started(**kwargs) -> None:
-    from core import metrics
+    from core import prometheus
 
-    metrics.forget_stale_live_gauges()
-    metrics.PROCESSES.labels(_kind).inc()
+    prometheus.forget_stale_live_gauges()
+    prometheus.PROCESSES.labels(_kind).inc()
 
 
 @signals.beat_init.connect
 def _beat_started(**kwargs) -> None:
-    from core import metrics
+    from core import prometheus
 
-    metrics.PROCESSES.labels("beat").inc()
+    prometheus.PROCESSES.labels("beat").inc()
 
 
 @signals.task_postrun.connect
 def _task_finished(sender=None, state=None, **kwargs) -> None:
-    from core import metrics
+    from core import prometheus
 
-    metrics.CELERY_TASKS.labels(getattr(sender, "name", "?"), state or "?").inc()
+    prometheus.CELERY_TASKS.labels(getattr(sender, "name", "?"), state or "?").inc()

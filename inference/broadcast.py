@@ -12,7 +12,7 @@ from functools import cache
 
 from channels.layers import get_channel_layer
 
-from core import metrics
+from core import prometheus
 from core.redis_client import best_effort
 from markets.models import Market
 
@@ -72,7 +72,7 @@ def publish(channel: str, market: Market, payloads: list[dict], horizon: int | N
         log.exception("publishing %s of %s failed", channel, market)
         return
     if sent:
-        metrics.published(channel, payloads, time.time())
+        prometheus.published(channel, payloads, time.time())
 
 
 async def _send(layer, group: str, texts: list[str]) -> None:

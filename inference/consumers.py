@@ -33,12 +33,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 
-from core import horizons, metrics
+from core import horizons, prometheus
 from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
 from inference.hub import hub
-from markets.services import MarketError, get_market
+from markets.names import MarketError, get_market
 
 INVALID_TOKEN = 4401
 POLICY_VIOLATION = 1008
@@ -91,7 +91,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.writer = asyncio.ensure_future(self.write())
         self.watcher: asyncio.Future | None = None  # re-checks the token the connection authenticated with
         await self.accept()
-        metrics.WS_CONNECTIONS.inc()
+        prometheus.WS_CONNECTIONS.inc()
         self.counted = True  # in cryptopred_ws_connections, until release()
         key = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         if key:
@@ -113,12 +113,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 del open_by_address[self.address]
         if getattr(self, "counted", False):
             self.counted = False
-            metrics.WS_CONNECTIONS.dec()
+            prometheus.WS_CONNECTIONS.dec()
             if self.dropped_total:
                 log.info("websocket client %s: %d pushes dropped in all", self.scope.get("client"), self.dropped_total)
         subscriptions, self.subscriptions = getattr(self, "subscriptions", {}), {}
         for channel, _, _ in subscriptions:
-            metrics.WS_SUBSCRIPTIONS.labels(channel).dec()
+            prometheus.WS_SUBSCRIPTIONS.labels(channel).dec()
         for group in {group for groups in subscriptions.values() for group in groups}:
             with contextlib.suppress(Exception):  # the hub forgets the member before it talks to Redis
                 await hub().leave(group, self)
@@ -240,7 +240,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.error(f"subscription limit reached ({settings.WS_MAX_SUBSCRIPTIONS} per connection)")
                 return
             self.subscriptions[key] = groups
-            metrics.WS_SUBSCRIPTIONS.labels(key[0]).inc()
+            prometheus.WS_SUBSCRIPTIONS.labels(key[0]).inc()
             for group in groups:  # a group already joined by another subscription stays one membership
                 await hub().join(group, self)
         await self.reply({"type": "subscribed", **described(key)})
@@ -255,7 +255,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             at = "" if key[2] is None else f" at horizon {key[2]}"
             await self.error(f"not subscribed to {key[0]} of {key[1]}{at}")
             return
-        metrics.WS_SUBSCRIPTIONS.labels(key[0]).dec()
+        prometheus.WS_SUBSCRIPTIONS.labels(key[0]).dec()
         kept = {group for others in self.subscriptions.values() for group in others}
         for group in set(groups) - kept:
             await hub().leave(group, self)
@@ -301,7 +301,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.outbox.get_nowait()
             self.dropped += 1
             self.dropped_total += 1
-            metrics.WS_DROPPED.inc()
+            prometheus.WS_DROPPED.inc()
             if self.dropped_total == 1:
                 log.warning("websocket client %s is not reading: dropping its oldest pushes", self.scope.get("client"))
         self.outbox.put_nowait(text)

@@ -57,16 +57,16 @@ from redis.exceptions import NoScriptError, RedisError
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from core import metrics
+from core import prometheus
 from core.redis_client import best_effort, get_redis
 from inference.api.authentication import check, remembered
 from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
 from markets.models import Market
-from markets.services import MarketError, parse_market_name
+from markets.names import MarketError, parse_market_name
 from modeling.models import ModelArtifact
 
 log = logging.getLogger(__name__)
-REQUESTS = metrics.DeferredCounts(metrics.HTTP_REQUESTS)
+REQUESTS = prometheus.DeferredCounts(prometheus.HTTP_REQUESTS)
 PREFIX = "/api/v1/"
 MARKET_PATH = re.compile(r"^/api/v1/markets/([^/]+)/")
 SCOPE_KEY = "cryptopred.readcache"  # the Miss of a request that Django answers, for StoreAnswers
@@ -282,7 +282,7 @@ class ReadCache:
         count, *values, entry = await self.count_and_read(counter, *generations, key, period + 1)
         values = tuple(v or b"0" for v in values)
         if count > limit and entry is not None:
-            metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
+            prometheus.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
             return throttled(decode_entry(entry).answer, retry_after)
         if entry is not None:
             stored = decode_entry(entry)

@@ -17,7 +17,7 @@ from functools import cache
 from django.conf import settings
 from threadpoolctl import ThreadpoolController
 
-from core import horizons, metrics
+from core import horizons, prometheus
 from core.bulk import set_realized, upsert
 from core.redis_client import best_effort, get_redis
 from features.engine import version_target
@@ -207,7 +207,7 @@ def score(
         return 0
     ids, realized = zip(*due, strict=True)
     scored = set_realized(Prediction, ids, realized)
-    metrics.count(metrics.RESCORED if again else metrics.SCORED, market.name, scored)
+    prometheus.count(prometheus.RESCORED if again else prometheus.SCORED, market.name, scored)
     return scored
 
 

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from core.durations import parse_duration
 from markets.models import Market
-from markets.services import MarketError, get_market, get_or_create_market
+from markets.names import MarketError, get_market, get_or_create_market
 
 
 def market_option(name: str, create: bool = False) -> Market:

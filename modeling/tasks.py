@@ -1,4 +1,4 @@
-"""Celery tasks of the modeling app: thin wrappers around modeling.services."""
+"""Celery tasks of the modeling app: thin wrappers around modeling.market_training."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 
 from celery import shared_task
 
-from core import metrics
-from markets.services import get_market
-from modeling.services import train_horizons
+from core import prometheus
+from markets.names import get_market
+from modeling.market_training import train_horizons
 from modeling.training import TrainingError
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,13 @@ def train_market_task(market: str) -> dict:
         artifacts = train_horizons(get_market(market))
     except TrainingError as exc:
         log.info("training skipped: %s", exc)
-        metrics.TRAINING_RUNS.labels(market, "skipped").inc()
+        prometheus.TRAINING_RUNS.labels(market, "skipped").inc()
         return {"market": market, "status": "skipped", "reason": str(exc)}
     except Exception:
-        metrics.TRAINING_RUNS.labels(market, "failed").inc()
+        prometheus.TRAINING_RUNS.labels(market, "failed").inc()
         raise
     for artifact in artifacts:
-        metrics.TRAINING_RUNS.labels(market, artifact.status).inc()
+        prometheus.TRAINING_RUNS.labels(market, artifact.status).inc()
     return {
         "market": market,
         "status": "trained",

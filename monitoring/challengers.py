@@ -30,7 +30,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 from threadpoolctl import ThreadpoolController
 
-from core import metrics
+from core import prometheus
 from core.bulk import set_realized, upsert
 from inference.metrics import PRICE_COLUMNS, error_metrics
 from inference.models import Prediction
@@ -91,7 +91,7 @@ def shadow(market: Market, rows: list, horizon: int) -> int:
         return _shadow(market, rows, horizon)
     except Exception:
         log.exception("%s: shadow predictions failed", market)
-        metrics.SHADOW_FAILURES.labels(market.name).inc()
+        prometheus.SHADOW_FAILURES.labels(market.name).inc()
         return 0
 
 
@@ -118,9 +118,9 @@ def _shadow(market: Market, rows: list, horizon: int) -> int:
             made.extend(_predict(forecaster, artifact, market, fresh, horizon))
         except Exception:
             log.exception("%s: challenger %s failed", market, artifact)
-            metrics.SHADOW_FAILURES.labels(market.name).inc()
+            prometheus.SHADOW_FAILURES.labels(market.name).inc()
     upsert(ShadowPrediction, made, ["artifact", "made_at"])
-    metrics.count(metrics.SHADOW_PREDICTIONS, market.name, len(made))
+    prometheus.count(prometheus.SHADOW_PREDICTIONS, market.name, len(made))
     score(market, interval_s, [a.pk for a in challengers])
     return len(made)
 

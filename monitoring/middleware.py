@@ -5,7 +5,7 @@ API reads answered by the read cache (inference.readcache) never reach Django: i
 
 from __future__ import annotations
 
-from core import metrics
+from core import prometheus
 
 
 class RequestMetrics:
@@ -16,5 +16,5 @@ class RequestMetrics:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         handler = (match.view_name if match is not None else "") or "unmatched"
-        metrics.HTTP_REQUESTS.labels(handler, str(response.status_code)).inc()
+        prometheus.HTTP_REQUESTS.labels(handler, str(response.status_code)).inc()
         return response

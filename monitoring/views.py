@@ -14,7 +14,7 @@ from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from core.metrics import AllProcesses
+from core.prometheus import AllProcesses
 from monitoring.collector import SystemCollector
 
 

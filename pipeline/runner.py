@@ -18,7 +18,7 @@ from django.db import connection, connections
 from django.db.models import F
 from django.utils import timezone
 
-from core import metrics
+from core import prometheus
 from core.db import out_of_resources
 from markets.models import Market
 from markets.streams.sources.base import backoff_delay
@@ -76,14 +76,14 @@ class Guard:
             with market_lock(self.market) as held:
                 if not held:
                     self.retry_at = time.monotonic() + BUSY_RETRY_S
-                    metrics.STEP_RUNS.labels(self.market.name, "busy").inc()
+                    prometheus.STEP_RUNS.labels(self.market.name, "busy").inc()
                     return None
                 stats = step.run()
         except Exception as exc:
-            metrics.STEP_RUNS.labels(self.market.name, "failed").inc()
+            prometheus.STEP_RUNS.labels(self.market.name, "failed").inc()
             self._failed(exc)
             return None
-        metrics.step_done(self.market.name, vars(stats), time.perf_counter() - started)
+        prometheus.step_done(self.market.name, vars(stats), time.perf_counter() - started)
         self.failures, self.retry_at, self.last_error = 0, None, ""
         if self.outage_since is not None:
             log.warning("%s: pipeline step back after %.1fs", self.market, time.monotonic() - self.outage_since)

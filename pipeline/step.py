@@ -33,7 +33,7 @@ from itertools import groupby
 from django.db import transaction
 from django.db.models import Max
 
-from core import horizons, metrics
+from core import horizons, prometheus
 from features import definitions, engine, store
 from features.models import FeatureRow
 from inference import readcache, services
@@ -204,7 +204,7 @@ class MarketStep:
             raise StepError(
                 f"{self.market}: predictions at horizon {horizon} of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
             ) from exc
-        metrics.predicted(self.market.name, made, self.clock() if self.skip_stale else None)
+        prometheus.predicted(self.market.name, made, self.clock() if self.skip_stale else None)
         challengers.shadow(self.market, fresh, horizon)  # never raises; never served
         stats.predictions += len(made)
         stats.skipped += len(pending) - len(fresh)

@@ -16,7 +16,7 @@ from markets.streams.lease import Lease, held, stream_key
 from markets.streams.runner import set_state
 from markets.streams.sources import streamed_markets
 from markets.streams.sources.base import SubscriptionRejected
-from pipeline.services import stream_runner
+from pipeline.entry import stream_runner
 
 log = logging.getLogger(__name__)
 SHUTDOWN = threading.Event()

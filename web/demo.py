@@ -12,13 +12,13 @@ from django.core.management import call_command
 
 from core import horizons
 from markets.models import Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.trades.file import open_text
 from markets.trades.ticks import parse_ts
 from modeling import registry
 from modeling.direction import MODEL
+from modeling.market_training import train_horizons
 from modeling.models import ModelArtifact
-from modeling.services import train_horizons
 from modeling.training import TrainingError
 
 

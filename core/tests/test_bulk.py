@@ -9,7 +9,7 @@ import pytest
 
 from core import bulk
 from features.models import FeatureRow
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from features import definitions, engine, store
 from features.models import FeatureRow
 from features.tests.helpers import BINANCE_BTC_TRADES, BINANCE_ETH_TRADES, GEMINI, stream
 from markets.models import Candle
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

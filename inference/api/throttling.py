@@ -18,7 +18,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
 from apitokens.models import ApiToken
-from core import metrics
+from core import prometheus
 from core.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def address_refused(address: str) -> None:
     except RedisError:
         return
     if count >= limit:
-        metrics.API_THROTTLED.labels("anonymous").inc()
+        prometheus.API_THROTTLED.labels("anonymous").inc()
         raise Throttled(retry_after)
 
 
@@ -118,7 +118,7 @@ class ClientRateThrottle(BaseThrottle):
             log.warning("throttling off, Redis unavailable: %s", exc)
             return True
         if count > limit:
-            metrics.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
+            prometheus.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
         return count <= limit
 
     def wait(self) -> float:

@@ -39,7 +39,7 @@ from inference.api.serializers import (
 from inference.metrics import live_metrics
 from inference.services import encode, latest_key
 from markets.models import Candle, Market
-from markets.services import MarketError, get_market
+from markets.names import MarketError, get_market
 from markets.trades.candles import epoch_to_datetime, merge
 from markets.trades.ingest import bar_from_candle
 from modeling.models import ModelArtifact

@@ -24,11 +24,11 @@ from core.redis_client import get_redis
 from features.definitions import VERSION
 from features.models import FeatureRow
 from markets.models import Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from modeling import registry, serialization, training
 from modeling.forecast import Forecaster, volatility_scale
+from modeling.market_training import load_dataset
 from modeling.models import ModelArtifact
-from modeling.services import load_dataset
 from testsupport import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

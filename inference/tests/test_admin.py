@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from inference.metrics import live_metrics
-from pipeline.services import replay
+from pipeline.entry import replay
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from inference.models import Prediction
 from inference.services import latest_key
 from markets.models import Candle
 from modeling import registry
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import api_user, train_model
 

@@ -18,10 +18,10 @@ from core.formatting import up_percent
 from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES
 from inference.models import Prediction
 from markets.models import BookWindow
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from modeling.direction import MODEL_NAMES
-from modeling.services import train_market
-from pipeline.services import replay, replay_book
+from modeling.market_training import train_market
+from pipeline.entry import replay, replay_book
 
 from .test_websocket import ask, receive
 

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from inference.metrics import live_metrics
 from inference.models import Prediction
 from modeling import registry
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import MARKET, api_user, train_model
 

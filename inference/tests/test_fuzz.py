@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 from apitokens.models import ApiToken
 from modeling import registry
-from pipeline.services import replay
+from pipeline.entry import replay
 from testsupport import wait_until
 
 from .conftest import MARKET, AppProcess, api_user, train_model

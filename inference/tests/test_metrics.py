@@ -10,7 +10,7 @@ from django.test import override_settings
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
 from modeling import registry
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import train_model
 

@@ -16,9 +16,9 @@ from inference.services import latest_key
 from markets.models import Candle
 from modeling import registry
 from modeling.forecast import PERSISTENCE
+from modeling.market_training import train_horizons
 from modeling.registry import load_forecaster
-from modeling.services import train_horizons
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import KRAKEN_ETH, train_model
 

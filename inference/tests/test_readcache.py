@@ -21,7 +21,7 @@ from inference import readcache
 from inference.api import authentication, throttling
 from inference.readcache import ReadCache
 from modeling import registry
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import MARKET, api_user, train_model
 

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from apitokens.models import ApiToken
 from inference.api import views
-from pipeline.services import replay
+from pipeline.entry import replay
 from testsupport import wait_until
 
 from .conftest import MARKET, api_user

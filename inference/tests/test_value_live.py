@@ -15,7 +15,7 @@ from markets.models import BookWindow
 from modeling import registry
 from monitoring import collector
 from monitoring.tests.helpers import parse, value
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .test_direction_api import BASE, MARKET, trades_part, trained  # noqa: F401 (trained is a fixture)
 

@@ -19,7 +19,7 @@ from inference.broadcast import group_name
 from inference.consumers import StreamConsumer, open_by_address
 from inference.hub import _hubs
 from inference.models import Prediction
-from pipeline.services import replay
+from pipeline.entry import replay
 
 from .conftest import MARKET, api_user
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from core import metrics
+from core import prometheus
 from markets.book.orderbook import BookBar, BookTop, OrderBook
 from markets.book.store import new_windows, record_book_status, store_windows
 from markets.models import BookWindow, Market
@@ -122,7 +122,7 @@ class BookIngestor:
         if stamped is None:
             stamped = received or datetime.now(UTC)
             self.stats.receive_stamped += 1
-            metrics.BOOK_RECEIVE_STAMPED.labels(self.market.name).inc()
+            prometheus.BOOK_RECEIVE_STAMPED.labels(self.market.name).inc()
         if not self.valid:
             self._resume(message, stamped)
         top = BookTop.from_book(book, self.levels)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
-from core import metrics
+from core import prometheus
 from core.bulk import upsert
 from markets.book.orderbook import BookBar, BookWindows
 from markets.models import BookWindow, Market
@@ -64,8 +64,8 @@ def store_windows(market: Market, interval_s: int, bars: Sequence[BookBar]) -> i
     ]
     with transaction.atomic():
         upsert(BookWindow, objs, conflict=["market", "interval_s", "start"], update=FEATURES)
-    metrics.count(metrics.BOOK_WINDOWS, market.name, len(objs))
-    metrics.count(metrics.BOOK_UPDATES, market.name, sum(bar.updates for bar in bars))
+    prometheus.count(prometheus.BOOK_WINDOWS, market.name, len(objs))
+    prometheus.count(prometheus.BOOK_UPDATES, market.name, sum(bar.updates for bar in bars))
     return len(objs)
 
 
@@ -89,8 +89,8 @@ def record_book_status(
         changes["book_resyncs"] = F("book_resyncs") + resyncs
     if changes:
         Market.objects.filter(pk=market.pk).update(**changes)
-    metrics.count(metrics.BOOK_CHECKSUM_FAILURES, market.name, checksum_failures)
-    metrics.count(metrics.BOOK_RESYNCS, market.name, resyncs)
+    prometheus.count(prometheus.BOOK_CHECKSUM_FAILURES, market.name, checksum_failures)
+    prometheus.count(prometheus.BOOK_RESYNCS, market.name, resyncs)
 
 
 def stored_bars(market: Market, interval_s: int, start: datetime | None, end: datetime | None) -> Iterator[BookBar]:

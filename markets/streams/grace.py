@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from core import metrics
+from core import prometheus
 from markets.trades.candles import Tick
 
 SAMPLES = 2000  # the most recent lags kept
@@ -33,7 +33,7 @@ class Grace:
         self.lags: deque[float] = deque(maxlen=SAMPLES)
         self.value = self.maximum
         self.computed_at = 0.0
-        self.histogram = metrics.FEED_LAG.labels(market) if market else None  # /metrics
+        self.histogram = prometheus.FEED_LAG.labels(market) if market else None  # /metrics
 
     def observe(self, ticks: Iterable[Tick], received: float | None = None) -> None:
         """Record the lag of trades just received from the live feed."""

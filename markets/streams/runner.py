@@ -15,7 +15,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from core import metrics
+from core import prometheus
 from markets.book.ingest import BookIngestor
 from markets.models import Market, Trade
 from markets.streams.grace import Grace
@@ -109,7 +109,7 @@ class StreamRunner:
                 try:
                     with connect(self.source.url, open_timeout=10, close_timeout=2, max_size=2**23) as ws:
                         self.connects += 1
-                        metrics.STREAM_CONNECTS.labels(self.market.name).inc()
+                        prometheus.STREAM_CONNECTS.labels(self.market.name).inc()
                         self._session(ws)
                     attempt = 0
                 except SubscriptionRejected as exc:
@@ -117,7 +117,7 @@ class StreamRunner:
                     raise
                 except CONNECTION_ERRORS as exc:
                     attempt += 1
-                    metrics.STREAM_RECONNECTS.labels(self.market.name).inc()
+                    prometheus.STREAM_RECONNECTS.labels(self.market.name).inc()
                     delay = backoff_delay(attempt, settings.STREAM_BACKOFF_BASE_S, settings.STREAM_BACKOFF_MAX_S)
                     reason = f"{type(exc).__name__}: {exc}".strip()
                     set_state(self.market, State.RECONNECTING, f"{reason}; retry {attempt} in {delay:.1f}s")

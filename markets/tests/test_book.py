@@ -22,7 +22,7 @@ from markets.book.file import BookFileError, file_kind
 from markets.book.orderbook import BookTop, BookWindows, OrderBook, kraken_checksum, kraken_checksum_v1
 from markets.book.replay import replay_book_windows
 from markets.models import BookWindow, Candle, Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 L2 = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0030.csv.gz"

@@ -9,7 +9,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
 from markets.models import Market, Trade
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import MalformedFrame, SubscriptionRejected
 from markets.streams.sources.coinbase import CoinbaseSource

@@ -22,7 +22,7 @@ import pytest
 from markets.book.ingest import BookIngestor
 from markets.book.orderbook import OrderBook
 from markets.models import Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.streams.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
 from markets.streams.sources.coinbase import CoinbaseSource
 from markets.streams.sources.kraken import KrakenSource

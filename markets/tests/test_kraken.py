@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from markets.models import Market, Trade
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import MalformedFrame, SubscriptionRejected, load_frame
 from markets.streams.sources.kraken import KrakenError, KrakenSource, rest_ticks

@@ -28,7 +28,7 @@ from django.test import Client, override_settings
 from markets.book.ingest import BookIngestor
 from markets.book.orderbook import OrderBook
 from markets.models import BookWindow, Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.streams.lease import Lease, stream_key
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import BookMessage, MalformedBook, load_frame

@@ -17,7 +17,7 @@ from django_celery_beat.models import PeriodicTask
 
 import markets.trades.replay
 from markets.models import Candle, Market, Trade
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 from markets.trades.candles import Tick
 from markets.trades.file import read_trades

@@ -1,7 +1,7 @@
 import pytest
 
 from markets.models import Market
-from markets.services import MarketError, get_market, get_or_create_market, parse_market_name
+from markets.names import MarketError, get_market, get_or_create_market, parse_market_name
 
 
 def test_parse_normalizes_case():

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from core.redis_client import get_redis
 from markets.models import Market, Trade
-from markets.services import ensure_default_markets, get_or_create_market
+from markets.names import ensure_default_markets, get_or_create_market
 from markets.streams.health import check_streams
 from markets.streams.lease import Lease, held, stream_key
 from markets.streams.sources.kraken import KrakenSource

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from psycopg.errors import UniqueViolation
 
-from core import metrics
+from core import prometheus
 from core.bulk import insert_missing, upsert
 from markets.models import Candle, Market, Trade
 from markets.trades.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
@@ -273,7 +273,7 @@ class Ingestor:
             new = self._refuse(new)
             if close_until is not None:  # the clock of the batch's last trade: not one refused from the future
                 close_until = min(close_until, max(t.ts for t in new).timestamp()) if new else None
-        transaction.on_commit(partial(metrics.ingested, self.market.name, len(new), duplicates))
+        transaction.on_commit(partial(prometheus.ingested, self.market.name, len(new), duplicates))
         amended = self._amend(late) if late else []
         candles = self._finalize(self.aggregator.close_until(close_until) if close_until is not None else [])
         if new:
@@ -325,7 +325,7 @@ class Ingestor:
         candles = [candle_from_bar(self.market, bar) for bar in bars]
         upsert(Candle, candles, ["market", "interval_s", "start"], CANDLE_FIELDS)
         self.stats.candles += len(candles)
-        transaction.on_commit(partial(metrics.count, metrics.CANDLES, self.market.name, len(candles)))
+        transaction.on_commit(partial(prometheus.count, prometheus.CANDLES, self.market.name, len(candles)))
         return candles
 
     def _amend(self, late: dict[int, int]) -> list[Candle]:
@@ -356,7 +356,7 @@ class Ingestor:
             changed.update((c.start, c) for c in self._reflatten_after(candle))
             log.info("%s: %d late trade(s) amended the %s candle", self.market, count, candle.start.isoformat())
         self.stats.amended += sum(late.values())
-        transaction.on_commit(partial(metrics.count, metrics.LATE_TRADES, self.market.name, sum(late.values())))
+        transaction.on_commit(partial(prometheus.count, prometheus.LATE_TRADES, self.market.name, sum(late.values())))
         if self.aggregator.last_final is not None:
             last = Candle.objects.get(
                 market=self.market, interval_s=interval, start=epoch_to_datetime(self.aggregator.last_final)

@@ -17,7 +17,7 @@ import pytest
 
 from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Market
-from markets.services import get_market
+from markets.names import get_market
 
 ETH = "binance:ETH-USDT"
 

@@ -15,7 +15,7 @@ from features import engine
 from features.definitions import BOOK_FEATURES
 from features.tests.helpers import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADES, run
 from markets.models import BookWindow
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from modeling import direction, serialization
 from modeling.direction import (
     BASE_RATE,
@@ -30,9 +30,9 @@ from modeling.direction import (
     verdict,
 )
 from modeling.evaluation import sign_test
-from modeling.services import train_market
+from modeling.market_training import train_market
 from modeling.training import Dataset, build_dataset, dm_pvalue
-from pipeline.services import replay, replay_book
+from pipeline.entry import replay, replay_book
 
 MARKET = "bitstamp:BTC-USD"
 T0 = datetime(2015, 5, 1, tzinfo=UTC)

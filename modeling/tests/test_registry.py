@@ -19,10 +19,10 @@ from django.utils import timezone
 from features.engine import feature_version
 from features.models import FeatureRow
 from inference import serving
-from markets.services import get_or_create_market
-from modeling import registry, serialization, services
+from markets.names import get_or_create_market
+from modeling import market_training, registry, serialization
+from modeling.market_training import train_market
 from modeling.models import ModelArtifact, ModelEvent
-from modeling.services import train_market
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def waiting_backends() -> int:
 def test_the_gate_judges_against_the_model_active_at_promotion(edge, settings, monkeypatch):
     """A model promoted while a candidate trains is the one the candidate must beat to replace it."""
     settings.PROMOTION_MARGIN = 0.0
-    real_train = services.train
+    real_train = market_training.train
     rivals = []
 
     def train_while_another_is_promoted(ds, active, *args):
@@ -239,7 +239,7 @@ def test_the_gate_judges_against_the_model_active_at_promotion(edge, settings, m
         rivals.append(rival)
         return outcome
 
-    monkeypatch.setattr(services, "train", train_while_another_is_promoted)
+    monkeypatch.setattr(market_training, "train", train_while_another_is_promoted)
     candidate = train_market(edge, horizon=1)
     [rival] = rivals
     rival.refresh_from_db()

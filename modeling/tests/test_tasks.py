@@ -42,7 +42,7 @@ def test_training_task_trains_every_horizon_on_a_worker(celery_worker_app, edge)
 
 
 def test_training_task_without_data_is_skipped(celery_worker_app, transactional_db):
-    from markets.services import get_or_create_market
+    from markets.names import get_or_create_market
 
     get_or_create_market("kraken:ETH-USD")
     result = train_market_task.delay("kraken:ETH-USD").get(timeout=60)

@@ -169,7 +169,7 @@ def test_bad_arguments(eth):
 
 
 def test_market_without_candles(transactional_db):
-    from markets.services import get_or_create_market
+    from markets.names import get_or_create_market
 
     get_or_create_market("kraken:ETH-USD")
     with pytest.raises(CommandError, match="kraken:ETH-USD: no 10s candles stored yet"):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import Counter, Histogram
 
-from core import metrics
+from core import prometheus
 from monitoring.collector import SystemCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,9 +107,9 @@ def test_dashboard_json_is_what_the_script_builds():
 
 
 def exported_names() -> set[str]:
-    """Every sample name /metrics can show: core.metrics' objects and the scrape-time collector's families."""
+    """Every sample name /metrics can show: core.prometheus' objects and the scrape-time collector's families."""
     names = set()
-    for obj in vars(metrics).values():
+    for obj in vars(prometheus).values():
         objs = obj.values() if isinstance(obj, dict) else [obj]
         for metric in objs:
             if isinstance(metric, Counter):

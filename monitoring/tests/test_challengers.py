@@ -14,13 +14,13 @@ from django.test import Client
 from core.redis_client import get_redis
 from inference.models import Prediction
 from inference.services import latest_key
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
+from modeling.market_training import train_market
 from modeling.models import ModelArtifact, ModelEvent
-from modeling.services import train_market
 from modeling.training import dm_pvalue
 from monitoring import challengers
 from monitoring.models import ShadowPrediction
-from pipeline.services import replay
+from pipeline.entry import replay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GEMINI_DAY = Path(__file__).resolve().parents[2] / "data" / "sample" / "gemini_ETHUSD_trades_2021-07-01.csv.gz"

@@ -12,14 +12,14 @@ import pytest
 from django.test import Client
 
 from markets.models import Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.trades.ticks import parse_ts
+from modeling.market_training import train_market
 from modeling.models import ModelEvent
-from modeling.services import train_market
 from monitoring import drift
 from monitoring.models import DriftReport
 from monitoring.tasks import check_drift
-from pipeline.services import replay
+from pipeline.entry import replay
 from web.demo import split_trades
 
 pytestmark = pytest.mark.django_db(transaction=True)

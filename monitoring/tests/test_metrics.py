@@ -15,19 +15,19 @@ from django.conf import settings
 from django.db.models import Sum
 from django.test import Client
 
-from core import metrics
+from core import prometheus
 from features.models import FeatureRow
 from inference import broadcast, readcache
 from inference.metrics import live_metrics
 from inference.models import Prediction
 from inference.tests.conftest import Server, split_trades
 from markets.models import Candle, Trade
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.tests.helpers import first_hours, read_rows
 from markets.trades.replay import replay_trades
 from monitoring import collector
 from monitoring.tests.helpers import parse, scrape, value
-from pipeline.services import replay
+from pipeline.entry import replay
 from pipeline.step import MarketStep
 from testsupport import wait_until
 
@@ -156,7 +156,7 @@ def test_live_prediction_delay_and_websocket_publish_delay(server, tmp_path):
     made = Prediction.objects.filter(market=market)
     assert {h: made.filter(horizon=h).count() for h in (1, 3, 6)} == {1: 1, 3: 3, 6: 6}
     delays = [0.25 + 10 * k for h in (1, 3, 6) for k in range(h)]  # since each one's window end
-    metrics.step_done(market.name, vars(stats), 0.01)
+    prometheus.step_done(market.name, vars(stats), 0.01)
     earlier = scrape(server)  # other tests of this process may have published already
     count_before = value(earlier, "cryptopred_ws_publish_delay_seconds_count", channel="predictions") or 0
     sum_before = value(earlier, "cryptopred_ws_publish_delay_seconds_sum", channel="predictions") or 0
@@ -181,9 +181,9 @@ CHILD = """
 import sys
 from core.config import prepare_environment
 prepare_environment()
-from core import metrics
-metrics.TRADES.labels("multiprocess:ETH-USD").inc(int(sys.argv[1]))
-metrics.WS_CONNECTIONS.inc()  # a live gauge: gone from the scrape once this process has exited
+from core import prometheus
+prometheus.TRADES.labels("multiprocess:ETH-USD").inc(int(sys.argv[1]))
+prometheus.WS_CONNECTIONS.inc()  # a live gauge: gone from the scrape once this process has exited
 """
 
 
@@ -191,7 +191,7 @@ def test_one_scrape_shows_every_process(server):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for amount in (3, 4):
         subprocess.run([sys.executable, "-c", CHILD, str(amount)], check=True, env=env, cwd=ROOT, timeout=120)
-    metrics.TRADES.labels("multiprocess:ETH-USD").inc(5)  # this process (the web runs in it too)
+    prometheus.TRADES.labels("multiprocess:ETH-USD").inc(5)  # this process (the web runs in it too)
     samples = scrape(server)
     assert value(samples, "cryptopred_trades_ingested_total", market="multiprocess:ETH-USD") == 12
     assert value(samples, "cryptopred_ws_connections") == 0.0
@@ -207,9 +207,9 @@ stale = MultiProcessValue()("gauge", "cryptopred_ws_connections", "cryptopred_ws
                             "Open websocket connections", multiprocess_mode="livesum")
 stale.set(5)
 assert os.path.exists(metrics_dir() / f"gauge_livesum_{os.getpid()}.db")
-from core import metrics
-metrics.WS_CONNECTIONS.inc()
-print(metrics.WS_CONNECTIONS._value.get())
+from core import prometheus
+prometheus.WS_CONNECTIONS.inc()
+print(prometheus.WS_CONNECTIONS._value.get())
 """
 
 

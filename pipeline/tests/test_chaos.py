@@ -24,7 +24,7 @@ from core.redis_client import get_redis
 from features.models import FeatureRow
 from inference.models import Prediction
 from markets.models import Candle, Market, Trade
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from markets.streams.lease import held, holder, stream_key
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams

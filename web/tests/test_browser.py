@@ -12,9 +12,9 @@ from selenium.webdriver.common.keys import Keys
 from core.formatting import model_label, price
 from markets.models import Candle, Market
 from modeling import registry
+from modeling.market_training import train_horizons, train_market
 from modeling.models import ModelArtifact
-from modeling.services import train_horizons, train_market
-from web.services import RANGES, chart_interval, interval_label, price_decimals
+from web.pages import RANGES, chart_interval, interval_label, price_decimals
 from web.tests.browser import (
     RESOURCE_URLS_JS,
     SAMPLE,

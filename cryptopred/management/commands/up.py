@@ -14,7 +14,7 @@ from django.db import OperationalError, connection
 
 from core.config import embedded_watchers, wipe_metrics
 from core.supervisor import Program, Supervisor, port_in_use
-from markets.services import MarketError, ensure_default_markets
+from markets.names import MarketError, ensure_default_markets
 from pipeline import schedule
 
 HOST = "127.0.0.1"

@@ -10,7 +10,7 @@ from core.durations import parse_duration
 from features import store
 from features.importer import CandleFileError, import_candles
 from markets.models import Market
-from markets.services import MarketError, get_or_create_market
+from markets.names import MarketError, get_or_create_market
 from markets.trades.file import file_problem
 
 

@@ -15,7 +15,7 @@ from markets.cli import market_option, time_option
 from markets.models import Candle
 from modeling.backtest import BacktestConfig, run_backtest
 from modeling.cli import bps_option, duration_option, metrics_table, positive_int
-from modeling.services import default_interval, resolve_target
+from modeling.market_training import default_interval, resolve_target
 from modeling.training import TrainingError
 
 

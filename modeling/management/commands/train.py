@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from features.engine import TARGETS
 from markets.cli import market_option
 from modeling.cli import duration_option, metrics_table, positive_int
+from modeling.market_training import train_horizons
 from modeling.models import ModelArtifact
-from modeling.services import train_horizons
 from modeling.training import TrainingError
 
 

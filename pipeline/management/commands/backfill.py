@@ -8,7 +8,7 @@ from core.progress import Progress
 from markets.cli import market_option, time_option
 from markets.streams.backfill import BackfillError
 from markets.streams.sources.base import HistoryError
-from pipeline.services import backfill_market, step_failing
+from pipeline.entry import backfill_market, step_failing
 
 
 class Command(BaseCommand):

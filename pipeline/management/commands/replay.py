@@ -9,9 +9,9 @@ from core.db import out_of_resources
 from core.progress import Progress
 from markets.book.file import BookFileError, file_kind
 from markets.models import Market, Trade
-from markets.services import MarketError, get_or_create_market, parse_market_name
+from markets.names import MarketError, get_or_create_market, parse_market_name
 from markets.trades.file import TradeFileError, file_problem
-from pipeline.services import replay, replay_book, step_failing
+from pipeline.entry import replay, replay_book, step_failing
 
 
 def parse_speed(raw: str) -> float | None:

@@ -6,7 +6,7 @@ from markets.cli import market_option
 from markets.models import Market
 from markets.streams.runner import set_state
 from markets.streams.sources.base import SubscriptionRejected
-from pipeline.services import stream_runner
+from pipeline.entry import stream_runner
 
 
 class Command(BaseCommand):

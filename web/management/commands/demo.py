@@ -14,7 +14,7 @@ from core.durations import parse_duration
 from core.supervisor import Program, Supervisor
 from cryptopred.management.commands.up import HOST, prepare, programs
 from markets.models import Market
-from markets.services import get_or_create_market
+from markets.names import get_or_create_market
 from pipeline.management.commands.replay import parse_speed
 from web import demo
 from web.demo import BITSTAMP, GEMINI, SAMPLES

@@ -50,7 +50,7 @@ def store_candles(days: int):
     from markets.names import get_or_create_market
     from markets.trades.candles import bars_from_ticks, fill_gaps
     from markets.trades.file import read_trades
-    from markets.trades.ingest import candle_from_bar
+    from markets.trades.stored import candle_from_bar
 
     market = get_or_create_market(MARKET)
     market.candles.all().delete()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+
+from core.hosts import host_allowed
 
 
 def same_site(scope: dict) -> bool:
@@ -17,8 +18,7 @@ def same_site(scope: dict) -> bool:
         netloc = urlsplit(origin.decode("latin1")).netloc
     except ValueError:
         return False
-    host, _ = split_domain_port(netloc)
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+    return host_allowed(netloc, settings.ALLOWED_HOSTS)
 
 
 class SameSiteSession:

@@ -51,13 +51,13 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-from django.http.request import split_domain_port, validate_host
 from django.utils.deprecation import MiddlewareMixin
 from redis.exceptions import NoScriptError, RedisError
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from core import prometheus
+from core.hosts import asgi_ssl_header, host_allowed, is_secure
 from core.redis_client import best_effort, get_redis
 from inference.api.authentication import check, remembered
 from inference.api.throttling import COUNT_SCRIPT, address_ident, bucket, rate_for, throttled_body, token_ident
@@ -148,27 +148,9 @@ def _config() -> Config:
         settings.API_ANONYMOUS_READ,
         (rate_for(False), rate_for(True)),
         settings.SECURE_SSL_REDIRECT,
-        _asgi_header(settings.SECURE_PROXY_SSL_HEADER),
+        asgi_ssl_header(settings.SECURE_PROXY_SSL_HEADER),
         settings.API_READ_CACHE_TTL_S,
     )
-
-
-def _asgi_header(meta_header: tuple[str, str] | None) -> tuple[bytes, bytes] | None:
-    """("HTTP_X_FORWARDED_PROTO", "https") -> (b"x-forwarded-proto", b"https")."""
-    if not meta_header:
-        return None
-    name, value = meta_header
-    return name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")
-
-
-def _secure(scope, headers: dict, proxy_ssl_header: tuple[bytes, bytes] | None) -> bool:
-    """Django's HttpRequest.is_secure() on an ASGI scope: the proxy's header when present, else the scheme."""
-    if proxy_ssl_header is not None:
-        name, value = proxy_ssl_header
-        forwarded = headers.get(name)
-        if forwarded is not None:
-            return forwarded.split(b",", 1)[0].strip() == value
-    return scope.get("scheme") == "https"
 
 
 @receiver(setting_changed, dispatch_uid="inference.readcache.config")
@@ -180,8 +162,7 @@ def _settings_changed(**kwargs) -> None:
 @lru_cache(maxsize=256)
 def _host_allowed(host_header: bytes, allowed_hosts: tuple[str, ...]) -> bool:
     """Django's ALLOWED_HOSTS check, remembered per Host header value."""
-    host, _ = split_domain_port(host_header.decode("latin-1"))
-    return validate_host(host, allowed_hosts)
+    return host_allowed(host_header.decode("latin-1"), allowed_hosts)
 
 
 @lru_cache(maxsize=1024)
@@ -264,7 +245,7 @@ class ReadCache:
         headers = dict(scope["headers"])
         if not _host_allowed(headers.get(b"host", b""), config.allowed_hosts):
             return None
-        secure = _secure(scope, headers, config.proxy_ssl_header)
+        secure = is_secure(scope, headers, config.proxy_ssl_header)
         if config.ssl_redirect and not secure:
             return None
         if b"text/html" in headers.get(b"accept", b"") or config.session_cookie in headers.get(b"cookie", b""):

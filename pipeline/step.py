@@ -39,7 +39,7 @@ from features.models import FeatureRow
 from inference import readcache, services
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
-from markets.trades.ingest import series
+from markets.trades.candles import consecutive_runs
 from monitoring import challengers
 from pipeline.models import StepStatus
 
@@ -150,7 +150,7 @@ class MarketStep:
             candles = candles.filter(start__gt=after)
         if self.version != definitions.BOOK_VERSION:
             fetched = list(candles.order_by("start")[:MAX_WINDOWS])
-            run = next(series(fetched, market.interval_s), [])
+            run = next(consecutive_runs(fetched, market.interval_s), [])
             return run, [c.start for c in run], len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
         books = BookWindow.objects.filter(market=market, interval_s=market.interval_s)
         if after is not None:
@@ -162,12 +162,7 @@ class MarketStep:
         found = list(candles.filter(start__lte=ready).order_by("start")[:MAX_WINDOWS])
         book_starts = books.filter(start__lte=ready).order_by("start").values_list("start", flat=True)[:MAX_WINDOWS]
         fetched = sorted({c.start for c in found} | set(book_starts))[:MAX_WINDOWS]
-        step = timedelta(seconds=market.interval_s)
-        run = fetched[:1]
-        for window in fetched[1:]:
-            if window - run[-1] != step:
-                break
-            run.append(window)
+        run = next(consecutive_runs(fetched, market.interval_s, start=lambda window: window), [])
         more = len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
         return [c for c in found if c.start <= run[-1]], run, more
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
@@ -41,7 +40,7 @@ from inference.services import encode, latest_key
 from markets.models import Candle, Market
 from markets.names import MarketError, get_market
 from markets.trades.candles import epoch_to_datetime, merge
-from markets.trades.ingest import bar_from_candle
+from markets.trades.stored import bar_from_candle, candle_from_bar
 from modeling.models import ModelArtifact
 
 # Market name -> (id, when looked up), for the latest-prediction hot path. Cleared when a market is saved or
@@ -131,29 +130,10 @@ class NewestFirstPagination(Pagination):
 
 def aggregate_candle(market: Market, interval_s: int, start: int, candles: list[Candle]) -> Candle:
     """Consecutive stored candles as one longer, unsaved Candle (open of the first, close of the last, …)."""
-    bars = []
-    for candle in candles:
-        bar = bar_from_candle(candle)
-        bar.notional = candle.vwap * candle.volume if candle.vwap is not None else Decimal(0)
-        bars.append(bar)
-    merged = merge(bars, start)
+    merged = merge([bar_from_candle(candle) for candle in candles], start)
     complete = len(candles) == interval_s // market.interval_s
-    return Candle(
-        market=market,
-        interval_s=interval_s,
-        start=epoch_to_datetime(start),
-        open=merged.open,
-        high=merged.high,
-        low=merged.low,
-        close=merged.close,
-        volume=merged.volume,
-        buy_volume=merged.buy_volume,
-        sell_volume=merged.sell_volume,
-        trades=merged.trades,
-        vwap=merged.vwap,
-        final=complete and all(c.final for c in candles),
-        amended=sum(c.amended for c in candles),
-    )
+    final = complete and all(c.final for c in candles)
+    return candle_from_bar(market, merged, interval_s, final=final, amended=sum(c.amended for c in candles))
 
 
 class MarketList(generics.ListAPIView):

@@ -6,12 +6,16 @@ Pure Python, no database: windows are integer epoch seconds [start, start + inte
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
+from operator import attrgetter
+from typing import TypeVar
 
 VWAP_PLACES = Decimal("1e-12")
+T = TypeVar("T")
 MAX_AHEAD_S = 3600  # a trade dated further after this machine's clock is refused (when lateness is bounded)
 
 
@@ -253,3 +257,26 @@ class Aggregator:
         if bars:
             self.last_final = bars[-1].start
         return bars
+
+
+def consecutive_runs(
+    items: Sequence[T], interval_s: int, start: Callable[[T], datetime] = attrgetter("start")
+) -> Iterator[list[T]]:
+    """Runs of consecutive windows (items in window order; start gives an item's window start).
+
+    Windows across a gap (longer than CANDLE_MAX_FILL_S: a new series) are
+    processed one run at a time, so that no feature computation spans the gap.
+    """
+    if not items:
+        return
+    step = timedelta(seconds=interval_s)
+    if start(items[-1]) - start(items[0]) == step * (len(items) - 1):  # the common case: one run
+        yield list(items)
+        return
+    run = [items[0]]
+    for previous, item in pairwise(items):
+        if start(item) - start(previous) != step:
+            yield run
+            run = []
+        run.append(item)
+    yield run

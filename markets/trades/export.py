@@ -10,7 +10,7 @@ from django.conf import settings
 from markets.models import Candle, Market, Trade
 from markets.trades.candles import Bar, epoch_to_datetime, fill_gaps, merge
 from markets.trades.file import format_decimal, format_ts
-from markets.trades.ingest import bar_from_candle
+from markets.trades.stored import bar_from_candle
 
 CANDLE_HEADER = ["ts", "open", "high", "low", "close", "volume", "trades"]
 TRADE_HEADER = ["ts", "price", "qty", "side", "trade_id"]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -21,6 +20,7 @@ from core import prometheus
 from core.bulk import insert_missing, upsert
 from markets.models import Candle, Market, Trade
 from markets.trades.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
+from markets.trades.stored import candle_from_bar
 
 if TYPE_CHECKING:
     from markets.book.ingest import BookIngestor
@@ -170,31 +170,6 @@ def _store_new(market: Market, ticks: list[Tick]) -> list[Tick]:
             inserted.discard(tick.trade_id)
             new.append(tick)
     return new
-
-
-def candle_from_bar(market: Market, bar: Bar) -> Candle:
-    return Candle(
-        market=market,
-        interval_s=market.interval_s,
-        start=epoch_to_datetime(bar.start),
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
-        buy_volume=bar.buy_volume,
-        sell_volume=bar.sell_volume,
-        trades=bar.trades,
-        vwap=bar.vwap,
-        final=True,
-    )
-
-
-def bar_from_candle(candle: Candle) -> Bar:
-    bar = Bar(int(candle.start.timestamp()))
-    for name in ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades"):
-        setattr(bar, name, getattr(candle, name))
-    return bar
 
 
 class Ingestor:
@@ -378,24 +353,3 @@ class Ingestor:
     def _committed(self, candles: list[Candle], amended: list[Candle] | None = None, woke: bool = False) -> None:
         if (candles or amended or woke) and self.on_commit is not None:
             self.on_commit()
-
-
-def series(candles: list[Candle], interval_s: int) -> Iterator[list[Candle]]:
-    """Runs of consecutive windows of finalized candles (window order).
-
-    Candles that cross a gap longer than CANDLE_MAX_FILL_S (a new series) are
-    processed one run at a time, so that no feature computation spans the gap.
-    """
-    if not candles:
-        return
-    step = timedelta(seconds=interval_s)
-    if candles[-1].start - candles[0].start == step * (len(candles) - 1):  # the common case: one run
-        yield candles
-        return
-    run = [candles[0]]
-    for previous, candle in pairwise(candles):
-        if candle.start - previous.start != step:
-            yield run
-            run = []
-        run.append(candle)
-    yield run

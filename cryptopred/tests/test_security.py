@@ -17,7 +17,7 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from core.supervisor import port_in_use
-from cryptopred.management.commands import up
+from cryptopred import system
 from cryptopred.tests.test_config import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def test_pages_have_no_inline_script_or_style():
 @pytest.mark.system
 def test_a_connection_that_never_completes_its_request_is_closed(tmp_path):
     """uvicorn as `manage.py up` runs it: a partial request line is not held open forever (nor a trickle)."""
-    [web] = [p for p in up.programs() if p.name == "web"]
+    [web] = [p for p in system.programs() if p.name == "web"]
     port = free_port()
     argv = [str(port) if arg == str(settings.PORT) else arg for arg in web.argv]
     log = tmp_path / "web.log"

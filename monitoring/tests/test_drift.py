@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from cryptopred.demo import split_trades
 from markets.models import Market
 from markets.names import get_or_create_market
 from markets.trades.ticks import parse_ts
@@ -20,7 +21,6 @@ from monitoring import drift
 from monitoring.models import DriftReport
 from monitoring.tasks import check_drift
 from pipeline.entry import replay
-from web.demo import split_trades
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

@@ -271,7 +271,7 @@ SIZES = {"laptop": LAPTOP, "phone": PHONE}
 def full_day(tmp_path) -> Market:
     """The bundled real day: 6 h replayed and trained on (the model forced past the gate if it rejects it, as
     make demo does), then the rest replayed with that model serving."""
-    from web import demo
+    from cryptopred import demo
 
     history, live, _ = demo.split_trades(SAMPLE, tmp_path / "day", 6 * 3600)
     call_command("replay", str(history), market=MARKET, stdout=None)
@@ -410,7 +410,7 @@ CALLS = {"▲": "up", "▼": "down", "■": "flat"}
 def bitstamp_trained(tmp_path, settings) -> tuple[Market, list]:
     """Bitstamp's first 40 min of book and trades replayed and trained on (each horizon's model served, as make demo
     --promote does); returns the market and the files of the rest, book first."""
-    from web import demo
+    from cryptopred import demo
 
     split = demo.split_sample(demo.BITSTAMP, settings.BASE_DIR, tmp_path / "bitstamp", 40 * 60)
     for path in split.history:
@@ -426,7 +426,7 @@ def bitstamp_trained(tmp_path, settings) -> tuple[Market, list]:
 
 def replay_next(split, minutes: int, tmp_path) -> None:
     """The next minutes of Bitstamp after split's cut, book then trades, through the live pipeline."""
-    from web import demo
+    from cryptopred import demo
 
     until = split.cut + timedelta(minutes=minutes)
     for path in split.live:

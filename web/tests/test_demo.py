@@ -22,9 +22,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Max
 
+from cryptopred import demo
 from markets.models import Market, Trade
 from testsupport import free_port
-from web import demo
 
 SAMPLE = settings.BASE_DIR / demo.GEMINI.trades
 FIRST_BITSTAMP_PREDICTION_S = 30  # after make demo starts, on an idle machine
@@ -219,7 +219,7 @@ def test_make_demo_honours_data_dir_and_port(tmp_path):
 
 
 def test_demo_says_how_to_reset_the_admin_password(settings):
-    from cryptopred.management.commands.up import password_reset_command
+    from cryptopred.system import password_reset_command
 
     settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
     command = password_reset_command("admin", embedded_only=True)

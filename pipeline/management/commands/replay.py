@@ -11,19 +11,8 @@ from markets.book.file import BookFileError, file_kind
 from markets.models import Market, Trade
 from markets.names import MarketError, get_or_create_market, parse_market_name
 from markets.trades.file import TradeFileError, file_problem
+from pipeline.cli import parse_speed
 from pipeline.entry import replay, replay_book, step_failing
-
-
-def parse_speed(raw: str) -> float | None:
-    if raw == "max":
-        return None
-    try:
-        speed = float(raw)
-    except ValueError:
-        speed = 0.0
-    if not speed > 0 or speed == float("inf"):
-        raise CommandError(f"--speed: expected max or a positive factor (e.g. 10), got {raw!r}")
-    return speed
 
 
 class Command(BaseCommand):

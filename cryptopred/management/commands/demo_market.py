@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.management.commands.replay import parse_speed
-from web import demo
-from web.management.commands.demo import duration
+from cryptopred import demo
+from pipeline.cli import duration_option, parse_speed
 
 
 class Command(BaseCommand):
@@ -27,5 +26,5 @@ class Command(BaseCommand):
         sample = demo.BY_MARKET[market]
         if sample.book is not None:
             raise CommandError(f"{market}: book and trades replay live as two jobs; manage.py demo runs them")
-        split = demo.prepare_market(sample, duration("--history", history), promote, self.stdout, self.stderr)
+        split = demo.prepare_market(sample, duration_option("--history", history), promote, self.stdout, self.stderr)
         call_command("replay", str(split.live[0]), market=market, speed=speed, stdout=self.stdout, stderr=self.stderr)

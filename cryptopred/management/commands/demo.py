@@ -10,21 +10,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from core.config import embedded_watchers
-from core.durations import parse_duration
 from core.supervisor import Program, Supervisor
-from cryptopred.management.commands.up import HOST, prepare, programs
+from cryptopred import demo
+from cryptopred.demo import BITSTAMP, GEMINI, SAMPLES
+from cryptopred.system import HOST, prepare, programs
 from markets.models import Market
 from markets.names import get_or_create_market
-from pipeline.management.commands.replay import parse_speed
-from web import demo
-from web.demo import BITSTAMP, GEMINI, SAMPLES
-
-
-def duration(option: str, raw: str) -> int:
-    try:
-        return parse_duration(raw)
-    except ValueError as exc:
-        raise CommandError(f"{option}: {exc}") from None
+from pipeline.cli import duration_option, parse_speed
 
 
 class Command(BaseCommand):
@@ -49,8 +41,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, speed: str, history: str, book_history: str, reset: bool, promote: bool, **options):
         parse_speed(speed)
-        duration("--history", history)
-        book_history_s = duration("--book-history", book_history)
+        duration_option("--history", history)
+        book_history_s = duration_option("--book-history", book_history)
         # The demo is for looking around: pages, API and websocket are readable without logging in.
         os.environ["API_ANONYMOUS_READ"] = "true"
         settings.API_ANONYMOUS_READ = True

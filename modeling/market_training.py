@@ -44,13 +44,6 @@ def last_window(market: Market, interval_s: int) -> datetime:
     return last
 
 
-def load_dataset(
-    market: Market, interval_s: int, horizon: int, first: datetime, last: datetime, target: str = "close"
-) -> Dataset:
-    """Feature rows first..last of the offline store (computed and stored where missing)."""
-    return build_dataset(store.materialize(market, interval_s, first, last), horizon, target=target)
-
-
 def resolve_target(market: Market, interval_s: int, target: str | None) -> tuple[str, str]:
     """(feature version, target) to train or backtest with: the market's, or the target asked for if it can be."""
     version = feature_version(market, interval_s)

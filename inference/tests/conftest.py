@@ -21,13 +21,13 @@ from django.db.models import Max, Min
 
 from apitokens.models import ApiToken
 from core.redis_client import get_redis
+from features import store
 from features.definitions import VERSION
 from features.models import FeatureRow
 from markets.models import Market
 from markets.names import get_or_create_market
 from modeling import registry, serialization, training
 from modeling.forecast import Forecaster, volatility_scale
-from modeling.market_training import load_dataset
 from modeling.models import ModelArtifact
 from testsupport import free_port
 
@@ -97,7 +97,7 @@ def market(db) -> Market:
 def train_model(market: Market) -> ModelArtifact:
     """A ridge forecaster fitted (with modeling's own functions) on every stored window, as a candidate."""
     span = FeatureRow.objects.filter(market=market, interval_s=market.interval_s).aggregate(Min("start"), Max("start"))
-    ds = load_dataset(market, market.interval_s, 1, span["start__min"], span["start__max"])
+    ds = training.build_dataset(store.materialize(market, market.interval_s, span["start__min"], span["start__max"]), 1)
     model = training.fit("ridge", ds)
     floor = training.scale_floor(ds)
     residuals = (ds.y - model.predict(ds.X)) / volatility_scale(ds.X, ds.names, floor)

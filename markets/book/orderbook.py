@@ -203,26 +203,6 @@ def kraken_checksum(book: OrderBook, price_decimals: int, qty_decimals: int) -> 
     return zlib.crc32("".join(parts).encode("ascii"))
 
 
-def kraken_checksum_v1(book: OrderBook) -> int:
-    """Kraken WebSocket v1 book checksum: the same string rule on the values as sent.
-
-    v1 sends prices and volumes as strings already written at the pair's
-    precision, and a Decimal keeps the digits it was parsed from
-    (Decimal("354.90000000") stays 354.90000000), so no precision is needed.
-    For a book of values at the pair's precision this equals kraken_checksum().
-    """
-    parts: list[str] = []
-    append = parts.append
-    for levels in (book.levels("ask", CHECKSUM_LEVELS), book.levels("bid", CHECKSUM_LEVELS)):
-        for price, qty in levels:
-            for value in (price, qty):
-                text = str(value)
-                if "E" in text:  # str() writes 0.00000050 as 5.0E-7
-                    text = f"{value:f}"
-                append(text.replace(".", "").lstrip("0"))
-    return zlib.crc32("".join(parts).encode("ascii"))
-
-
 @dataclass(slots=True, frozen=True)
 class BookTop:
     """What the window features need of one book state: the best levels and the first N levels' sizes."""
@@ -251,13 +231,6 @@ class BookTop:
             sum(q for _, q in asks),
             tuple(bids),
             tuple(asks),
-        )
-
-    @classmethod
-    def top_only(cls, bid_price: Decimal, bid_qty: Decimal, ask_price: Decimal, ask_qty: Decimal) -> BookTop:
-        """A one-level book (top-of-book data): the depth is the best level."""
-        return cls(
-            bid_price, bid_qty, ask_price, ask_qty, bid_qty, ask_qty, ((bid_price, bid_qty),), ((ask_price, ask_qty),)
         )
 
     @property

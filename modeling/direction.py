@@ -194,13 +194,13 @@ class Component:
         return {"base": self.base, "model": self.model, "source": self.source, "name": self.name}
 
     @classmethod
-    def from_payload(cls, payload: dict, features: list[str]) -> Component:
+    def from_payload(cls, payload: dict) -> Component:
         return cls(
             float(payload["base"]),
-            payload.get("model"),
-            str(payload.get("source", BASE_RATE)),
-            str(payload.get("name", LOGISTIC)),  # forecasts stored before the candidates were all logistic
-            list(payload.get("features", features)),
+            payload["model"],
+            str(payload["source"]),
+            str(payload["name"]),
+            list(payload["features"]),
         )
 
 
@@ -247,8 +247,7 @@ class DirectionForecaster:
 
     @classmethod
     def from_payload(cls, payload: dict) -> DirectionForecaster:
-        features = list(payload["features"])
-        return cls(Component.from_payload(payload["up"], features), Component.from_payload(payload["move"], features))
+        return cls(Component.from_payload(payload["up"]), Component.from_payload(payload["move"]))
 
 
 @dataclass

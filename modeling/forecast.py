@@ -83,10 +83,7 @@ class Forecaster:
     @classmethod
     def from_payload(cls, payload: dict) -> Forecaster:
         q_lo, q_hi, floor = (float(v) for v in payload["band"])
-        # Artifacts trained before shrinkage existed serve their model unshrunk, as they were validated.
-        shrink = float(payload.get("shrink", 1.0))
-        # Artifacts from before targets predict the close, with the band of the trade volatility.
-        target = str(payload.get("target", "close"))
-        volatility = tuple(payload.get("volatility", VOLATILITY_FEATURES))
+        shrink, target = float(payload["shrink"]), str(payload["target"])
+        volatility = tuple(payload["volatility"])
         features = list(payload["features"])
         return cls(payload["algorithm"], payload["model"], features, q_lo, q_hi, floor, shrink, target, volatility)

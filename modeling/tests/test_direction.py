@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 from datetime import UTC, datetime
@@ -163,8 +164,9 @@ def test_without_a_book_the_logistic_regression_is_the_only_candidate():
     assert list(out.metrics["candidates"]) == [LOGISTIC] and out.forecaster.up.features == v1.names
 
 
-def test_a_forecast_stored_before_the_candidates_is_the_logistic_one():
+def test_a_forecast_stored_before_the_candidates_is_migrated_to_the_logistic_one():
     """Payloads without candidate names or per-model features: the logistic regression on the payload's features."""
+    upgrade = importlib.import_module("modeling.migrations.0004_artifact_payloads_current").upgrade
     ds = synthetic(imbalance_calls_it)
     X = ds.X[:, [ds.names.index(n) for n in LOGISTIC_BOOK_FEATURES]]
     model = direction.fit_classifier(X, ds.y > 0)
@@ -173,7 +175,9 @@ def test_a_forecast_stored_before_the_candidates_is_the_logistic_one():
         "up": {"base": 0.5, "model": model, "source": MODEL},
         "move": {"base": 0.7, "model": None, "source": BASE_RATE},
     }
-    stored = direction.DirectionForecaster.from_payload(old)
+    artifact = {"model": None, "direction": old}
+    assert upgrade(artifact) and not upgrade(artifact)
+    stored = direction.DirectionForecaster.from_payload(artifact["direction"])
     assert stored.model_name == LOGISTIC and stored.features == list(LOGISTIC_BOOK_FEATURES)
     p_up, p_move = stored.predict_row(dict(zip(ds.names, ds.X[0], strict=True)))
     assert (p_up, p_move) == (direction.probability(model, X[:1])[0], 0.7)

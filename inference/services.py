@@ -175,9 +175,7 @@ def score(
     time exists, one of the mid when the book window ending then does. Run
     when windows close and right after predicting (a backfill or replay may already
     hold the target window).
-    Matched here rather than by an SQL join on the candle start: a replay writes
-    thousands of rows before the tables' statistics know them, and the planner
-    then turned that join into a loop over the whole market for every prediction.
+    Matched in Python, not by an SQL join: fresh rows have no table statistics, which misleads the planner.
     """
     period = timedelta(seconds=interval_s)
     span = (first_target - period, last_target - period)

@@ -90,10 +90,7 @@ def served_persistence(
             market=market, interval_s=interval_s, horizon=horizon, feature_version=version, target=target
         )
         .order_by("-version")
-        # The band alone (the metrics are large), by explicit transforms: a key path string
-        # ("metrics__persistence__band") leaves a reference cycle through the caller's frames
-        # (Django keeps the FieldError it catches while resolving it), which kept a replay's
-        # whole batch of trades alive until the next garbage collection.
+        # The band alone (the metrics are large); explicit transforms, as a key path string leaves a reference cycle.
         .annotate(band=KeyTransform("band", KeyTransform("persistence", "metrics")))
         .values_list("band", flat=True)
         .first()

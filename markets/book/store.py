@@ -47,18 +47,7 @@ def store_windows(market: Market, interval_s: int, bars: Sequence[BookBar]) -> i
             market_id=market.pk,
             interval_s=interval_s,
             start=epoch_to_datetime(bar.start),
-            bid_price=bar.bid_price,
-            bid_qty=bar.bid_qty,
-            ask_price=bar.ask_price,
-            ask_qty=bar.ask_qty,
-            mid=bar.mid,
-            microprice=bar.microprice,
-            ofi=bar.ofi,
-            spread_tw=bar.spread_tw,
-            imbalance_tw=bar.imbalance_tw,
-            depth_imbalance=bar.depth_imbalance,
-            updates=bar.updates,
-            ofi_levels=bar.ofi_levels,
+            **{name: getattr(bar, name) for name in FEATURES},
         )
         for bar in bars
     ]

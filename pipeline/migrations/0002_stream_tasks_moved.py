@@ -1,4 +1,4 @@
-"""The stream tasks moved from markets.tasks to pipeline.tasks: point existing beat entries there."""
+"""Beat rows made by an earlier markets 0004 named markets.tasks.ensure_streams: point them at pipeline.tasks."""
 
 from django.db import migrations
 

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from markets.book.orderbook import OrderBook
 from markets.models import Market
 from markets.trades.candles import Tick
+from markets.trades.ticks import parse_ts
 
 
 class MalformedFrame(ValueError):
@@ -50,6 +51,16 @@ class BookMessage:
     ts: datetime | None  # the exchange's time of the book state; None when it sent none (the receive time is used)
     checksum: int | None = None
     frame: str = ""  # names the frame in logs, e.g. "book update of BTC/USD at 2026-…Z"
+
+
+def book_time(raw, frame: str) -> datetime | None:
+    """A book frame's timestamp; None when it sent none (the receive time is used), else MalformedBook."""
+    if raw is None:
+        return None
+    try:
+        return parse_ts(raw)
+    except (TypeError, ValueError) as exc:
+        raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
 
 
 def book_level(price, qty, frame: str) -> Level:

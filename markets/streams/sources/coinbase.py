@@ -14,6 +14,7 @@ from markets.streams.sources.base import (
     Source,
     SubscriptionRejected,
     book_level,
+    book_time,
 )
 from markets.trades.candles import Tick
 from markets.trades.ticks import checked_tick, parse_ts
@@ -47,12 +48,7 @@ def book_message(event: dict, timestamp) -> BookMessage:
     frame = f"level2 {kind} of {event.get('product_id')} at {timestamp}"
     if kind not in {"snapshot", "update"}:
         raise MalformedBook(f"{frame}: unknown event type")
-    ts = None  # no frame time: the receive time is used
-    if timestamp is not None:
-        try:
-            ts = parse_ts(timestamp)
-        except (TypeError, ValueError) as exc:
-            raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
+    ts = book_time(timestamp, frame)
     updates = event.get("updates")
     if not isinstance(updates, list):
         raise MalformedBook(f"{frame}: updates is not a list")

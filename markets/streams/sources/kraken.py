@@ -21,6 +21,7 @@ from markets.streams.sources.base import (
     SubscriptionRejected,
     backoff_delay,
     book_level,
+    book_time,
     load_frame,
 )
 from markets.trades.candles import Tick
@@ -132,12 +133,7 @@ def book_message(kind: str, entry: dict) -> BookMessage:
     """
     raw_ts = entry.get("timestamp")
     frame = f"book {kind} of {entry.get('symbol')}" + (f" at {raw_ts}" if raw_ts is not None else "")
-    ts = None
-    if raw_ts is not None:
-        try:
-            ts = parse_ts(raw_ts)
-        except (TypeError, ValueError) as exc:
-            raise MalformedBook(f"{frame}: bad timestamp ({type(exc).__name__} {exc})") from None
+    ts = book_time(raw_ts, frame)
     checksum = entry.get("checksum")
     valid = isinstance(checksum, int) and not isinstance(checksum, bool) and 0 <= checksum < 2**32
     if checksum is not None and not valid:

@@ -74,7 +74,7 @@ class BusyBook:
     def __init__(self, market, rate: float):
         from django.conf import settings
 
-        from markets.book.ingest import BookIngestor
+        from markets.streams.livebook import BookIngestor
         from markets.streams.sources.base import load_frame
         from markets.streams.sources.kraken import KrakenSource
         from testsupport.fake_kraken_book import book_loop, instrument_snapshot

@@ -69,3 +69,8 @@ def ensure_default_markets(names: list[str]) -> list[Market]:
         if new:
             created.append(market)
     return created
+
+
+def stream_key(market_name: str) -> str:
+    """The lease key of the market's live stream (core.lease): one streaming process per market."""
+    return f"cryptopred:stream:{market_name}"

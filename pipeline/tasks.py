@@ -11,8 +11,9 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import connections
 
+from core.lease import Lease, held
 from markets.models import Market
-from markets.streams.lease import Lease, held, stream_key
+from markets.names import stream_key
 from markets.streams.runner import set_state
 from markets.streams.sources import streamed_markets
 from markets.streams.sources.base import SubscriptionRejected

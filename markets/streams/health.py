@@ -1,13 +1,14 @@
 """/healthz component: every enabled market of an exchange with a live source has a running stream task."""
 
 from core.health import register
+from core.lease import holder
 from markets.models import Market
-from markets.streams.lease import holder, stream_key
+from markets.names import stream_key
 from markets.streams.sources import streamed_markets
 
 
 def book_state(market: Market) -> dict:
-    """The market's live book as last recorded by its stream (see markets.book.ingest)."""
+    """The market's live book as last recorded by its stream (see markets.streams.livebook)."""
     return {
         "depth": market.book_depth,
         "updated_at": market.book_updated_at.isoformat() if market.book_updated_at else None,

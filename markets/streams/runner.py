@@ -16,9 +16,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from core import prometheus
-from markets.book.ingest import BookIngestor
 from markets.models import Market, Trade
 from markets.streams.grace import Grace
+from markets.streams.livebook import BookIngestor
 from markets.streams.sources import source_for
 from markets.streams.sources.base import (
     BookMessage,

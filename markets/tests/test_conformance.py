@@ -19,10 +19,10 @@ from decimal import Decimal
 
 import pytest
 
-from markets.book.ingest import BookIngestor
 from markets.book.orderbook import OrderBook
 from markets.models import Market
 from markets.names import get_or_create_market
+from markets.streams.livebook import BookIngestor
 from markets.streams.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
 from markets.streams.sources.coinbase import CoinbaseSource
 from markets.streams.sources.kraken import KrakenSource

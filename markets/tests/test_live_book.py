@@ -25,11 +25,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from markets.book.ingest import BookIngestor
+from core.lease import Lease
 from markets.book.orderbook import OrderBook
 from markets.models import BookWindow, Market
-from markets.names import get_or_create_market
-from markets.streams.lease import Lease, stream_key
+from markets.names import get_or_create_market, stream_key
+from markets.streams.livebook import BookIngestor
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import BookMessage, MalformedBook, load_frame
 from markets.streams.sources.coinbase import CoinbaseSource

@@ -9,11 +9,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.lease import Lease, held
 from core.redis_client import get_redis
 from markets.models import Market, Trade
-from markets.names import ensure_default_markets, get_or_create_market
+from markets.names import ensure_default_markets, get_or_create_market, stream_key
 from markets.streams.health import check_streams
-from markets.streams.lease import Lease, held, stream_key
 from markets.streams.sources.kraken import KrakenSource
 from markets.tasks import purge_trades
 from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows

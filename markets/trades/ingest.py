@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,10 +22,14 @@ from markets.models import Candle, Market, Trade
 from markets.trades.candles import Aggregator, Bar, Tick, bars_from_ticks, epoch_to_datetime, iso, window_start
 from markets.trades.stored import candle_from_bar
 
-if TYPE_CHECKING:
-    from markets.book.ingest import BookIngestor
-
 log = logging.getLogger(__name__)
+
+
+class WindowsDue(Protocol):
+    """What finalize_due needs of a market's live book (markets.streams.livebook.BookIngestor)."""
+
+    def finalize_due(self, now: float) -> int: ...
+
 
 CANDLE_FIELDS = ["open", "high", "low", "close", "volume", "buy_volume", "sell_volume", "trades", "vwap", "final"]
 
@@ -274,7 +278,7 @@ class Ingestor:
             log.warning("%s: trade %d refused: %s", self.market, tick.trade_id, reason)
         return [t for t in new if t.trade_id not in ids]
 
-    def finalize_due(self, now: float, book: BookIngestor | None = None) -> list[Candle]:
+    def finalize_due(self, now: float, book: WindowsDue | None = None) -> list[Candle]:
         """Finalize the windows that ended by now on the clock (quiet markets still get their candles).
 
         With the market's live book, its book windows of the same clock are

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from django.db.models import Max
 
+from core.lease import held
 from core.redis_client import best_effort
 from markets.models import Market, Trade
-from markets.streams.lease import held, stream_key
+from markets.names import stream_key
 from markets.trades.candles import Tick
 from markets.trades.file import TradeFileError, line_of, read_trade_rows, read_trades
 from markets.trades.ingest import Ingestor, IngestStats, TradeRefused

@@ -20,12 +20,12 @@ from django.core.management import call_command
 from django.db import connection, connections
 
 from core import embedded
+from core.lease import held, holder
 from core.redis_client import get_redis
 from features.models import FeatureRow
 from inference.models import Prediction
 from markets.models import Candle, Market, Trade
-from markets.names import get_or_create_market
-from markets.streams.lease import held, holder, stream_key
+from markets.names import get_or_create_market, stream_key
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams
 from testsupport.fake_kraken import FakeKraken

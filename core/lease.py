@@ -74,10 +74,6 @@ class Lease:
         self.lost.set()
 
 
-def stream_key(market_name: str) -> str:
-    return f"cryptopred:stream:{market_name}"
-
-
 def held(key: str) -> bool:
     return bool(get_redis().exists(key))
 

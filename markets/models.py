@@ -129,7 +129,7 @@ class Candle(models.Model):
 
 
 class BookWindow(models.Model):
-    """Order-book features over [start, start + interval_s) (markets/book.py BookWindows).
+    """Order-book features over [start, start + interval_s) (markets/book/orderbook.py BookWindows).
 
     Top of book, mid and microprice as of the window end; OFI summed over the
     window's book changes; spread and L1 imbalance time-weighted over the window;

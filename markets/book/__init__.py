@@ -1,1 +1,1 @@
-"""The order book: the in-memory book, book files, live ingest, replay and stored windows."""
+"""The order book: the in-memory book and its window features, book files, replay and stored windows."""

@@ -2,7 +2,7 @@
 
 Pure Python, no database. Prices and quantities are Decimals as the exchange
 sent them; windows are epoch-aligned integer seconds [start, start + interval),
-like the candles of markets/candles.py.
+like the candles of markets/trades/candles.py.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Live streams: exchange sources, the stream runner, its lease, grace and history backfill."""
+"""Live streams: exchange sources, the stream runner, the live book, the grace of late trades, history backfill."""

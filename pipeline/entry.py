@@ -77,9 +77,11 @@ def replay_book(
 def backfill_market(
     market: Market, since: datetime, progress: Callable[[float, IngestStats], None] | None = None
 ) -> IngestStats:
+    """Backfill with the step after each commit and a last run at the end; stats.step_error as for replay."""
     inline = Inline(market)
     stats = backfill(market, since, progress, on_commit=inline)
     inline()
+    stats.step_error = inline.guard.last_error
     return stats
 
 
@@ -87,6 +89,16 @@ def step_failing(market: Market) -> str | None:
     """The last error of the market's step if its latest attempt failed."""
     status = StepStatus.objects.filter(market=market, consecutive_failures__gt=0).first()
     return status and status.last_error
+
+
+def step_failure(market: Market, stats: IngestStats) -> str | None:
+    """One line for a command whose trades are stored but whose step failed last (None if it did not):
+    features or predictions are missing, so the command has not succeeded."""
+    error = stats.step_error or step_failing(market)
+    if not error:
+        return None
+    first = error.strip().splitlines()[0]
+    return f"{market.name}: pipeline step failed: {first}; the next stream or replay catches up"
 
 
 def stream_runner(market: Market, keep_going: Callable[[], bool] | None = None) -> tuple[StreamRunner, StepThread]:

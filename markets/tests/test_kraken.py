@@ -169,6 +169,23 @@ def test_backfill_command_pages_and_resumes(fake):
         call_command("backfill", "--market", "kraken:BTC-USDT")
 
 
+def test_backfill_fails_in_one_line_when_its_step_fails(fake, monkeypatch):
+    """The trades are stored but features and predictions are missing: the command fails, naming the cause."""
+
+    def broken(step):
+        raise RuntimeError("features unavailable\nsecond line")
+
+    monkeypatch.setattr("pipeline.step.MarketStep.run", broken)
+    fake.published = 300
+    with pytest.raises(CommandError) as error:
+        call_command("backfill", "--market", "kraken:BTC-USDT", "--hours", "96", stdout=io.StringIO())
+    assert Trade.objects.count() == 300
+    assert str(error.value) == (
+        "kraken:BTC-USDT: pipeline step failed: RuntimeError: features unavailable;"
+        " the next stream or replay catches up"
+    )
+
+
 def test_parser_on_documented_shapes():
     source = KrakenSource(Market(exchange="kraken", base="BTC", quote="USD", symbol="BTC/USD"))
     ticks = source.parse(load_frame((SAMPLE / "messages/kraken_ws_v2_fixture_trade_update.json").read_text()))

@@ -8,7 +8,7 @@ from core.progress import Progress
 from markets.cli import market_option, time_option
 from markets.streams.backfill import BackfillError
 from markets.streams.sources.base import HistoryError
-from pipeline.entry import backfill_market, step_failing
+from pipeline.entry import backfill_market, step_failure
 
 
 class Command(BaseCommand):
@@ -50,5 +50,5 @@ class Command(BaseCommand):
             f"{market}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"
             f" candles {stats.candles}, amended {stats.amended} in {elapsed:.1f}s"
         )
-        if step_error := step_failing(market):
-            self.stderr.write(f"{market}: {step_error}; the next stream or replay catches up")
+        if failure := step_failure(market, stats):
+            raise CommandError(failure)

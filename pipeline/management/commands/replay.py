@@ -12,7 +12,7 @@ from markets.models import Market, Trade
 from markets.names import MarketError, get_or_create_market, parse_market_name
 from markets.trades.file import TradeFileError, file_problem
 from pipeline.cli import parse_speed
-from pipeline.entry import replay, replay_book, step_failing
+from pipeline.entry import replay, replay_book, step_failure
 
 
 class Command(BaseCommand):
@@ -66,10 +66,8 @@ class Command(BaseCommand):
             f"{target.name}: read {stats.read}, stored {stats.stored}, duplicates {stats.duplicates},"
             f" candles {stats.candles}, amended {stats.amended}, {stats.read / elapsed:,.0f} trades/s"
         )
-        if step_error := stats.step_error or step_failing(target):
-            # The trades are stored, but features or predictions are missing: not a success.
-            first = step_error.strip().splitlines()[0]
-            raise CommandError(f"{target.name}: pipeline step failed: {first}; the next stream or replay catches up")
+        if failure := step_failure(target, stats):
+            raise CommandError(failure)
 
     def replay_book(self, file: Path, market, speed: float | None) -> None:
         bar = Progress(self.stderr._out, f"replay {file.name}", file.stat().st_size)

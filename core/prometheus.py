@@ -78,6 +78,14 @@ FEED_LAG = Histogram(
 )
 STREAM_CONNECTS = Counter("cryptopred_stream_connects", "Websocket connections opened to the exchange", ["market"])
 STREAM_RECONNECTS = Counter("cryptopred_stream_reconnects", "Stream connection failures, each retried", ["market"])
+STREAM_MALFORMED = Counter(
+    "cryptopred_stream_frames_malformed", "Frames from the exchange that could not be used (logged)", ["market"]
+)
+STREAM_UNUSED = Counter(
+    "cryptopred_stream_frames_unused",
+    "Well-formed frames of a documented channel the stream does not consume, ignored",
+    ["market", "channel"],
+)
 
 # pipeline step
 STEP_RUNS = Counter(

@@ -17,7 +17,9 @@ connection, whatever its channel, carries the next `sequence_num`.
 Knobs, naming feed states as in FakeKrakenBook: lose_state (the update frame
 to the first state from this index on is not sent and its sequence number is
 used up: a gap), inject (frames, as dicts, sent after the update to that state
-with the next sequence numbers). `events` logs what was sent.
+with the next sequence numbers), ticker (how many of the captured `ticker` frames of the
+product, coinbase_advanced_ws_ticker.jsonl, to send after the market_trades
+subscription: a channel the client does not consume). `events` logs what was sent.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from testsupport.fake_kraken_book import SAMPLE, Event, L2Feed, Published
 
 HEARTBEAT_S = 1.0
 TRADES = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"
+TICKER = SAMPLE / "messages" / "coinbase_advanced_ws_ticker.jsonl"
 
 
 class Connection:
@@ -75,6 +78,7 @@ class FakeCoinbaseBook:
         self.product = product
         self.lose_state: int | None = None
         self.inject: dict[int, list[dict]] = {}
+        self.ticker = 0
         self.updates_sent = 0
         self.trades_sent = 0
         self.connections = 0
@@ -118,6 +122,7 @@ class FakeCoinbaseBook:
             if channel == "level2":
                 conn.level2[0].start()  # the snapshot follows the subscriptions frame
             if channel == "market_trades":
+                self.send_ticker(conn)
                 threading.Thread(target=self.market_trades, args=(conn, stop), daemon=True).start()
         elif kind == "unsubscribe" and channel in conn.subscriptions:
             del conn.subscriptions[channel]
@@ -129,6 +134,18 @@ class FakeCoinbaseBook:
 
     def send_subscriptions(self, conn: Connection) -> None:
         conn.send({"channel": "subscriptions", "events": [{"subscriptions": dict(conn.subscriptions)}]})
+
+    def send_ticker(self, conn: Connection) -> None:
+        """The first `ticker` captured ticker frames of the product, as captured but for the connection's
+        timestamp and sequence number."""
+        frames = [json.loads(line) for line in TICKER.read_text().splitlines()]
+        mine = [
+            frame
+            for frame in frames
+            if "events" in frame and all(t["product_id"] == self.product for e in frame["events"] for t in e["tickers"])
+        ]
+        for frame in mine[: self.ticker]:
+            conn.send({key: value for key, value in frame.items() if key not in {"timestamp", "sequence_num"}})
 
     def market_trades(self, conn: Connection, stop: threading.Event) -> None:
         """The captured session's market_trades frames (snapshot, then updates) at their own pace, the product's

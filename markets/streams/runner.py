@@ -27,6 +27,7 @@ from markets.streams.sources.base import (
     MalformedFrame,
     Source,
     SubscriptionRejected,
+    Unused,
     backoff_delay,
     load_frame,
     to_ns,
@@ -93,6 +94,8 @@ class StreamRunner:
         self.keep_going = keep_going or (lambda: True)
         self.stopping = threading.Event()
         self.malformed = 0
+        self.unused = 0  # well-formed frames of channels not consumed (see Unused)
+        self.unused_channels: set[str] = set()
         self.connects = 0
         self.stats = IngestStats()  # over all connections
         self.book: BookIngestor | None = None  # the live book, over all connections (created by run())
@@ -170,6 +173,8 @@ class StreamRunner:
                             book.apply(result, now)
                         except MalformedFrame as exc:
                             self._malformed(exc, now)
+                elif type(result) is Unused:
+                    self._unused(result)
                 elif result is True and not live:
                     # Subscribed: the socket buffers live trades while history fills the gap before them.
                     self._fill_gap(ingestor)
@@ -204,11 +209,20 @@ class StreamRunner:
     def _malformed(self, exc: MalformedFrame, now: float) -> None:
         """Log and count a frame that cannot be used; a bad book frame means the book must be fetched again."""
         self.malformed += 1
+        prometheus.STREAM_MALFORMED.labels(self.market.name).inc()
         if isinstance(exc, MalformedBook) and self.book is not None:
             log.warning("%s: malformed frame #%d ignored, book fetched again: %s", self.market, self.malformed, exc)
             self.book.lost(str(exc), now, quiet=True)
         else:
             log.warning("%s: malformed frame #%d ignored: %s", self.market, self.malformed, exc)
+
+    def _unused(self, frame: Unused) -> None:
+        """Count a frame of a channel not consumed; logged once per channel and process, as it is no fault."""
+        self.unused += 1
+        if frame.channel not in self.unused_channels:
+            self.unused_channels.add(frame.channel)
+            log.info("%s: frames of the %s channel are not used here: ignored", self.market, frame.channel)
+        prometheus.STREAM_UNUSED.labels(self.market.name, frame.channel).inc()
 
     def _fill_gap(self, ingestor: Ingestor) -> None:
         since = history_start(self.market)

@@ -3,7 +3,7 @@
 Kraken Spot WebSocket v2: status, heartbeat, pong, subscribe acks, trade
 snapshot and updates, book snapshot and updates, instrument. Coinbase Advanced
 Trade WebSocket: market_trades, level2 (l2_data) snapshot and updates,
-heartbeats, subscriptions. The shapes follow the exchanges' channel pages:
+heartbeats, subscriptions, and ticker (a channel not consumed). The shapes follow the exchanges' channel pages:
 which fields a message has, which of them are optional (a Kraken book
 snapshot has no timestamp, only its updates do), how values are written
 (Kraken: JSON numbers; strings are taken too). Values come from the bundled
@@ -23,7 +23,14 @@ from markets.book.orderbook import OrderBook
 from markets.models import Market
 from markets.names import get_or_create_market
 from markets.streams.livebook import BookIngestor
-from markets.streams.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
+from markets.streams.sources.base import (
+    BookMessage,
+    MalformedBook,
+    MalformedFrame,
+    SubscriptionRejected,
+    Unused,
+    load_frame,
+)
 from markets.streams.sources.coinbase import CoinbaseSource
 from markets.streams.sources.kraken import KrakenSource
 from markets.tests.helpers import SAMPLE
@@ -310,3 +317,15 @@ def test_coinbase_subscriptions_captured():
     heartbeats_only = {"channel": "subscriptions", "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z"}
     heartbeats_only |= {"sequence_num": 1, "events": [{"subscriptions": {"heartbeats": ["heartbeats"]}}]}
     assert coinbase().parse(heartbeats_only) is None
+
+
+def test_coinbase_channels_not_consumed_are_unused_not_malformed():
+    """Captured ticker frames (a documented channel the source does not subscribe to) are well-formed: Unused,
+    counted apart. Such a frame without events, or a channel no page documents, is malformed."""
+    lines = capture("coinbase_advanced_ws_ticker.jsonl")
+    assert len(lines) == 39
+    assert {coinbase().parse(load_frame(line)) for line in lines} == {Unused("ticker")}
+    with pytest.raises(MalformedFrame, match="ticker frame without events"):
+        coinbase().parse({"channel": "ticker", "timestamp": "2026-08-09T21:05:48.229198328Z", "sequence_num": 6})
+    with pytest.raises(MalformedFrame, match="unexpected frame"):
+        coinbase().parse({"channel": "tickers", "events": []})

@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
 
+from core import prometheus
 from core.lease import Lease
 from markets.book.orderbook import OrderBook
 from markets.models import BookWindow, Market
@@ -393,22 +394,31 @@ def l2_bad(updates: list[dict]) -> dict:
 
 
 def test_coinbase_book_resyncs_on_a_sequence_gap_and_bad_frames(coinbase, feed, caplog):
-    """A frame lost (sequence gap) and four bad frames: each logged, counted, the book fetched again; the
-    stream goes on and every other window's top of book is the exchange's."""
+    """A frame lost (sequence gap) and four bad book frames: each logged, counted, the book fetched again; the
+    stream goes on and every other window's top of book is the exchange's. Captured frames of a channel not
+    consumed (ticker) are counted apart and cost nothing; a ticker frame without events is malformed."""
     at = "2026-01-01T00:00:00Z"
     coinbase.inject = {
         15: [l2_bad([{"side": "bid", "event_time": at, "price_level": "abc", "new_quantity": "1"}])],
         35: [l2_bad([{"side": "bid", "event_time": at, "price_level": "230.5", "new_quantity": "-1"}])],
         55: [l2_bad([{"side": "middle", "event_time": at, "price_level": "230.5", "new_quantity": "1"}])],
-        75: [l2_bad([{"side": "bid", "event_time": at, "price_level": "999999.99", "new_quantity": "1"}])],
+        75: [
+            l2_bad([{"side": "bid", "event_time": at, "price_level": "999999.99", "new_quantity": "1"}]),
+            {"channel": "ticker", "tickers": []},
+        ],
     }
     coinbase.lose_state = 95
+    coinbase.ticker = 5
     market = one_second_market("coinbase:BTC-USD")
+    unused = prometheus.STREAM_UNUSED.labels(market.name, "ticker")
+    counted = unused._value.get()
     runner = StreamRunner(market)
     with caplog.at_level(logging.WARNING, logger="markets"):
         run_until(runner, lambda: feed.latest().index >= 125, timeout=90)
 
-    assert runner.malformed == 4 and runner.connects == 1
+    assert runner.malformed == 5 and runner.connects == 1
+    assert runner.unused == 5 and unused._value.get() - counted == 5
+    assert "ticker frame without events" in "\n".join(r.getMessage() for r in caplog.records)
     assert coinbase.trades_sent and runner.stats.stored  # the captured trades, between the book's frames
     assert runner.book.stats.resyncs == 5 and runner.book.stats.checksum_failures == 0
     market.refresh_from_db()

@@ -35,6 +35,14 @@ class SubscriptionRejected(Exception):
 Level = tuple[Decimal, Decimal]  # (price, qty)
 
 
+@dataclass(frozen=True, slots=True)
+class Unused:
+    """What parse() returns for a well-formed frame of a channel the source does not consume: counted apart
+    from malformed frames (it says nothing is wrong with the feed)."""
+
+    channel: str
+
+
 @dataclass(slots=True)
 class BookMessage:
     """One order-book message of the source's market, in the exchange's order.
@@ -107,8 +115,9 @@ class Source(ABC):
         """Frames to send right after connecting (a new connection: per-connection state starts afresh)."""
 
     @abstractmethod
-    def parse(self, message: dict) -> list[Tick] | BookMessage | bool | None:
-        """Trades of a frame, or its book message; True for the trade subscription ack; None for control frames.
+    def parse(self, message: dict) -> list[Tick] | BookMessage | Unused | bool | None:
+        """Trades of a frame, or its book message; True for the trade subscription ack; None for control frames;
+        Unused for a documented channel the source does not consume.
 
         Raises MalformedFrame (MalformedBook for a book frame) or SubscriptionRejected.
         """

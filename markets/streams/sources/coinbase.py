@@ -13,6 +13,7 @@ from markets.streams.sources.base import (
     MalformedFrame,
     Source,
     SubscriptionRejected,
+    Unused,
     book_level,
     book_time,
 )
@@ -26,6 +27,8 @@ TAKER_SIDE = {"BUY": "sell", "SELL": "buy"}
 BOOK_SIDES = {"bid": 0, "offer": 1}
 # level2 carries the whole book (no depth to choose); the client keeps at most this many levels per side.
 BOOK_LEVELS = 50_000
+# The documented channels this source does not subscribe to: a frame of one is well-formed, only of no use here.
+UNUSED_CHANNELS = frozenset({"candles", "status", "ticker", "ticker_batch", "user", "futures_balance_summary"})
 
 
 def coinbase_tick(item: dict) -> Tick:
@@ -98,7 +101,7 @@ class CoinbaseSource(Source):
     def book_resync_frames(self) -> list[dict]:
         return [self._frame("unsubscribe", "level2"), self._frame("subscribe", "level2")]
 
-    def parse(self, message: dict) -> list[Tick] | BookMessage | bool | None:
+    def parse(self, message: dict) -> list[Tick] | BookMessage | Unused | bool | None:
         sequence = message.get("sequence_num")
         if sequence is not None:
             expected, self.next_sequence = self.next_sequence, sequence + 1 if isinstance(sequence, int) else None
@@ -110,7 +113,8 @@ class CoinbaseSource(Source):
                 f"Coinbase rejected the market_trades subscription for {self.market.symbol}: {message.get('message')}"
             )
         events = message.get("events")
-        if channel in {"market_trades", "l2_data", "subscriptions", "heartbeats"} and not isinstance(events, list):
+        known = channel in {"market_trades", "l2_data", "subscriptions", "heartbeats"} or channel in UNUSED_CHANNELS
+        if known and not isinstance(events, list):
             raise MalformedFrame(f"{channel} frame without events: {str(message)[:200]}")
         if channel == "market_trades":
             return [
@@ -129,4 +133,6 @@ class CoinbaseSource(Source):
             return True if self.market.symbol in subscribed else None
         if channel == "heartbeats":
             return None
+        if channel in UNUSED_CHANNELS:
+            return Unused(channel)
         raise MalformedFrame(f"unexpected frame {str(message)[:200]}")

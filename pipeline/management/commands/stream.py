@@ -37,7 +37,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{target}: {runner.connects} connection(s), stored {runner.stats.stored},"
             f" duplicates {runner.stats.duplicates}, candles {runner.stats.candles},"
-            f" malformed frames {runner.malformed}"
+            f" malformed frames {runner.malformed}, unused frames {runner.unused}"
             + (
                 f", book messages {book.messages}, book windows {book.windows},"
                 f" checksum failures {book.checksum_failures}, resyncs {book.resyncs},"

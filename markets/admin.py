@@ -18,6 +18,7 @@ class MarketAdmin(admin.ModelAdmin):
         "book_updated_at",
         "book_checksum_failures",
         "book_resyncs",
+        "book_receive_stamped",
     ]
     list_filter = ["exchange", "enabled", "stream_state"]
     list_editable = ["enabled"]
@@ -29,9 +30,16 @@ class MarketAdmin(admin.ModelAdmin):
         (
             "Order book",
             {
-                "fields": ["book_depth", "book_updated_at", "book_checksum_failures", "book_resyncs"],
+                "fields": [
+                    "book_depth",
+                    "book_updated_at",
+                    "book_checksum_failures",
+                    "book_resyncs",
+                    "book_receive_stamped",
+                ],
                 "description": "As recorded by the live stream: levels per side held, time of the last book"
-                " message of the last stored window, checksum mismatches and fresh snapshots requested.",
+                " message of the last stored window, checksum mismatches, fresh snapshots requested and messages"
+                " without an exchange time (stamped when received).",
             },
         ),
     ]
@@ -46,6 +54,7 @@ class MarketAdmin(admin.ModelAdmin):
         "book_updated_at",
         "book_checksum_failures",
         "book_resyncs",
+        "book_receive_stamped",
     ]
 
 

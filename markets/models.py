@@ -42,6 +42,11 @@ class Market(models.Model):
     book_updated_at = models.DateTimeField(null=True, blank=True, help_text="time of the last order-book change")
     book_checksum_failures = models.PositiveIntegerField(default=0, help_text="book checksums that did not match")
     book_resyncs = models.PositiveIntegerField(default=0, help_text="times the book was fetched again from scratch")
+    book_receive_stamped = models.PositiveIntegerField(
+        "book receive-time stamps",
+        default=0,
+        help_text="book messages without an exchange time, stamped with their receive time",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -65,6 +65,7 @@ def record_book_status(
     updated_at: datetime | None = None,
     checksum_failures: int = 0,
     resyncs: int = 0,
+    receive_stamped: int = 0,
 ) -> None:
     """Update the market's book status: depth, time of the last change (never moved back), counters added."""
     changes = {}
@@ -76,10 +77,13 @@ def record_book_status(
         changes["book_checksum_failures"] = F("book_checksum_failures") + checksum_failures
     if resyncs:
         changes["book_resyncs"] = F("book_resyncs") + resyncs
+    if receive_stamped:
+        changes["book_receive_stamped"] = F("book_receive_stamped") + receive_stamped
     if changes:
         Market.objects.filter(pk=market.pk).update(**changes)
     prometheus.count(prometheus.BOOK_CHECKSUM_FAILURES, market.name, checksum_failures)
     prometheus.count(prometheus.BOOK_RESYNCS, market.name, resyncs)
+    prometheus.count(prometheus.BOOK_RECEIVE_STAMPED, market.name, receive_stamped)
 
 
 def stored_bars(market: Market, interval_s: int, start: datetime | None, end: datetime | None) -> Iterator[BookBar]:

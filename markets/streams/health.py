@@ -14,6 +14,7 @@ def book_state(market: Market) -> dict:
         "updated_at": market.book_updated_at.isoformat() if market.book_updated_at else None,
         "checksum_failures": market.book_checksum_failures,
         "resyncs": market.book_resyncs,
+        "receive_stamped": market.book_receive_stamped,
     }
 
 

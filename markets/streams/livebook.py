@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from core import prometheus
 from markets.book.orderbook import BookBar, BookTop, OrderBook
 from markets.book.store import new_windows, record_book_status, store_windows
 from markets.models import BookWindow, Market
@@ -85,6 +84,7 @@ class BookIngestor:
         self.attempt = 0
         self.last_resync = -math.inf
         self.stats = BookStats()
+        self.stamped_unrecorded = 0  # receive-time stamps not yet added to the market's count (see finalize_due)
 
     # --- messages -------------------------------------------------------------------------
     def apply(self, message: BookMessage, now: float, received: datetime | None = None) -> None:
@@ -122,7 +122,7 @@ class BookIngestor:
         if stamped is None:
             stamped = received or datetime.now(UTC)
             self.stats.receive_stamped += 1
-            prometheus.BOOK_RECEIVE_STAMPED.labels(self.market.name).inc()
+            self.stamped_unrecorded += 1
         if not self.valid:
             self._resume(message, stamped)
         top = BookTop.from_book(book, self.levels)
@@ -222,6 +222,10 @@ class BookIngestor:
         store_windows(self.market, interval, due)
         del self.pending[: len(due)]  # only once stored: a failed store keeps them for the next call
         depth = max(len(self.book.bids), len(self.book.asks))
-        record_book_status(self.market, depth=depth or None, updated_at=self.last_ts)
+        # Receive-time stamps go with this regular write, not one each: a source could send no times at all.
+        record_book_status(
+            self.market, depth=depth or None, updated_at=self.last_ts, receive_stamped=self.stamped_unrecorded
+        )
+        self.stamped_unrecorded = 0
         self.stats.windows += len(due)
         return len(due)

@@ -272,7 +272,7 @@ def test_health_admin_and_api_show_the_book():
     t0 = datetime.fromisoformat("2026-01-01T00:00:00.250+00:00")
     book = BookIngestor(market, 10)
     bids, asks = [(Decimal("236.47"), Decimal(2)), (Decimal("236.2"), Decimal(1))], [(Decimal("236.6"), Decimal(3))]
-    book.apply(BookMessage(True, bids, asks, t0, None, "snapshot"), 0.0)
+    book.apply(BookMessage(True, bids, asks, None, None, "snapshot"), 0.0, received=t0)  # no exchange time
     assert book.finalize_due(t0.timestamp() + 1) == 1
     book.lost("test", 0.0)
     book.resync_sent(0.0)
@@ -288,14 +288,15 @@ def test_health_admin_and_api_show_the_book():
         "updated_at": "2026-01-01T00:00:00.250000+00:00",
         "checksum_failures": 0,
         "resyncs": 1,
+        "receive_stamped": 1,
     }
 
     admin = Client()
     admin.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com", "pw"))
     listing = admin.get("/admin/markets/market/").content.decode()
-    assert "Book resyncs" in listing and "Book checksum failures" in listing
+    assert "Book resyncs" in listing and "Book checksum failures" in listing and "Book receive-time stamps" in listing
     page = admin.get(f"/admin/markets/market/{market.pk}/change/").content.decode()
-    assert "Order book" in page and "fresh snapshots requested" in page
+    assert "Order book" in page and "fresh snapshots requested" in page and "without an exchange time" in page
 
     with override_settings(API_ANONYMOUS_READ=True):
         detail = Client().get("/api/v1/markets/kraken:BTC-USD/").json()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils import timezone
+
+from apitokens.models import ApiToken
 
 from core import horizons
 from markets.models import Market
@@ -134,3 +139,33 @@ def prepare_market(sample: Sample, history_s: int, promote: bool, stdout, stderr
             stdout.write(f"demo: {market} +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")
     Market.objects.filter(pk=market.pk).update(enabled=True)
     return split
+
+
+BOT_USER, BOT_TOKEN_NAME = "demo-bot", "demo"
+BOT_TOKEN_DAYS = 7
+
+
+def bot_token() -> str:
+    """A fresh key for the demo's bot (user demo-bot, token demo, valid for BOT_TOKEN_DAYS); the old key stops."""
+    user, _ = get_user_model().objects.get_or_create(username=BOT_USER)
+    token = ApiToken.objects.filter(user=user, name=BOT_TOKEN_NAME, revoked__isnull=True).first()
+    expires = timezone.now() + timedelta(days=BOT_TOKEN_DAYS)
+    if token is None:
+        return ApiToken.objects.issue(user, BOT_TOKEN_NAME, expires).key
+    token.expires = expires
+    token.save(update_fields=["expires"])
+    return token.rotate()
+
+
+def usage(url: str, key: str, market: str, manage_prefix: str) -> list[str]:
+    """What the demo prints for a bot: its key and the exact commands that use it, each runnable as pasted."""
+    ws_url = url.replace("http://", "ws://", 1) + "ws/v1/stream/"
+    header = shlex.quote(f"Authorization: Token {key}")
+    return [
+        f"demo: bot token (user {BOT_USER}, valid {BOT_TOKEN_DAYS} days): {key}",
+        "demo: the latest prediction, with it:",
+        f"  curl -H {header} {url}api/v1/markets/{market}/predictions/latest/",
+        "demo: the predictions as they are made (websocket):",
+        f"  .venv/bin/python docs/examples/ws_client.py {ws_url} {key} {market}",
+        f"demo: other manage.py commands on the demo's data: {manage_prefix} ...",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from django.core.management.base import CommandError
 from django.db.models import Max
 
 from markets.models import Market, Trade
+from markets.services import get_or_create_market
 from testsupport import free_port
 from web import demo
 
@@ -125,6 +127,7 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
     assert "demo: training bitstamp:BTC-USD" in output and "demo: training gemini:ETH-USD" in output
     assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     assert "promoted anyway" in output or " active: " in output
+    assert "demo: bot token (user demo-bot" in output and "docs/examples/ws_client.py ws://127.0.0.1:" in output
 
 
 def demo_env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -223,6 +226,34 @@ def test_demo_says_how_to_reset_the_admin_password(settings):
 
     settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
     command = password_reset_command("admin", embedded_only=True)
-    assert command == "DATABASE_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py changepassword admin"
+    assert command == (
+        "DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py changepassword admin"
+    )
     settings.DATA_DIR = settings.BASE_DIR / "var"
     assert password_reset_command("admin") == ".venv/bin/python manage.py changepassword admin"
+
+
+@pytest.mark.django_db
+def test_demo_prints_a_bot_token_and_commands_that_work_as_pasted(settings, client):
+    settings.API_ANONYMOUS_READ = False  # the printed command must not rely on anonymous read
+    settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
+    from cryptopred.management.commands.up import manage_command
+
+    prefix = manage_command([], embedded_only=True)
+    first = demo.bot_token()
+    key = demo.bot_token()  # every start rotates: the key printed last is the one that works
+    lines = demo.usage("http://127.0.0.1:8000/", key, demo.BITSTAMP.market, prefix)
+    assert lines[0].endswith(f": {key}")
+    curl = shlex.split(lines[2])
+    assert curl[:2] == ["curl", "-H"] and curl[2] == f"Authorization: Token {key}"
+    path = urlsplit(curl[3]).path
+    assert path == f"/api/v1/markets/{demo.BITSTAMP.market}/predictions/latest/"
+    get_or_create_market(demo.BITSTAMP.market)
+    name, value = curl[2].split(": ", 1)
+    assert client.get(path, headers={name: value}).status_code == 404  # authenticated; no prediction yet
+    assert client.get(path, HTTP_AUTHORIZATION=f"Token {first}").status_code == 401
+    assert client.get(path).status_code == 401
+    ws = shlex.split(lines[4])
+    assert ws[1] == "docs/examples/ws_client.py" and (settings.BASE_DIR / ws[1]).exists()
+    assert ws[2:] == ["ws://127.0.0.1:8000/ws/v1/stream/", key, demo.BITSTAMP.market]
+    assert lines[5].endswith("DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py ...")

@@ -114,15 +114,15 @@ def ensure_superuser(stdout) -> str:
     return username
 
 
-def password_reset_command(username: str, embedded_only: bool = False) -> str:
-    """The shell command that resets the admin password of this data (run from the repository root).
+def manage_command(args: list[str], embedded_only: bool = False) -> str:
+    """The shell command that runs manage.py with args on this data (from the repository root), as pasted.
 
     It names CRYPTOPRED_DATA_DIR when that is not the default, and with embedded_only (make demo, which ignores
-    DATABASE_URL) empties DATABASE_URL so that the command reaches the same embedded PostgreSQL.
+    DATABASE_URL and REDIS_URL) empties both, so that the command reaches the same embedded servers.
     """
     words = []
     if embedded_only:
-        words.append("DATABASE_URL=")
+        words.append("DATABASE_URL= REDIS_URL=")
     data_dir = Path(settings.DATA_DIR).resolve()
     if data_dir != (Path(settings.BASE_DIR) / "var").resolve():
         try:
@@ -130,7 +130,12 @@ def password_reset_command(username: str, embedded_only: bool = False) -> str:
         except ValueError:
             shown = str(data_dir)
         words.append(f"CRYPTOPRED_DATA_DIR={shlex.quote(shown)}")
-    return " ".join([*words, ".venv/bin/python manage.py changepassword", shlex.quote(username)])
+    return " ".join([*words, ".venv/bin/python manage.py", *map(shlex.quote, args)])
+
+
+def password_reset_command(username: str, embedded_only: bool = False) -> str:
+    """The shell command that resets the admin password of this data."""
+    return manage_command(["changepassword", username], embedded_only)
 
 
 def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:

@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apitokens.models import ApiToken
-
 from core import horizons
 from markets.models import Market
 from markets.services import get_or_create_market

@@ -3,8 +3,11 @@
 import os
 import secrets
 import shlex
+import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,6 +17,7 @@ from django.db import OperationalError, connection
 
 from core.config import embedded_watchers, wipe_metrics
 from core.supervisor import Program, Supervisor, port_in_use
+from markets.models import Market
 from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
 
@@ -138,6 +142,38 @@ def password_reset_command(username: str, embedded_only: bool = False) -> str:
     return manage_command(["changepassword", username], embedded_only)
 
 
+def exchange_urls() -> dict[str, str]:
+    """The live feed's address of each exchange with one."""
+    return {"kraken": settings.KRAKEN_WS_URL, "coinbase": settings.COINBASE_WS_URL}
+
+
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to url's host and port opens within timeout_s."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def offline_hint(exchanges: set[str], timeout_s: float = 3.0) -> str | None:
+    """One line pointing at make demo when none of these exchanges' feeds can be reached (else None)."""
+    urls = [url for name, url in exchange_urls().items() if name in exchanges]
+    if not urls:
+        return None
+    with ThreadPoolExecutor(len(urls)) as pool:  # name resolution has no timeout of its own: bound the wait
+        futures = [pool.submit(reachable, url, timeout_s) for url in urls]
+        done, _ = wait(futures, timeout=timeout_s + 1)
+        if any(future.result() for future in done):
+            return None
+    return (
+        f"No exchange reachable ({', '.join(sorted(exchanges))}): the streams retry until one is. "
+        "Offline? `make demo` runs the whole system on bundled real data."
+    )
+
+
 def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
     """Checks and set-up before the supervisor starts: free port, reachable database, migrations, an admin."""
     if port_in_use(HOST, settings.PORT):
@@ -156,8 +192,14 @@ def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
         created = ensure_default_markets(settings.DEFAULT_MARKETS)
     except MarketError as exc:
         raise CommandError(f"DEFAULT_MARKETS: {exc}") from None
+    hint = offline_hint({market.exchange for market in Market.objects.filter(enabled=True)})
     for market in created:
-        stdout.write(f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h).")
+        backfill = "once its exchange is reachable, " if hint else ""
+        stdout.write(
+            f"Enabled default market {market} (its stream first backfills {backfill}{settings.BACKFILL_HOURS:g} h)."
+        )
+    if hint:
+        stdout.write(hint)
     schedule.sync()
 
 

@@ -22,11 +22,14 @@ from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
 
 HOST = "127.0.0.1"
+# Run locally as root (a container's shell), Celery warns at each worker start that root is discouraged. Its
+# danger is unpickling task messages as root, and these workers accept JSON only; the image runs as its own user.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 def programs() -> list[Program]:
     py = sys.executable
-    celery = [py, "-m", "celery", "-A", "cryptopred"]
+    celery = [py, "-W", ROOT_WARNING_FILTER, "-m", "celery", "-A", "cryptopred"]
     return [
         Program(
             "web",

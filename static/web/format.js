@@ -124,6 +124,9 @@
       el.className = `badge state-${market.stream_state}`;
       el.title = market.stream_detail || "";
     });
+    // Why a stream is not live, on the page itself (touch screens have no tooltips).
+    const why = ["live", "replay"].includes(market.stream_state) ? "" : market.stream_detail || "";
+    root.querySelectorAll('[data-field="stream-detail"]').forEach((el) => { el.textContent = why; });
     root.querySelectorAll('[data-field="trade-age"]').forEach((el) => { el.dataset.ts = market.last_trade_at || ""; });
   }
 

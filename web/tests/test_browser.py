@@ -149,12 +149,12 @@ def test_connection_indicator_reacts_to_dropped_websocket(live_app, driver, tmp_
 
     live_app.stop()
     wait_until(driver, lambda d: connection_state(d) == "reconnecting", message="indicator ignored the drop")
-    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Reconnecting…"
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Page updates: reconnecting…"
     screenshot(driver, "market-reconnecting")
 
     live_app.start()
     wait_until(driver, lambda d: connection_state(d) == "live", message="did not reconnect")
-    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Live"
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Page updates: on"
 
 
 CONTRAST_JS = """

@@ -145,6 +145,7 @@ LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["cryptopred.formats"]  # ISO 24-hour dates in the admin, as on every page
 USE_I18N = False
 USE_TZ = True
 

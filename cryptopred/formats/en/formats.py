@@ -1,4 +1,4 @@
-"""Dates as every page shows them, ISO and 24-hour (times are UTC): the admin, too, instead of "July 1, 2021, 6 a.m."."""
+"""Dates as every page shows them, ISO and 24-hour (times are UTC), in the admin too (not "July 1, 2021, 6 p.m.")."""
 
 DATE_FORMAT = "Y-m-d"
 TIME_FORMAT = "H:i:s"

@@ -93,7 +93,7 @@
     const set = (field, text) => root.querySelectorAll(`[data-field="${field}"]`).forEach((el) => { el.textContent = text; });
     set("pred-price", price(msg.price, d));
     set("pred-interval", interval(msg.lower, msg.upper, d));
-    set("target-time", `for ${clock(msg.target_time)}`);
+    set("target-time", `${msg.target} at ${clock(msg.target_time)}, made ${clock(msg.made_at)}`);
     set("pred-move", move(msg.price, msg.last_close ?? lastClose, d));
     const call = upCall(msg.p_up);
     root.querySelectorAll('[data-field="direction"]').forEach((el) => {

@@ -41,6 +41,7 @@
   });
   const candleSeries = chart.addSeries(LC.CandlestickSeries, {
     upColor: "#0a7a3d", downColor: "#b3261e", wickUpColor: "#0a7a3d", wickDownColor: "#b3261e", borderVisible: false,
+    title: "last trade", // the price label of the final candle: its close, the page's "Last trade"
   });
 
   /* What the test (and a curious reader) can check: the time span the chart shows. */

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from core.formatting import model_label, price
+from core.formatting import model_label, price, window
 from markets.models import Candle, Market
 from modeling import registry
 from modeling.models import ModelArtifact
@@ -129,7 +129,7 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
             lambda d, row=row, expected=expected: text_of(d, f'{row} [data-field="pred-price"]') == expected,
             message=f"horizon {horizon} is stale",
         )
-        assert text_of(driver, f'{row} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}"
+        assert text_of(driver, f'{row} [data-field="target-time"]') == window(newest)
     assert text_of(driver, '#horizons tr[data-horizon="1"] [data-field="model"]') == label
     assert "Persistence" in text_of(driver, '#horizons tr[data-horizon="6"] [data-field="model"]')
     # The recent predictions table starts with the newest.
@@ -485,7 +485,7 @@ def test_the_direction_record_card_and_arrows_follow_live_predictions(live_app, 
     card = "#latest-card"
     wait_until(
         driver,
-        lambda d: text_of(d, f'{card} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}",
+        lambda d: text_of(d, f'{card} [data-field="target-time"]') == window(newest),
         message="latest prediction is stale",
     )
     assert text_of(driver, f'{card} [data-field="p-up"]') == f"P(up) {up_percent(newest.p_up)} %"

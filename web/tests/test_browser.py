@@ -332,6 +332,7 @@ def test_every_range_is_drawn_whole_at_laptop_and_phone_width(live_app, driver, 
                         "return p.bottom - l.bottom;"
                     )
                     assert gap < 60, f"{gap}px blank under the chart"
+                    assert overflowing(driver, ".recent .table-wrap") == []  # no column clipped at 1366 px
                 assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
                 screenshot(driver, f"market-{name}-{size_name}")
     finally:

@@ -15,6 +15,10 @@ from django.utils import timezone
 
 from apitokens.models import ApiToken
 from core import horizons
+from core.redis_client import get_redis
+from inference import readcache
+from inference.models import Prediction
+from inference.services import latest_key
 from markets.models import Market
 from markets.services import get_or_create_market
 from markets.tradefile import open_text, parse_ts
@@ -136,8 +140,23 @@ def prepare_market(sample: Sample, history_s: int, promote: bool, stdout, stderr
         if artifact.status != ModelArtifact.Status.ACTIVE and promote:
             registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
             stdout.write(f"demo: {market} +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")
+    dropped = drop_pretraining_predictions(market)
+    stdout.write(f"demo: {market}: {dropped} predictions of the history, made before training, dropped")
     Market.objects.filter(pk=market.pk).update(enabled=True)
     return split
+
+
+def drop_pretraining_predictions(market: Market) -> int:
+    """Delete what the history replay predicted before any model was trained (persistence without a band); the
+    live replay, which predicts from then on, has not started yet.
+
+    Once a model serves, the newest prediction ("latest") and the live figures are then the model's, from the
+    first live window on, instead of a zero-width row of the history. Returns how many were deleted.
+    """
+    deleted, _ = Prediction.objects.filter(market=market).delete()
+    get_redis().delete(*(latest_key(market.pk, horizon) for horizon in horizons.configured()))
+    readcache.market_changed(market)
+    return deleted
 
 
 BOT_USER, BOT_TOKEN_NAME = "demo-bot", "demo"

@@ -257,3 +257,27 @@ def test_demo_prints_a_bot_token_and_commands_that_work_as_pasted(settings, clie
     assert ws[1] == "docs/examples/ws_client.py" and (settings.BASE_DIR / ws[1]).exists()
     assert ws[2:] == ["ws://127.0.0.1:8000/ws/v1/stream/", key, demo.BITSTAMP.market]
     assert lines[5].endswith("DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py ...")
+
+
+@pytest.mark.django_db
+def test_predictions_made_before_training_are_dropped_so_latest_is_the_models(client, settings):
+    from core import horizons
+    from core.redis_client import get_redis
+    from inference.models import Prediction
+    from inference.services import latest_key
+
+    settings.API_ANONYMOUS_READ = True
+    market = get_or_create_market(demo.BITSTAMP.market)
+    made = datetime(2015, 5, 1, 1, 59, 50, tzinfo=UTC)
+    Prediction.objects.create(
+        market=market, interval_s=10, horizon=1, made_at=made, target_time=made + timedelta(seconds=10),
+        base_close=Decimal(236), price=Decimal(236), lower=Decimal(236), upper=Decimal(236), algorithm="persistence",
+        latency_ms=1.0,
+    )  # fmt: skip
+    get_redis().set(latest_key(market.pk, 1), "{}")
+    url = f"/api/v1/markets/{demo.BITSTAMP.market}/predictions/latest/"
+    assert client.get(url).status_code == 200
+    assert demo.drop_pretraining_predictions(market) == 1
+    assert not Prediction.objects.filter(market=market).exists()
+    assert not any(get_redis().exists(latest_key(market.pk, h)) for h in horizons.configured())
+    assert client.get(url).status_code == 404  # nothing until the first live window, then the model's

@@ -50,7 +50,7 @@ coverage: install
 
 # The documentation site (docs/, mkdocs.yml) into var/site; --strict: a broken link or anchor fails the build.
 docs: install
-	$(PY) -m mkdocs build --strict --site-dir var/site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir var/site
 
 lint: install
 	$(PY) -m ruff check .

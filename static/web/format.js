@@ -158,8 +158,17 @@
     return items;
   }
 
+  /* A chart's time-axis label, ISO and 24-hour UTC as every page writes times (the chart library's own labels call
+     the first tick of a month "Jul", which reads as a date cut short). types: the library's TickMarkType. */
+  function axisLabel(time, type, types) {
+    const iso = new Date(time * 1000).toISOString(); // 2021-07-01T06:00:00.000Z
+    if (type === types.Year) return iso.slice(0, 4);
+    if (type === types.Month || type === types.DayOfMonth) return iso.slice(5, 10);
+    return iso.slice(11, type === types.TimeWithSeconds ? 19 : 16);
+  }
+
   window.Cryptopred = Object.assign(window.Cryptopred || {}, {
-    fmt: { price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, upPercent, upCall, move, decimalsOf },
+    fmt: { axisLabel, price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, upPercent, upCall, move, decimalsOf },
     showPrediction, showMarketState, tickAges, getJSON, getAllPages,
   });
 })();

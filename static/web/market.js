@@ -29,7 +29,9 @@
     layout: { background: { color: "#ffffff" }, textColor: "#16181d", attributionLogo: false },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     rightPriceScale: { borderColor: "#d5d9e0" },
-    timeScale: { borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true, minBarSpacing: 0.5 },
+    timeScale: {
+      borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true, minBarSpacing: 0.5, tickMarkFormatter: (time, type) => C.fmt.axisLabel(time, type, LC.TickMarkType),
+    },
     localization: { priceFormatter: (p) => C.fmt.price(p, decimals) },
   });
   // Band and prediction first, candles last: the candles are drawn on top and stay visible under the line.

@@ -335,6 +335,12 @@ def test_every_range_is_drawn_whole_at_laptop_and_phone_width(live_app, driver, 
                     assert overflowing(driver, ".recent .table-wrap") == []  # no column clipped at 1366 px
                 assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
                 screenshot(driver, f"market-{name}-{size_name}")
+        # The time axis is labelled as every page writes times: the 24h chart of 1 July starts at "07-01", not "Jul".
+        labels = driver.execute_script(
+            "const T = LightweightCharts.TickMarkType, label = window.Cryptopred.fmt.axisLabel;"
+            "return [T.Month, T.DayOfMonth, T.Time, T.TimeWithSeconds].map((type) => label(1625119230, type, T));"
+        )
+        assert labels == ["07-01", "07-01", "06:00", "06:00:30"]
     finally:
         resize(driver, (1280, 900))
 

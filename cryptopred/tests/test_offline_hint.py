@@ -2,6 +2,8 @@
 
 import socket
 
+import pytest
+
 from cryptopred.management.commands.up import offline_hint, reachable
 from testsupport import free_port
 
@@ -23,3 +25,24 @@ def test_a_reachable_exchange_gets_no_hint(settings):
         settings.COINBASE_WS_URL = f"ws://127.0.0.1:{free_port()}/"
         assert reachable(settings.KRAKEN_WS_URL, 1)
         assert offline_hint({"kraken", "coinbase"}, 1) is None
+
+
+@pytest.mark.django_db
+def test_make_up_says_it_once_and_the_backfill_waits(settings, monkeypatch):
+    from io import StringIO
+
+    from django.core.management.base import OutputWrapper
+
+    from cryptopred.management.commands import up
+
+    monkeypatch.setattr(up, "wipe_metrics", lambda: None)  # this test process's metrics stay
+    settings.PORT, settings.DEFAULT_MARKETS = free_port(), ["kraken:ETH-USD", "kraken:BTC-USD"]
+    settings.KRAKEN_WS_URL = f"ws://127.0.0.1:{free_port()}/v2"
+    out = StringIO()
+    up.prepare(OutputWrapper(out), migrate=False)  # as a command's stdout: one line per write
+    lines = out.getvalue().splitlines()
+    assert len([line for line in lines if "make demo" in line]) == 1
+    assert (
+        "Enabled default market kraken:ETH-USD (its stream first backfills 6 h once its exchange can be reached)."
+        in lines
+    )

@@ -197,9 +197,9 @@ def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
         raise CommandError(f"DEFAULT_MARKETS: {exc}") from None
     hint = offline_hint({market.exchange for market in Market.objects.filter(enabled=True)})
     for market in created:
-        backfill = "once its exchange is reachable, " if hint else ""
+        when = " once its exchange can be reached" if hint else ""
         stdout.write(
-            f"Enabled default market {market} (its stream first backfills {backfill}{settings.BACKFILL_HOURS:g} h)."
+            f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h{when})."
         )
     if hint:
         stdout.write(hint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import shlex
 import signal
@@ -101,7 +102,11 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
     # Bitstamp with its default history (2 h), as make demo runs it; Gemini's shortened: it trains apart.
     argv = [sys.executable, "manage.py", "demo", "--history", "30m", "--speed", "60", "--promote"]
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "demo.log"  # read while the demo runs: its printed commands are run as pasted
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            argv, cwd=settings.BASE_DIR, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         base = f"http://127.0.0.1:{port}/api/v1/markets"
         bitstamp = wait_for_model_prediction(
@@ -109,6 +114,7 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
         )
         elapsed = time.monotonic() - started
         assert bitstamp is not None, "no model prediction from Bitstamp's live replay"
+        run_printed_commands(log.read_text())
         # The bound is stretched by the load average (sampled at the end: the demo's own work raises it),
         # never below the idle figure: a demo that trains or replays much more than it does today fails it.
         assert elapsed < loaded(FIRST_BITSTAMP_PREDICTION_S), f"first Bitstamp prediction after {elapsed:.0f} s"
@@ -122,12 +128,29 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
         assert page.status_code == 200 and demo.GEMINI.market in page.text and demo.BITSTAMP.market in page.text
     finally:
         proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0].decode()
+        proc.wait(timeout=60)
+    output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert "demo: training bitstamp:BTC-USD" in output and "demo: training gemini:ETH-USD" in output
     assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     assert "promoted anyway" in output or " active: " in output
     assert "demo: bot token (user demo-bot" in output and "docs/examples/ws_client.py ws://127.0.0.1:" in output
+
+
+def run_printed_commands(printed: str) -> None:
+    """The bot token's curl and websocket commands the demo printed, run as pasted from the repository root:
+    an invalid key fails both (401 for curl -f; close 4401 for the client), anonymous read or not."""
+    lines = [line.strip() for line in printed.splitlines()]
+    curl = next(line for line in lines if line.startswith("curl -H 'Authorization: Token "))
+    answer = subprocess.run([*shlex.split(curl), "-sf"], capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0 and json.loads(answer.stdout)["market"] == demo.BITSTAMP.market, answer
+    client = next(line for line in lines if line.startswith(".venv/bin/python docs/examples/ws_client.py "))
+    pushed = subprocess.run(
+        [*shlex.split(client), "1"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    first, second = pushed.stdout.splitlines()
+    assert json.loads(first)["type"] == "subscribed" and second.startswith("prediction ")
 
 
 def demo_env(tmp_path: Path, port: int) -> dict[str, str]:

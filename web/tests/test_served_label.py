@@ -13,5 +13,5 @@ def test_the_live_columns_of_every_horizon_are_labelled_as_served(client, settin
     settings.API_ANONYMOUS_READ = True
     Market.objects.create(exchange="gemini", base="ETH", quote="USD", symbol="ETHUSD", enabled=True)
     table = client.get("/markets/gemini:ETH-USD/horizons/").content.decode()
-    assert "Live RMSE (bp), as served" in table and "served / persistence (windows)" in table
+    assert 'Live RMSE (bp), as served <span class="muted">/ persistence (windows)</span>' in table
     assert "In 80 % interval, as served" in table and "model / persistence" not in table

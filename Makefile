@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: up test system chaos coverage demo install lint lock bench clean
+.PHONY: up test system chaos coverage demo docs install lint lock bench clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,10 @@ coverage: install
 	CRYPTOPRED_DATA_DIR=$${CRYPTOPRED_DATA_DIR:-var/test} $(PY) -m coverage run -m pytest -m 'system or not system'
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --fail-under=94
+
+# The documentation site (docs/, mkdocs.yml) into var/site; --strict: a broken link or anchor fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir var/site
 
 lint: install
 	$(PY) -m ruff check .

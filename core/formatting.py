@@ -65,6 +65,13 @@ def move(prediction, decimals: int | None = None) -> str:
     return change if change.startswith("-") else f"+{change}"
 
 
+def window(prediction) -> str:
+    """Which window a prediction is for: "close at 06:00:40, made 06:00:30" (its target, at its target time)."""
+    if prediction is None or prediction == "":
+        return ""
+    return f"{prediction.target} at {prediction.target_time:%H:%M:%S}, made {prediction.made_at:%H:%M:%S}"
+
+
 def error_bps(prediction) -> str:
     """Predicted minus realized price in basis points of the close it started from, signed; — until scored."""
     if prediction is None or prediction.realized is None or not prediction.base_close:

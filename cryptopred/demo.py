@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils import timezone
 
+from apitokens.models import ApiToken
 from core import horizons
+from core.redis_client import get_redis
+from inference import readcache
+from inference.models import Prediction
+from inference.services import latest_key
 from markets.models import Market
 from markets.names import get_or_create_market
 from markets.trades.file import open_text
@@ -133,5 +141,50 @@ def prepare_market(sample: Sample, history_s: int, promote: bool, stdout, stderr
         if artifact.status != ModelArtifact.Status.ACTIVE and promote:
             registry.promote(artifact, "demo --promote: served although the promotion gate rejected it")
             stdout.write(f"demo: {market} +{artifact.horizon} v{artifact.version} promoted anyway (--promote)")
+    dropped = drop_pretraining_predictions(market)
+    stdout.write(f"demo: {market}: {dropped} predictions of the history, made before training, dropped")
     Market.objects.filter(pk=market.pk).update(enabled=True)
     return split
+
+
+def drop_pretraining_predictions(market: Market) -> int:
+    """Delete what the history replay predicted before any model was trained (persistence without a band); the
+    live replay, which predicts from then on, has not started yet.
+
+    Once a model serves, the newest prediction ("latest") and the live figures are then the model's, from the
+    first live window on, instead of a zero-width row of the history. Returns how many were deleted.
+    """
+    deleted, _ = Prediction.objects.filter(market=market).delete()
+    get_redis().delete(*(latest_key(market.pk, horizon) for horizon in horizons.configured()))
+    readcache.market_changed(market)
+    return deleted
+
+
+BOT_USER, BOT_TOKEN_NAME = "demo-bot", "demo"
+BOT_TOKEN_DAYS = 7
+
+
+def bot_token() -> str:
+    """A fresh key for the demo's bot (user demo-bot, token demo, valid for BOT_TOKEN_DAYS); the old key stops."""
+    user, _ = get_user_model().objects.get_or_create(username=BOT_USER)
+    token = ApiToken.objects.filter(user=user, name=BOT_TOKEN_NAME, revoked__isnull=True).first()
+    expires = timezone.now() + timedelta(days=BOT_TOKEN_DAYS)
+    if token is None:
+        return ApiToken.objects.issue(user, BOT_TOKEN_NAME, expires).key
+    token.expires = expires
+    token.save(update_fields=["expires"])
+    return token.rotate()
+
+
+def usage(url: str, key: str, market: str, manage_prefix: str) -> list[str]:
+    """What the demo prints for a bot: its key and the exact commands that use it, each runnable as pasted."""
+    ws_url = url.replace("http://", "ws://", 1) + "ws/v1/stream/"
+    header = shlex.quote(f"Authorization: Token {key}")
+    return [
+        f"demo: bot token (user {BOT_USER}, valid {BOT_TOKEN_DAYS} days): {key}",
+        "demo: the latest prediction, with it:",
+        f"  curl -H {header} {url}api/v1/markets/{market}/predictions/latest/",
+        "demo: the predictions as they are made (websocket):",
+        f"  .venv/bin/python docs/examples/ws_client.py {ws_url} {key} {market}",
+        f"demo: other manage.py commands on the demo's data: {manage_prefix} ...",
+    ]

@@ -3,8 +3,11 @@
 import os
 import secrets
 import shlex
+import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,15 +17,21 @@ from django.db import OperationalError, connection
 
 from core.config import wipe_metrics
 from core.supervisor import Program, port_in_use
+from markets.models import Market
 from markets.names import MarketError, ensure_default_markets
 from pipeline import schedule
 
 HOST = "127.0.0.1"
 
 
+# Run locally as root (a container's shell), Celery warns at each worker start that root is discouraged. Its
+# danger is unpickling task messages as root, and these workers accept JSON only; the image runs as its own user.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
+
+
 def programs() -> list[Program]:
     py = sys.executable
-    celery = [py, "-m", "celery", "-A", "cryptopred"]
+    celery = [py, "-W", ROOT_WARNING_FILTER, "-m", "celery", "-A", "cryptopred"]
     return [
         Program(
             "web",
@@ -114,15 +123,15 @@ def ensure_superuser(stdout) -> str:
     return username
 
 
-def password_reset_command(username: str, embedded_only: bool = False) -> str:
-    """The shell command that resets the admin password of this data (run from the repository root).
+def manage_command(args: list[str], embedded_only: bool = False) -> str:
+    """The shell command that runs manage.py with args on this data (from the repository root), as pasted.
 
     It names CRYPTOPRED_DATA_DIR when that is not the default, and with embedded_only (make demo, which ignores
-    DATABASE_URL) empties DATABASE_URL so that the command reaches the same embedded PostgreSQL.
+    DATABASE_URL and REDIS_URL) empties both, so that the command reaches the same embedded servers.
     """
     words = []
     if embedded_only:
-        words.append("DATABASE_URL=")
+        words.append("DATABASE_URL= REDIS_URL=")
     data_dir = Path(settings.DATA_DIR).resolve()
     if data_dir != (Path(settings.BASE_DIR) / "var").resolve():
         try:
@@ -130,7 +139,44 @@ def password_reset_command(username: str, embedded_only: bool = False) -> str:
         except ValueError:
             shown = str(data_dir)
         words.append(f"CRYPTOPRED_DATA_DIR={shlex.quote(shown)}")
-    return " ".join([*words, ".venv/bin/python manage.py changepassword", shlex.quote(username)])
+    return " ".join([*words, ".venv/bin/python manage.py", *map(shlex.quote, args)])
+
+
+def password_reset_command(username: str, embedded_only: bool = False) -> str:
+    """The shell command that resets the admin password of this data."""
+    return manage_command(["changepassword", username], embedded_only)
+
+
+def exchange_urls() -> dict[str, str]:
+    """The live feed's address of each exchange with one."""
+    return {"kraken": settings.KRAKEN_WS_URL, "coinbase": settings.COINBASE_WS_URL}
+
+
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to url's host and port opens within timeout_s."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def offline_hint(exchanges: set[str], timeout_s: float = 3.0) -> str | None:
+    """One line pointing at make demo when none of these exchanges' feeds can be reached (else None)."""
+    urls = [url for name, url in exchange_urls().items() if name in exchanges]
+    if not urls:
+        return None
+    with ThreadPoolExecutor(len(urls)) as pool:  # name resolution has no timeout of its own: bound the wait
+        futures = [pool.submit(reachable, url, timeout_s) for url in urls]
+        done, _ = wait(futures, timeout=timeout_s + 1)
+        if any(future.result() for future in done):
+            return None
+    return (
+        f"No exchange reachable ({', '.join(sorted(exchanges))}): the streams retry until one is. "
+        "Offline? `make demo` runs the whole system on bundled real data."
+    )
 
 
 def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
@@ -151,6 +197,12 @@ def prepare(stdout, migrate: bool = True, embedded_only: bool = False) -> None:
         created = ensure_default_markets(settings.DEFAULT_MARKETS)
     except MarketError as exc:
         raise CommandError(f"DEFAULT_MARKETS: {exc}") from None
+    hint = offline_hint({market.exchange for market in Market.objects.filter(enabled=True)})
     for market in created:
-        stdout.write(f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h).")
+        when = " once its exchange can be reached" if hint else ""
+        stdout.write(
+            f"Enabled default market {market} (its stream first backfills {settings.BACKFILL_HOURS:g} h{when})."
+        )
+    if hint:
+        stdout.write(hint)
     schedule.sync()

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from core.formatting import bps, model_label, percent
 from modeling import registry, serialization
@@ -37,6 +37,19 @@ def _pair(artifact: ModelArtifact, key: str) -> str:
     return f"{bps(_metric(artifact, 'model', key))} / {bps(_metric(artifact, 'persistence', key))}"
 
 
+def flatten(value, path: str = "") -> list[tuple[str, str]]:
+    """(dotted path, shown value) of each leaf of nested metrics; floats to 6 significant digits."""
+    if isinstance(value, dict):
+        return [row for key, item in value.items() for row in flatten(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, float):
+        return [(path, f"{value:.6g}")]
+    if isinstance(value, list) and not any(isinstance(item, dict | list) for item in value):
+        return [(path, ", ".join(f"{item:.6g}" if isinstance(item, float) else str(item) for item in value))]
+    if isinstance(value, list):
+        return [row for i, item in enumerate(value) for row in flatten(item, f"{path}[{i}]")]
+    return [(path, "null" if value is None else str(value))]
+
+
 BUTTONS = {"promote": "Promote to active", "rollback": "Roll back to the previous model", "retire": "Retire"}
 
 
@@ -57,8 +70,10 @@ class ModelArtifactAdmin(admin.ModelAdmin):
     list_display_links = ["label"]
     list_filter = ["status", "algorithm", "target", "direction_model", "market", "interval_s", "horizon"]
     search_fields = ["reason", "algorithm"]
-    readonly_fields = [f.name for f in ModelArtifact._meta.fields if f.name != "artifact"]
-    exclude = ["artifact"]
+    readonly_fields = [
+        "metrics_table" if f.name == "metrics" else f.name for f in ModelArtifact._meta.fields if f.name != "artifact"
+    ]
+    exclude = ["artifact", "metrics"]
     inlines = [ModelEventInline]
     actions = ["promote", "rollback", "retire"]
     change_form_template = "admin/modeling/modelartifact/change_form.html"
@@ -92,6 +107,15 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         if up.get("brier") is None:
             return None
         return f"{obj.direction_model or obj.direction_source} · {up['brier']:.4f} vs {up['brier_reference']:.4f}"
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj):
+        """The validation metrics as a table, one row per figure (its path in the stored JSON), not a JSON blob."""
+        rows = flatten(obj.metrics)
+        if not rows:
+            return "-"
+        body = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', rows)
+        return format_html('<table class="metrics"><tbody>{}</tbody></table>', body)
 
     def has_add_permission(self, request) -> bool:
         return False  # artifacts come from training only

@@ -84,7 +84,7 @@ def models(request):
     history = pages.model_history()
     for market in history:
         # The latest check at each horizon (monitoring.drift).
-        market.drifts = [
-            (h, DriftReport.objects.filter(market=market, horizon=h).first()) for h in horizons.configured()
-        ]
+        reports = [(h, DriftReport.objects.filter(market=market, horizon=h).first()) for h in horizons.configured()]
+        market.drifts = [(h, report) for h, report in reports if report is not None]
+        market.drift_unchecked = [h for h, report in reports if report is None]  # said once, not per horizon
     return render(request, "web/models.html", {"history": history, "nav": "models"})

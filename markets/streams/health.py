@@ -37,4 +37,8 @@ def check_streams() -> dict:
             "last_trade_at": market.last_trade_at.isoformat() if market.last_trade_at else None,
             "book": book_state(market),
         }
-    return {"ok": all(m["running"] for m in markets.values()), "markets": markets}
+    body = {"ok": all(m["running"] for m in markets.values()), "markets": markets}
+    not_live = [name for name, m in markets.items() if m["running"] and m["state"] != Market.StreamState.LIVE]
+    if not_live:  # running but not receiving (offline, backfilling): serving, on old data; /healthz says degraded
+        body["degraded"] = f"not live: {', '.join(not_live)}"
+    return body

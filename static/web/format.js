@@ -93,7 +93,7 @@
     const set = (field, text) => root.querySelectorAll(`[data-field="${field}"]`).forEach((el) => { el.textContent = text; });
     set("pred-price", price(msg.price, d));
     set("pred-interval", interval(msg.lower, msg.upper, d));
-    set("target-time", `for ${clock(msg.target_time)}`);
+    set("target-time", `${msg.target} at ${clock(msg.target_time)}, made ${clock(msg.made_at)}`);
     set("pred-move", move(msg.price, msg.last_close ?? lastClose, d));
     const call = upCall(msg.p_up);
     root.querySelectorAll('[data-field="direction"]').forEach((el) => {
@@ -124,6 +124,9 @@
       el.className = `badge state-${market.stream_state}`;
       el.title = market.stream_detail || "";
     });
+    // Why a stream is not live, on the page itself (touch screens have no tooltips).
+    const why = ["live", "replay"].includes(market.stream_state) ? "" : market.stream_detail || "";
+    root.querySelectorAll('[data-field="stream-detail"]').forEach((el) => { el.textContent = why; });
     root.querySelectorAll('[data-field="trade-age"]').forEach((el) => { el.dataset.ts = market.last_trade_at || ""; });
   }
 
@@ -155,8 +158,17 @@
     return items;
   }
 
+  /* A chart's time-axis label, ISO and 24-hour UTC as every page writes times (the chart library's own labels call
+     the first tick of a month "Jul", which reads as a date cut short). types: the library's TickMarkType. */
+  function axisLabel(time, type, types) {
+    const iso = new Date(time * 1000).toISOString(); // 2021-07-01T06:00:00.000Z
+    if (type === types.Year) return iso.slice(0, 4);
+    if (type === types.Month || type === types.DayOfMonth) return iso.slice(5, 10);
+    return iso.slice(11, type === types.TimeWithSeconds ? 19 : 16);
+  }
+
   window.Cryptopred = Object.assign(window.Cryptopred || {}, {
-    fmt: { price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, upPercent, upCall, move, decimalsOf },
+    fmt: { axisLabel, price, interval, errorBps, modelLabel, percent, unix, clock, stamp, age, upPercent, upCall, move, decimalsOf },
     showPrediction, showMarketState, tickAges, getJSON, getAllPages,
   });
 })();

@@ -6,6 +6,7 @@
 (function () {
   "use strict";
   const C = window.Cryptopred;
+  const LABEL_ROOM_PX = 24; // half the width of a time-axis label, kept free at each end of the chart
   const LC = window.LightweightCharts;
   const RANGES = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
   const root = document.querySelector(".market-layout");
@@ -29,7 +30,9 @@
     layout: { background: { color: "#ffffff" }, textColor: "#16181d", attributionLogo: false },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     rightPriceScale: { borderColor: "#d5d9e0" },
-    timeScale: { borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true, minBarSpacing: 0.5 },
+    timeScale: {
+      borderColor: "#d5d9e0", timeVisible: true, secondsVisible: true, minBarSpacing: 0.5, tickMarkFormatter: (time, type) => C.fmt.axisLabel(time, type, LC.TickMarkType),
+    },
     localization: { priceFormatter: (p) => C.fmt.price(p, decimals) },
   });
   // Band and prediction first, candles last: the candles are drawn on top and stay visible under the line.
@@ -41,12 +44,16 @@
   });
   const candleSeries = chart.addSeries(LC.CandlestickSeries, {
     upColor: "#0a7a3d", downColor: "#b3261e", wickUpColor: "#0a7a3d", wickDownColor: "#b3261e", borderVisible: false,
+    title: "last trade", // the price label of the final candle: its close, the page's "Last trade"
   });
 
   /* What the test (and a curious reader) can check: the time span the chart shows. */
   chart.timeScale().subscribeVisibleTimeRangeChange((visible) => {
     chartEl.dataset.visibleFrom = visible ? visible.from : "";
     chartEl.dataset.visibleTo = visible ? visible.to : "";
+  });
+  chart.timeScale().subscribeVisibleLogicalRangeChange((shown) => {
+    chartEl.dataset.logicalFrom = shown ? shown.from : ""; // below 0: room left of the first bar
   });
 
   const candles = new Map(); // bar start (s) -> bar
@@ -96,6 +103,21 @@
     for (const map of [candles, predictions]) for (const t of map.keys()) if (t < from) map.delete(t);
   }
 
+  /* Every bar in view (as fitContent would), with room at both ends for an axis label centred on the first or last
+     bar: a day's first label ("07-01") sits on the first bar of a 24h chart, and the bars alone would cut it in half.
+     The bars are counted here: the time scale applies a fit only when it next draws. */
+  function fitWithRoomForLabels() {
+    const scale = chart.timeScale();
+    const bars = new Set([...candles.keys(), ...predictions.keys()]).size; // the scale's points: both series' times
+    const width = scale.width();
+    if (bars < 2 || width <= 4 * LABEL_ROOM_PX) {
+      scale.fitContent();
+      return;
+    }
+    const room = (LABEL_ROOM_PX * (bars - 1)) / (width - 2 * LABEL_ROOM_PX);
+    scale.setVisibleLogicalRange({ from: -room, to: bars - 1 + room });
+  }
+
   async function loadHistory(fit) {
     const end = (lastCandle ?? Math.floor(Date.now() / 1000)) + interval;
     const start = new Date(bucket(end - RANGES[range]) * 1000).toISOString();
@@ -118,7 +140,7 @@
       }
       drawCandles();
       drawPredictions();
-      if (fit) chart.timeScale().fitContent();
+      if (fit) fitWithRoomForLabels();
       statusEl.textContent = cs.length ? "" : "No candles in this range yet.";
     } catch (err) {
       statusEl.textContent = `Could not load history (${err.message}).`;

@@ -1,7 +1,12 @@
 /* Websocket client for /ws/v1/stream/: resubscribes after automatic reconnects and shows its state. */
 (function () {
   "use strict";
-  const LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
+  // The page's own link to the server (its websocket), not the markets' feeds: each market shows its stream's state.
+  const LABELS = {
+    connecting: "Page updates: connecting…",
+    live: "Page updates: on",
+    reconnecting: "Page updates: reconnecting…",
+  };
   const BASE_DELAY_MS = 500;
   const MAX_DELAY_MS = 8000;
   const PING_EVERY_MS = 15000;

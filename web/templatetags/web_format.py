@@ -7,6 +7,6 @@ from markets.streams.sources import is_streamed
 
 register = template.Library()
 FILTERS = ("price", "interval", "error_bps", "bps", "percent", "count", "model_label", "iso_stamp")
-for _name in (*FILTERS, "up_percent", "up_call", "move"):
+for _name in (*FILTERS, "up_percent", "up_call", "move", "window"):
     register.filter(_name, getattr(formatting, _name))
 register.filter("streamed", is_streamed)

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from core.formatting import model_label, price
+from core.formatting import model_label, price, window
 from markets.models import Candle, Market
 from modeling import registry
 from modeling.market_training import train_horizons, train_market
@@ -129,7 +129,7 @@ def test_chart_receives_live_updates_from_replay(live_app, driver, tmp_path, set
             lambda d, row=row, expected=expected: text_of(d, f'{row} [data-field="pred-price"]') == expected,
             message=f"horizon {horizon} is stale",
         )
-        assert text_of(driver, f'{row} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}"
+        assert text_of(driver, f'{row} [data-field="target-time"]') == window(newest)
     assert text_of(driver, '#horizons tr[data-horizon="1"] [data-field="model"]') == label
     assert "Persistence" in text_of(driver, '#horizons tr[data-horizon="6"] [data-field="model"]')
     # The recent predictions table starts with the newest.
@@ -149,12 +149,12 @@ def test_connection_indicator_reacts_to_dropped_websocket(live_app, driver, tmp_
 
     live_app.stop()
     wait_until(driver, lambda d: connection_state(d) == "reconnecting", message="indicator ignored the drop")
-    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Reconnecting…"
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Page updates: reconnecting…"
     screenshot(driver, "market-reconnecting")
 
     live_app.start()
     wait_until(driver, lambda d: connection_state(d) == "live", message="did not reconnect")
-    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Live"
+    assert driver.find_element(By.CSS_SELECTOR, "#conn-state .conn-label").text == "Page updates: on"
 
 
 CONTRAST_JS = """
@@ -323,6 +323,8 @@ def test_every_range_is_drawn_whole_at_laptop_and_phone_width(live_app, driver, 
 
                 expected = min(seconds, span_stored) - 2 * drawn
                 wait_until(driver, lambda d, e=expected: span(d) >= e, timeout=10, message=f"{name}: too short a span")
+                # Room left of the first bar, so an axis label centred on it (the day's "07-01") is not cut.
+                assert float(chart(driver).get_attribute("data-logical-from")) < 0
                 assert span(driver) <= seconds + 3 * drawn
                 if size_name == "laptop":
                     # The chart fills its card: no blank area under the legend.
@@ -332,8 +334,15 @@ def test_every_range_is_drawn_whole_at_laptop_and_phone_width(live_app, driver, 
                         "return p.bottom - l.bottom;"
                     )
                     assert gap < 60, f"{gap}px blank under the chart"
+                    assert overflowing(driver, ".recent .table-wrap") == []  # no column clipped at 1366 px
                 assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
                 screenshot(driver, f"market-{name}-{size_name}")
+        # The time axis is labelled as every page writes times: the 24h chart of 1 July starts at "07-01", not "Jul".
+        labels = driver.execute_script(
+            "const T = LightweightCharts.TickMarkType, label = window.Cryptopred.fmt.axisLabel;"
+            "return [T.Month, T.DayOfMonth, T.Time, T.TimeWithSeconds].map((type) => label(1625119230, type, T));"
+        )
+        assert labels == ["07-01", "07-01", "06:00", "06:00:30"]
     finally:
         resize(driver, (1280, 900))
 
@@ -485,7 +494,7 @@ def test_the_direction_record_card_and_arrows_follow_live_predictions(live_app, 
     card = "#latest-card"
     wait_until(
         driver,
-        lambda d: text_of(d, f'{card} [data-field="target-time"]') == f"for {newest.target_time:%H:%M:%S}",
+        lambda d: text_of(d, f'{card} [data-field="target-time"]') == window(newest),
         message="latest prediction is stale",
     )
     assert text_of(driver, f'{card} [data-field="p-up"]') == f"P(up) {up_percent(newest.p_up)} %"

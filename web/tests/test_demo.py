@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from django.db.models import Max
 
 from cryptopred import demo
 from markets.models import Market, Trade
+from markets.names import get_or_create_market
 from testsupport import free_port
 
 SAMPLE = settings.BASE_DIR / demo.GEMINI.trades
@@ -99,7 +102,11 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
     # Bitstamp with its default history (2 h), as make demo runs it; Gemini's shortened: it trains apart.
     argv = [sys.executable, "manage.py", "demo", "--history", "30m", "--speed", "60", "--promote"]
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "demo.log"  # read while the demo runs: its printed commands are run as pasted
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            argv, cwd=settings.BASE_DIR, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         base = f"http://127.0.0.1:{port}/api/v1/markets"
         bitstamp = wait_for_model_prediction(
@@ -107,6 +114,7 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
         )
         elapsed = time.monotonic() - started
         assert bitstamp is not None, "no model prediction from Bitstamp's live replay"
+        run_printed_commands(log.read_text())
         # The bound is stretched by the load average (sampled at the end: the demo's own work raises it),
         # never below the idle figure: a demo that trains or replays much more than it does today fails it.
         assert elapsed < loaded(FIRST_BITSTAMP_PREDICTION_S), f"first Bitstamp prediction after {elapsed:.0f} s"
@@ -120,11 +128,29 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
         assert page.status_code == 200 and demo.GEMINI.market in page.text and demo.BITSTAMP.market in page.text
     finally:
         proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0].decode()
+        proc.wait(timeout=60)
+    output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert "demo: training bitstamp:BTC-USD" in output and "demo: training gemini:ETH-USD" in output
     assert f"CRYPTOPRED_DATA_DIR={tmp_path} .venv/bin/python manage.py changepassword admin" in output
     assert "promoted anyway" in output or " active: " in output
+    assert "demo: bot token (user demo-bot" in output and "docs/examples/ws_client.py ws://127.0.0.1:" in output
+
+
+def run_printed_commands(printed: str) -> None:
+    """The bot token's curl and websocket commands the demo printed, run as pasted from the repository root:
+    an invalid key fails both (401 for curl -f; close 4401 for the client), anonymous read or not."""
+    lines = [line.strip() for line in printed.splitlines()]
+    curl = next(line for line in lines if line.startswith("curl -H 'Authorization: Token "))
+    answer = subprocess.run([*shlex.split(curl), "-sf"], capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0 and json.loads(answer.stdout)["market"] == demo.BITSTAMP.market, answer
+    client = next(line for line in lines if line.startswith(".venv/bin/python docs/examples/ws_client.py "))
+    pushed = subprocess.run(
+        [*shlex.split(client), "1"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    first, second = pushed.stdout.splitlines()
+    assert json.loads(first)["type"] == "subscribed" and second.startswith("prediction ")
 
 
 def demo_env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -223,6 +249,58 @@ def test_demo_says_how_to_reset_the_admin_password(settings):
 
     settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
     command = password_reset_command("admin", embedded_only=True)
-    assert command == "DATABASE_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py changepassword admin"
+    assert command == (
+        "DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py changepassword admin"
+    )
     settings.DATA_DIR = settings.BASE_DIR / "var"
     assert password_reset_command("admin") == ".venv/bin/python manage.py changepassword admin"
+
+
+@pytest.mark.django_db
+def test_demo_prints_a_bot_token_and_commands_that_work_as_pasted(settings, client):
+    settings.API_ANONYMOUS_READ = False  # the printed command must not rely on anonymous read
+    settings.DATA_DIR = settings.BASE_DIR / "var" / "demo"
+    from cryptopred.system import manage_command
+
+    prefix = manage_command([], embedded_only=True)
+    first = demo.bot_token()
+    key = demo.bot_token()  # every start rotates: the key printed last is the one that works
+    lines = demo.usage("http://127.0.0.1:8000/", key, demo.BITSTAMP.market, prefix)
+    assert lines[0].endswith(f": {key}")
+    curl = shlex.split(lines[2])
+    assert curl[:2] == ["curl", "-H"] and curl[2] == f"Authorization: Token {key}"
+    path = urlsplit(curl[3]).path
+    assert path == f"/api/v1/markets/{demo.BITSTAMP.market}/predictions/latest/"
+    get_or_create_market(demo.BITSTAMP.market)
+    name, value = curl[2].split(": ", 1)
+    assert client.get(path, headers={name: value}).status_code == 404  # authenticated; no prediction yet
+    assert client.get(path, HTTP_AUTHORIZATION=f"Token {first}").status_code == 401
+    assert client.get(path).status_code == 401
+    ws = shlex.split(lines[4])
+    assert ws[1] == "docs/examples/ws_client.py" and (settings.BASE_DIR / ws[1]).exists()
+    assert ws[2:] == ["ws://127.0.0.1:8000/ws/v1/stream/", key, demo.BITSTAMP.market]
+    assert lines[5].endswith("DATABASE_URL= REDIS_URL= CRYPTOPRED_DATA_DIR=var/demo .venv/bin/python manage.py ...")
+
+
+@pytest.mark.django_db
+def test_predictions_made_before_training_are_dropped_so_latest_is_the_models(client, settings):
+    from core import horizons
+    from core.redis_client import get_redis
+    from inference.models import Prediction
+    from inference.services import latest_key
+
+    settings.API_ANONYMOUS_READ = True
+    market = get_or_create_market(demo.BITSTAMP.market)
+    made = datetime(2015, 5, 1, 1, 59, 50, tzinfo=UTC)
+    Prediction.objects.create(
+        market=market, interval_s=10, horizon=1, made_at=made, target_time=made + timedelta(seconds=10),
+        base_close=Decimal(236), price=Decimal(236), lower=Decimal(236), upper=Decimal(236), algorithm="persistence",
+        latency_ms=1.0,
+    )  # fmt: skip
+    get_redis().set(latest_key(market.pk, 1), "{}")
+    url = f"/api/v1/markets/{demo.BITSTAMP.market}/predictions/latest/"
+    assert client.get(url).status_code == 200
+    assert demo.drop_pretraining_predictions(market) == 1
+    assert not Prediction.objects.filter(market=market).exists()
+    assert not any(get_redis().exists(latest_key(market.pk, h)) for h in horizons.configured())
+    assert client.get(url).status_code == 404  # nothing until the first live window, then the model's

@@ -182,7 +182,7 @@ def test_market_page_shows_the_horizons_side_by_side(client, market, anonymous_r
         strict=True,
     ):
         assert f'<span class="muted">{ahead}</span>' in row
-        assert f'data-field="pred-price">{value}<' in row and f"for {target}" in row
+        assert f'data-field="pred-price">{value}<' in row and f"close at {target}, made 06:00:10" in row
         assert 'data-metric="rmse">' in row and "(1)" in row  # each horizon's own live metrics: one scored window
     recent = page.split('id="recent-predictions"')[1]
     assert [f"<td>+{h}</td>" in recent for h in (1, 3, 6)] == [True, True, True]

@@ -13,7 +13,7 @@ from core.config import embedded_watchers
 from core.supervisor import Program, Supervisor
 from cryptopred import demo
 from cryptopred.demo import BITSTAMP, GEMINI, SAMPLES
-from cryptopred.system import HOST, prepare, programs
+from cryptopred.system import HOST, manage_command, prepare, programs
 from markets.models import Market
 from markets.names import get_or_create_market
 from pipeline.cli import duration_option, parse_speed
@@ -48,7 +48,8 @@ class Command(BaseCommand):
         settings.API_ANONYMOUS_READ = True
         settings.DEFAULT_MARKETS = []  # offline: no exchange stream to add
         # make demo empties DATABASE_URL: the password reset it prints must reach the same embedded server.
-        prepare(self.stdout, migrate=not options["no_migrate"], embedded_only=not os.environ.get("DATABASE_URL"))
+        embedded_only = not os.environ.get("DATABASE_URL")
+        prepare(self.stdout, migrate=not options["no_migrate"], embedded_only=embedded_only)
         for sample in SAMPLES:
             self.fresh_market(sample.market, reset)
 
@@ -56,6 +57,7 @@ class Command(BaseCommand):
         # history and a slower model to train, prepares itself in a job of its own next to the running system.
         split = demo.prepare_market(BITSTAMP, book_history_s, promote, self.stdout, self.stderr)
         skilled = demo.direction_model_horizons(get_or_create_market(BITSTAMP.market))
+        key = demo.bot_token()
         connection.close()
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         paced = ["--market", BITSTAMP.market, "--speed", speed]
@@ -72,6 +74,9 @@ class Command(BaseCommand):
         if skilled:
             page = f"{url}markets/{BITSTAMP.market}/?horizon={skilled[0]}"
             self.stdout.write(f"demo: {BITSTAMP.market} serves its direction model at +{skilled[0]}: {page}")
+        prefix = manage_command([], embedded_only=embedded_only)
+        for line in demo.usage(url, key, BITSTAMP.market, prefix):
+            self.stdout.write(line)
         # Offline, so no live exchange streams: the replay jobs are the markets' only feeds.
         system = [program for program in programs() if program.name != "streams"]
         Supervisor([*system, *live], watchers=embedded_watchers()).run()

@@ -33,13 +33,13 @@ def test_make_up_says_it_once_and_the_backfill_waits(settings, monkeypatch):
 
     from django.core.management.base import OutputWrapper
 
-    from cryptopred.management.commands import up
+    from cryptopred import system
 
-    monkeypatch.setattr(up, "wipe_metrics", lambda: None)  # this test process's metrics stay
+    monkeypatch.setattr(system, "wipe_metrics", lambda: None)  # this test process's metrics stay
     settings.PORT, settings.DEFAULT_MARKETS = free_port(), ["kraken:ETH-USD", "kraken:BTC-USD"]
     settings.KRAKEN_WS_URL = f"ws://127.0.0.1:{free_port()}/v2"
     out = StringIO()
-    up.prepare(OutputWrapper(out), migrate=False)  # as a command's stdout: one line per write
+    system.prepare(OutputWrapper(out), migrate=False)  # as a command's stdout: one line per write
     lines = out.getvalue().splitlines()
     assert len([line for line in lines if "make demo" in line]) == 1
     assert (

@@ -134,7 +134,7 @@ class Server:
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
             "cryptopred.asgi:application",
-            ws="websockets-sansio",
+            ws="cryptopred.wsframes:FrameTransportProtocol",
             ws_per_message_deflate=False,  # as `manage.py up` runs it
             lifespan="off",
             log_level="warning",
@@ -195,8 +195,8 @@ class AppProcess:
             "WS_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # every client of these tests is on loopback
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
-        argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]
-        argv += ["--log-level", "warning"]
+        argv += ["--ws", "cryptopred.wsframes:FrameTransportProtocol", "--ws-per-message-deflate", "false"]
+        argv += ["--lifespan", "off", "--log-level", "warning"]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -261,6 +261,10 @@ STREAM_SILENCE_S = env_float("STREAM_SILENCE_S", 30.0)  # no frame for this long
 STREAM_LEASE_S = env_float("STREAM_LEASE_S", 20.0)
 STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)  # threads of the streams worker
 STREAMS_QUEUE = env_str("STREAMS_QUEUE", "streams")
+# Streams spread over several queues (comma-separated, e.g. streams.a,streams.b), each consumed by the streams
+# worker(s) of one machine: a market's stream goes to the queue its name hashes to, or, while no worker consumes
+# that queue, to one of those that have a worker. Empty: every stream on STREAMS_QUEUE.
+STREAM_QUEUES = tuple(name.strip() for name in env_str("STREAM_QUEUES", "").split(",") if name.strip())
 # Pipeline step (features -> predictions -> scoring): retry backoff after a failure.
 STEP_RETRY_BASE_S = env_float("STEP_RETRY_BASE_S", 0.5)
 STEP_RETRY_MAX_S = env_float("STEP_RETRY_MAX_S", 30.0)

@@ -16,6 +16,7 @@ from core.config import embedded_watchers, wipe_metrics
 from core.supervisor import Program, Supervisor, port_in_use
 from markets.services import MarketError, ensure_default_markets
 from pipeline import schedule
+from pipeline.tasks import stream_queues
 
 HOST = "127.0.0.1"
 
@@ -78,7 +79,7 @@ def programs() -> list[Program]:
                 *celery,
                 "worker",
                 "-Q",
-                settings.STREAMS_QUEUE,
+                ",".join(stream_queues()),  # one machine consumes them all
                 "-n",
                 "streams@%h",
                 "--pool",

@@ -119,10 +119,15 @@ CACHES = {
     }
 }
 
+# Websocket pushes through these Redis servers (comma-separated URLs), each group on one of them by its name's
+# hash: a shard down loses the pushes of its groups only. Empty: REDIS_URL alone.
+CHANNEL_LAYER_URLS = tuple(url.strip() for url in env_str("CHANNEL_LAYER_URLS", "").split(",") if url.strip()) or (
+    REDIS_URL,
+)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cryptopred:asgi"},
+        "CONFIG": {"hosts": list(CHANNEL_LAYER_URLS), "prefix": "cryptopred:asgi"},
     }
 }
 

@@ -180,7 +180,7 @@ def server(thread_connections_close):
 class AppProcess:
     """cryptopred.asgi under uvicorn in its own process, on the test database; its log in a file."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, env: dict | None = None):
         parts = urlsplit(os.environ["DATABASE_URL"])
         test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
         self.port, self.log = free_port(), log
@@ -193,6 +193,7 @@ class AppProcess:
             "API_ANON_THROTTLE_RATE": "1000000/s",
             "LOG_LEVEL": "WARNING",
             "WS_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # every client of these tests is on loopback
+            **(env or {}),
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
         argv += ["--ws", "cryptopred.wsframes:FrameTransportProtocol", "--ws-per-message-deflate", "false"]

@@ -126,7 +126,7 @@ def api_user(username: str = "bot") -> tuple:
 class Server:
     """The real ASGI application under uvicorn, in a thread, on an ephemeral loopback port."""
 
-    def __init__(self):
+    def __init__(self, deflate: bool = False):
         import uvicorn
 
         self.sock = socket.socket()
@@ -135,7 +135,7 @@ class Server:
         config = uvicorn.Config(
             "cryptopred.asgi:application",
             ws="cryptopred.wsframes:FrameTransportProtocol",
-            ws_per_message_deflate=False,  # as `manage.py up` runs it
+            ws_per_message_deflate=deflate,  # off as `manage.py up` runs it
             lifespan="off",
             log_level="warning",
         )

@@ -22,7 +22,7 @@ from inference.hub import _hubs
 from inference.models import Prediction
 from pipeline.services import replay
 
-from .conftest import MARKET, api_user
+from .conftest import MARKET, Server, api_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,6 +213,24 @@ def test_a_push_is_one_frame_written_to_every_transport_not_an_asgi_send(server,
     assert asyncio.run(scenario()) == [{"type": "prediction", "n": 7}] * 2
     assert sent == [], "a push went through ASGI send()"
     assert len(written) == 2 and written[0] is written[1]
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_with_per_message_deflate_pushes_go_through_the_outbox_and_asgi(thread_connections_close, market):
+    """A compressed connection's frames differ from the shared one: no transport is offered, pushes still arrive."""
+    from inference.broadcast import publish
+
+    async def scenario() -> tuple[list, list]:
+        async with connect(deflating.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            members = [c for h in list(_hubs.values()) for c in h.members.get(group_name("predictions", market, 1), ())]
+            for n in range(3):
+                await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": n}], 1)
+            return [c.frames for c in members], [(await receive(ws))["n"] for _ in range(3)]
+
+    with Server(deflate=True) as deflating:
+        frames, received = asyncio.run(scenario())
+    assert frames == [None] and received == [0, 1, 2]
 
 
 def subscribers(market, channel: str = "predictions", horizon: int | None = 1) -> int:

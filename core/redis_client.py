@@ -64,17 +64,18 @@ class Outage:
 OUTAGE = Outage()
 
 
-def best_effort(what: str, call: Callable[[], T]) -> T | None:
+def best_effort(what: str, call: Callable[[], T], outage: Outage = OUTAGE) -> T | None:
     """call() (a Redis call whose failure loses nothing: a cache, a live push), or None when Redis is unavailable.
 
-    what names the call in the outage's one log line, e.g. "caching the latest prediction of kraken:BTC-USD".
+    what names the call in the outage's one log line, e.g. "caching the latest prediction of kraken:BTC-USD";
+    outage is the Redis server's (another than REDIS_URL, such as a channel layer shard, has its own).
     """
-    if OUTAGE.skipping():
+    if outage.skipping():
         return None
     try:
         result = call()
     except (RedisError, OSError) as exc:  # OSError: refused, reset, timed out (socket or a future's wait)
-        OUTAGE.failed(what, exc)
+        outage.failed(what, exc)
         return None
-    OUTAGE.answered()
+    outage.answered()
     return result

@@ -119,10 +119,15 @@ CACHES = {
     }
 }
 
+# Websocket pushes through these Redis servers (comma-separated URLs), each group on one of them by its name's
+# hash: a shard down loses the pushes of its groups only. Empty: REDIS_URL alone.
+CHANNEL_LAYER_URLS = tuple(url.strip() for url in env_str("CHANNEL_LAYER_URLS", "").split(",") if url.strip()) or (
+    REDIS_URL,
+)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cryptopred:asgi"},
+        "CONFIG": {"hosts": list(CHANNEL_LAYER_URLS), "prefix": "cryptopred:asgi"},
     }
 }
 
@@ -263,6 +268,10 @@ STREAM_SILENCE_S = env_float("STREAM_SILENCE_S", 30.0)  # no frame for this long
 STREAM_LEASE_S = env_float("STREAM_LEASE_S", 20.0)
 STREAMS_CONCURRENCY = env_int("STREAMS_CONCURRENCY", 4, minimum=1)  # threads of the streams worker
 STREAMS_QUEUE = env_str("STREAMS_QUEUE", "streams")
+# Streams spread over several queues (comma-separated, e.g. streams.a,streams.b), each consumed by the streams
+# worker(s) of one machine: a market's stream goes to the queue its name hashes to, or, while no worker consumes
+# that queue, to one of those that have a worker. Empty: every stream on STREAMS_QUEUE.
+STREAM_QUEUES = tuple(name.strip() for name in env_str("STREAM_QUEUES", "").split(",") if name.strip())
 # Pipeline step (features -> predictions -> scoring): retry backoff after a failure.
 STEP_RETRY_BASE_S = env_float("STEP_RETRY_BASE_S", 0.5)
 STEP_RETRY_MAX_S = env_float("STEP_RETRY_MAX_S", 30.0)

@@ -20,6 +20,7 @@ from core.supervisor import Program, port_in_use
 from markets.models import Market
 from markets.names import MarketError, ensure_default_markets
 from pipeline import schedule
+from pipeline.tasks import stream_queues
 
 HOST = "127.0.0.1"
 
@@ -47,7 +48,7 @@ def programs() -> list[Program]:
                 "--http",
                 "cryptopred.http:HeaderTimeoutProtocol",  # a request's headers must arrive within a bound
                 "--ws",
-                "websockets-sansio",
+                "cryptopred.wsframes:FrameTransportProtocol",
                 # Per connection a zlib context (~40 KiB) and a compression of every push: twice the CPU of a
                 # fan-out and of an idle connection's memory, to save bytes on small JSON (bench/fanout.py).
                 "--ws-per-message-deflate",
@@ -87,7 +88,7 @@ def programs() -> list[Program]:
                 *celery,
                 "worker",
                 "-Q",
-                settings.STREAMS_QUEUE,
+                ",".join(stream_queues()),  # one machine consumes them all
                 "-n",
                 "streams@%h",
                 "--pool",

@@ -13,7 +13,7 @@ from functools import cache
 from channels.layers import get_channel_layer
 
 from core import prometheus
-from core.redis_client import best_effort
+from core.redis_client import OUTAGE, Outage, best_effort
 from markets.models import Market
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,10 @@ def publish(channel: str, market: Market, payloads: list[dict], horizon: int | N
     texts = [json.dumps(payload, separators=(",", ":")) for payload in payloads]
     if layer is None or not texts:
         return
+    group = group_name(channel, market, horizon)
 
     def send() -> bool:
-        sending = asyncio.run_coroutine_threadsafe(
-            _send(layer, group_name(channel, market, horizon), texts), _loop(os.getpid())
-        )
+        sending = asyncio.run_coroutine_threadsafe(_send(layer, group, texts), _loop(os.getpid()))
         try:
             sending.result(SEND_TIMEOUT_S)
         except TimeoutError:
@@ -67,12 +66,32 @@ def publish(channel: str, market: Market, payloads: list[dict], horizon: int | N
         return True
 
     try:
-        sent = best_effort(f"publishing {channel} of {market}", send)
+        sent = best_effort(f"publishing {channel} of {market}", send, _outage(layer, group))
     except Exception:
         log.exception("publishing %s of %s failed", channel, market)
         return
     if sent:
         prometheus.published(channel, payloads, time.time())
+
+
+_hosts: dict[tuple[int, str], str] = {}  # (layer, group) -> the server that carries the group
+_outages: dict[str, Outage] = {}
+
+
+def _outage(layer, group: str) -> Outage:
+    """The outage state of the Redis server that carries group: with the layer sharded over several
+    (CHANNEL_LAYER_URLS), one shard down must not hold up the pushes of the groups on the others.
+    One server: the process's (REDIS_URL's), one outage for its cache and its pushes."""
+    if len(getattr(layer, "_kwargs", {}).get("hosts") or ()) < 2:
+        return OUTAGE
+    key = (id(layer), group)
+    if key not in _hosts:  # asked of the layer of the publishing loop, as group_send picks it (once per group)
+        _hosts[key] = asyncio.run_coroutine_threadsafe(_host(layer, group), _loop(os.getpid())).result(SEND_TIMEOUT_S)
+    return _outages.setdefault(_hosts[key], Outage())
+
+
+async def _host(layer, group: str) -> str:
+    return repr(layer._get_shard(layer._get_group_channel_name(group)).host)
 
 
 async def _send(layer, group: str, texts: list[str]) -> None:

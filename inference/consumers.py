@@ -15,6 +15,10 @@ closes it with 1009, any failure of the consumer itself with 1011 (its subscript
 A client that reads slower than pushes arrive has at most OUTBOX_SIZE of them queued for it: the oldest queued
 is dropped for each new one (counted in cryptopred_ws_pushes_dropped_total), and the next frame it gets is
 {"type": "dropped", "count": n}, then the newest pushes in order (what it missed is on the REST API).
+
+Under uvicorn with cryptopred.wsframes' protocol a push is written to the connection's transport as the frame
+the hub encoded once for every subscriber: nothing per delivery but a write, while the client keeps up.
+Otherwise (another server, or a client whose transport buffer is full) it waits in the outbox for the writer.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 
 from core import horizons, prometheus
+from cryptopred.wsframes import FRAMES
 from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name
-from inference.hub import hub
+from inference.hub import Push, hub
 from markets.names import MarketError, get_market
 
 INVALID_TOKEN = 4401
@@ -85,7 +90,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.user = self.scope.get("user")
         # (channel, market name, horizon or None for all) -> its groups (predictions: one per horizon)
         self.subscriptions: dict[tuple[str, str, int | None], tuple[str, ...]] = {}
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)  # the only queue: see write()
+        self.frames = self.scope.get("extensions", {}).get(FRAMES)  # the server's FrameTransport, if it offers one
+        self.outbox: collections.deque[Push] = collections.deque()  # at most OUTBOX_SIZE: see push()
+        self.pending = asyncio.Event()  # set when the outbox has pushes for the writer
         self.dropped = 0  # pushes dropped since the client last got a frame from the outbox
         self.dropped_total = 0
         self.writer = asyncio.ensure_future(self.write())
@@ -291,34 +298,54 @@ class StreamConsumer(AsyncWebsocketConsumer):
         ahead = horizons.configured() if horizon is None else (horizon,)
         return (channel, market.name, horizon), tuple(group_name(channel, market, h) for h in ahead)
 
-    def push(self, text: str) -> None:
-        """A prediction or candle from the pipeline (encoded once for all subscribers), to send in order.
+    def push(self, push: Push) -> None:
+        """A prediction or candle from the hub (framed once for all subscribers), to send in order.
 
-        A full outbox drops its oldest push: a stale prediction is worth less than the newest one, and a
-        client that catches up gets the current state first. Logged once per connection, not per drop.
+        With nothing queued and the transport taking writes, its frame is written now: no task woken, no
+        ASGI message. Otherwise it joins the outbox, and the writer is woken (once, however many pushes
+        a fan-out queues before the writer runs). A full outbox drops its oldest push: a stale prediction
+        is worth less than the newest one, and a client that catches up gets the current state first.
+        Logged once per connection, not per drop.
         """
-        if self.outbox.full():
-            self.outbox.get_nowait()
+        if not self.outbox and self.frames is not None and self.frames.ready():
+            self.frames.write(push.frame)
+            return
+        if len(self.outbox) >= OUTBOX_SIZE:
+            self.outbox.popleft()
             self.dropped += 1
             self.dropped_total += 1
             prometheus.WS_DROPPED.inc()
             if self.dropped_total == 1:
                 log.warning("websocket client %s is not reading: dropping its oldest pushes", self.scope.get("client"))
-        self.outbox.put_nowait(text)
+        self.outbox.append(push)
+        self.pending.set()
 
     async def write(self) -> None:
         """Send the outbox in order, a dropped notice before the first push after a gap.
 
-        uvicorn's send() waits while the connection's write buffer is above its high-water mark (64 KiB): a
-        client that does not read holds this task, not memory, and its pushes wait (and drop) in the outbox.
+        Each push is sent only once the connection's write buffer is below its low-water mark (uvicorn's
+        send() waits for it too): a client that does not read holds this task, not memory, and its pushes
+        wait (and drop) in the outbox.
         """
         with contextlib.suppress(ClientDisconnected):  # gone: release() follows with the disconnect
             while True:
-                text = await self.outbox.get()
-                if self.dropped:
-                    count, self.dropped = self.dropped, 0
-                    await self.reply({"type": "dropped", "count": count})
-                await self.send(text_data=text)
+                await self.pending.wait()
+                self.pending.clear()
+                while self.outbox:
+                    if self.frames is not None:
+                        await self.frames.drained()
+                        if not self.frames.ready():  # closing: nothing more is written
+                            return
+                    if self.dropped:
+                        count, self.dropped = self.dropped, 0
+                        await self.deliver(Push.of(json.dumps({"type": "dropped", "count": count})))
+                    await self.deliver(self.outbox.popleft())
+
+    async def deliver(self, push: Push) -> None:
+        if self.frames is not None:
+            self.frames.write(push.frame)
+        else:
+            await self.send(text_data=push.text)
 
     async def reply(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))

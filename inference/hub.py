@@ -3,18 +3,33 @@
 With Channels' own groups every subscriber has a channel, a queue and a dispatch
 task, and a push to a thousand subscribers wakes a thousand tasks: most of the
 cost of a fan-out (bench/fanout.py). Here each process joins each group once,
-on one channel of its own, and hands the already-encoded frame to each local
-subscriber's outbox, which that connection's writer drains at its own pace.
+on one channel of its own, frames each publication once, and hands the same
+bytes to every local subscriber (see StreamConsumer.push): written straight to
+its socket when it keeps up, else queued in its bounded outbox for its writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from channels.layers import get_channel_layer
 
+from cryptopred.wsframes import text_frame
+
 log = logging.getLogger(__name__)
+
+
+class Push(NamedTuple):
+    """One publication as every subscriber gets it: its text (for ASGI), and that text framed (for a transport)."""
+
+    text: str
+    frame: bytes
+
+    @classmethod
+    def of(cls, text: str) -> Push:
+        return cls(text, text_frame(text))
 
 
 class Hub:
@@ -54,8 +69,12 @@ class Hub:
                 log.exception("stream hub: receive failed")
                 await asyncio.sleep(1)
                 continue
-            for consumer in self.members.get(message.get("group"), ()):
-                consumer.push(message["text"])  # never waits: a slow client must not hold up the others
+            members = self.members.get(message.get("group"))
+            if not members:
+                continue
+            push = Push.of(message["text"])  # framed once for all of them
+            for consumer in members:
+                consumer.push(push)  # never waits: a slow client must not hold up the others
 
 
 _hubs: dict[int, Hub] = {}

@@ -121,7 +121,7 @@ class SystemCollector:
 
         client = get_redis()
         queues = Family("cryptopred_celery_queue_length", "Tasks waiting in a Celery queue (Redis LLEN)", ["queue"])
-        for queue in sorted({settings.CELERY_TASK_DEFAULT_QUEUE, settings.STREAMS_QUEUE}):
+        for queue in sorted({settings.CELERY_TASK_DEFAULT_QUEUE, settings.STREAMS_QUEUE, *settings.STREAM_QUEUES}):
             keys = [queue, *(f"{queue}{QUEUE_PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9))]
             pipe = client.pipeline()
             for key in keys:

@@ -126,7 +126,7 @@ def api_user(username: str = "bot") -> tuple:
 class Server:
     """The real ASGI application under uvicorn, in a thread, on an ephemeral loopback port."""
 
-    def __init__(self):
+    def __init__(self, deflate: bool = False):
         import uvicorn
 
         self.sock = socket.socket()
@@ -134,8 +134,8 @@ class Server:
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
             "cryptopred.asgi:application",
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,  # as `manage.py up` runs it
+            ws="cryptopred.wsframes:FrameTransportProtocol",
+            ws_per_message_deflate=deflate,  # off as `manage.py up` runs it
             lifespan="off",
             log_level="warning",
         )
@@ -180,7 +180,7 @@ def server(thread_connections_close):
 class AppProcess:
     """cryptopred.asgi under uvicorn in its own process, on the test database; its log in a file."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, env: dict | None = None):
         parts = urlsplit(os.environ["DATABASE_URL"])
         test_db = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
         self.port, self.log = free_port(), log
@@ -193,10 +193,11 @@ class AppProcess:
             "API_ANON_THROTTLE_RATE": "1000000/s",
             "LOG_LEVEL": "WARNING",
             "WS_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # every client of these tests is on loopback
+            **(env or {}),
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
-        argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--lifespan", "off"]
-        argv += ["--log-level", "warning"]
+        argv += ["--ws", "cryptopred.wsframes:FrameTransportProtocol", "--ws-per-message-deflate", "false"]
+        argv += ["--lifespan", "off", "--log-level", "warning"]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -15,13 +15,14 @@ from django.test import Client, override_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from cryptopred.wsframes import FrameTransport
 from inference.broadcast import group_name
 from inference.consumers import StreamConsumer, open_by_address
 from inference.hub import _hubs
 from inference.models import Prediction
 from pipeline.entry import replay
 
-from .conftest import MARKET, api_user
+from .conftest import MARKET, Server, api_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -180,6 +181,56 @@ def test_many_concurrent_subscribers_receive_every_push_in_order(server, market)
 
     for received in asyncio.run(scenario()):
         assert [m["n"] for m in received] == [0, 1, 2]
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_a_push_is_one_frame_written_to_every_transport_not_an_asgi_send(server, market, monkeypatch):
+    """The hub frames a publication once; each subscriber's transport is written those very bytes."""
+    from inference.broadcast import publish
+
+    sent, written = [], []
+    asgi_send, write = StreamConsumer.send, FrameTransport.write
+
+    async def send(self, *args, **kwargs):
+        sent.append(kwargs)
+        await asgi_send(self, *args, **kwargs)
+
+    def frame_write(self, frame: bytes) -> None:
+        written.append(frame)
+        write(self, frame)
+
+    monkeypatch.setattr(StreamConsumer, "send", send)
+    monkeypatch.setattr(FrameTransport, "write", frame_write)
+
+    async def scenario() -> list:
+        async with connect(server.ws_url()) as first, connect(server.ws_url()) as second:
+            for ws in (first, second):
+                assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            sent.clear()
+            await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": 7}], 1)
+            return [await receive(first), await receive(second)]
+
+    assert asyncio.run(scenario()) == [{"type": "prediction", "n": 7}] * 2
+    assert sent == [], "a push went through ASGI send()"
+    assert len(written) == 2 and written[0] is written[1]
+
+
+@override_settings(API_ANONYMOUS_READ=True)
+def test_with_per_message_deflate_pushes_go_through_the_outbox_and_asgi(thread_connections_close, market):
+    """A compressed connection's frames differ from the shared one: no transport is offered, pushes still arrive."""
+    from inference.broadcast import publish
+
+    async def scenario() -> tuple[list, list]:
+        async with connect(deflating.ws_url()) as ws:
+            assert (await ask(ws, SUBSCRIBE))["type"] == "subscribed"
+            members = [c for h in list(_hubs.values()) for c in h.members.get(group_name("predictions", market, 1), ())]
+            for n in range(3):
+                await asyncio.to_thread(publish, "predictions", market, [{"type": "prediction", "n": n}], 1)
+            return [c.frames for c in members], [(await receive(ws))["n"] for _ in range(3)]
+
+    with Server(deflate=True) as deflating:
+        frames, received = asyncio.run(scenario())
+    assert frames == [None] and received == [0, 1, 2]
 
 
 def subscribers(market, channel: str = "predictions", horizon: int | None = 1) -> int:

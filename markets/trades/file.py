@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from markets.trades.candles import Tick
-from markets.trades.ticks import check_price_qty, check_trade_id, derived_id, excerpt, parse_ts
+from markets.trades.ticks import MAX_ID, MIN_ID, check_price_qty, check_trade_id, derived_id, excerpt, parse_ts
 
 HEADER = ["ts", "price", "qty", "side", "trade_id"]
 SIDES = {"buy", "sell"}
@@ -77,7 +77,8 @@ def parse_row(row: list[str], previous: tuple[datetime, int] | None) -> tuple[Ti
         if rank >= SAME_TS_LIMIT:
             raise ValueError(f"more than {SAME_TS_LIMIT} rows share ts {raw_ts} and have no trade_id")
         trade_id = derived_id(ts, rank)
-    check_trade_id(trade_id, f"trade_id {excerpt(raw_id)}" if raw_id else f"the trade_id derived from ts {raw_ts}")
+    if not MIN_ID <= trade_id <= MAX_ID:  # the message only then: this runs for every row of a file
+        check_trade_id(trade_id, f"trade_id {excerpt(raw_id)}" if raw_id else f"the trade_id derived from ts {raw_ts}")
     return Tick(trade_id, ts, price, qty, side), rank
 
 

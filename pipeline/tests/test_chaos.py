@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from celery import current_app
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, connections
@@ -27,7 +28,7 @@ from inference.models import Prediction
 from markets.models import Candle, Market, Trade
 from markets.names import get_or_create_market, stream_key
 from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
-from pipeline.tasks import ensure_streams
+from pipeline.tasks import ensure_streams, home_queue
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = [pytest.mark.system, pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -50,7 +51,7 @@ def suite_database_url() -> str:
     return urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
 
 
-def streams_worker(fake: FakeKraken, name: str, streams: int = 2) -> subprocess.Popen:
+def streams_worker(fake: FakeKraken, name: str, streams: int = 2, queue: str | None = None) -> subprocess.Popen:
     """A real streams worker process on the suite's database and Redis, fed by the stand-in Kraken."""
     env = {
         **os.environ,
@@ -61,7 +62,7 @@ def streams_worker(fake: FakeKraken, name: str, streams: int = 2) -> subprocess.
         "STREAM_LEASE_S": str(LEASE_S),
         "BACKFILL_HOURS": "96",
     }
-    argv = [sys.executable, "-m", "celery", "-A", "cryptopred", "worker", "-Q", settings.STREAMS_QUEUE]
+    argv = [sys.executable, "-m", "celery", "-A", "cryptopred", "worker", "-Q", queue or settings.STREAMS_QUEUE]
     argv += [
         "--pool",
         "threads",
@@ -141,6 +142,12 @@ class Beat(threading.Thread):
         self.join(10)
 
 
+def consumed() -> set[str]:
+    """The queues the running workers consume, as they answer over Celery's control channel."""
+    replies = current_app.control.inspect(timeout=1.0).active_queues() or {}
+    return {queue["name"] for consumer in replies.values() for queue in consumer}
+
+
 def holders(markets: list[Market]) -> list[str | None]:
     return [holder(stream_key(m.name)) for m in markets]
 
@@ -182,6 +189,46 @@ def test_two_streams_workers_share_markets_and_one_takes_over_the_killed_ones():
             beat.stop()
             stop(first, second)
     assert fake.most_streaming == {symbol: 1 for symbol in PAIRS}  # never two streams of one market at once
+    for market in markets:
+        assert_stored_exactly(market, fake)
+
+
+def test_streams_routed_by_market_to_two_queues_move_to_the_other_when_a_worker_is_killed(settings):
+    """Two workers on separate queues (STREAM_QUEUES): each market is streamed by the worker of the queue its name
+    hashes to, exactly once; one worker killed -9, its markets move to the other queue's worker."""
+    queues = ("streams.a", "streams.b")
+    settings.STREAM_QUEUES = queues
+    pairs = {"BTC/USDT": "XBTUSDT", "ETH/USDT": "ETHUSDT", "LINK/USDT": "LINKUSDT", "ATOM/USDT": "ATOMUSDT"}
+    rows = read_rows(KRAKEN_BTCUSDT)[:400]
+    with FakeKraken(rows, published=150, pairs=pairs) as fake:
+        fake.chunk = 1
+        markets = [get_or_create_market(f"kraken:{symbol.replace('/', '-')}") for symbol in pairs]
+        Market.objects.filter(pk__in=[m.pk for m in markets]).update(enabled=True)
+        homes = [home_queue(m.name, queues) for m in markets]
+        assert sorted(homes) == sorted(queues * 2), homes  # two markets on each queue
+        workers = {queue: streams_worker(fake, queue, len(markets), queue) for queue in queues}
+        ids = {queue: f"{socket.gethostname()} {worker.pid}" for queue, worker in workers.items()}
+        beat = Beat()
+        try:
+            # Both workers first: a queue without a worker yet would hand its markets to the other (see below).
+            wait_for(lambda: consumed() >= set(queues))
+            beat.start()
+            wait_for(lambda: holders(markets) == [ids[home] for home in homes])
+            wait_for(lambda: all(Trade.objects.filter(market=m).count() > 200 for m in markets))
+            killed, survivor = queues
+            os.killpg(workers[killed].pid, signal.SIGKILL)
+            workers[killed].wait(10)
+            started = time.monotonic()
+            wait_for(lambda: holders(markets) == [ids[survivor]] * len(markets))
+            took = time.monotonic() - started
+            # Its leases expire within LEASE_S; the next beat after that finds streams.a without a worker.
+            assert took < LEASE_S + BEAT_S + SLACK_S, took
+            print(f"the killed worker's markets moved to the other queue in {took:.1f}s (lease {LEASE_S:g}s)")
+            wait_for(lambda: all(Trade.objects.filter(market=m).count() == len(rows) for m in markets))
+        finally:
+            beat.stop()
+            stop(*workers.values())
+    assert fake.most_streaming == {symbol: 1 for symbol in pairs}  # never two streams of one market at once
     for market in markets:
         assert_stored_exactly(market, fake)
 

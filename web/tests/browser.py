@@ -46,7 +46,7 @@ class AsgiServer:
             application,
             host="127.0.0.1",
             port=self.port,
-            ws="websockets-sansio",
+            ws="cryptopred.wsframes:FrameTransportProtocol",
             lifespan="off",
             log_level="warning",
             timeout_graceful_shutdown=2,

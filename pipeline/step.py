@@ -212,6 +212,8 @@ class MarketStep:
     def _refresh_amended(self, stats: StepStats) -> None:
         """Late trades changed final candles: recompute what read them, rescore, push them again."""
         market = self.market
+        if not Candle.objects.filter(market=market, amend_pending=True).exists():
+            return  # the common case, one indexed look instead of a transaction
         with transaction.atomic():
             claimed = list(
                 Candle.objects.select_for_update(skip_locked=True)

@@ -21,11 +21,12 @@ Targets per endpoint (cached): >= 2,000 req/s, p99 < 50 ms at 32 connections,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -148,37 +149,34 @@ def nothing():
 @contextmanager
 def streaming(market, seconds: int):
     """Two markets stream while the block runs: the bench market goes on with the trades after its history,
-    a second one (its reference market, BTC) with the BTC sample; each a paced replay at real time, whose
-    step runs in its own thread after each window, as a live stream's does."""
-    from django.db import connections
-
+    a second one (its reference market, BTC) with the BTC sample; each a paced replay at real time
+    (`manage.py replay --speed 1`, its step in its own thread after each window, as a live stream's)."""
     from markets.services import get_or_create_market
-    from pipeline.services import replay
 
     btc = get_or_create_market(MARKET.replace("ETH", "BTC"))
     btc.interval_s = market.interval_s
     btc.save(update_fields=["interval_s"])
-    with tempfile.TemporaryDirectory() as tmp:
-        feeds = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as replays:
         for name, (header, rows) in (("eth", trade_lines()), ("btc", trade_lines(BINANCE_BTC))):
             rows = rows[HISTORY_ROWS:] if name == "eth" else rows
             first = datetime.fromisoformat(rows[0].split(",", 1)[0])
             kept = [r for r in rows if (datetime.fromisoformat(r.split(",", 1)[0]) - first).total_seconds() < seconds]
             path = Path(tmp) / f"{name}.csv"
             path.write_text(header + "".join(kept))
-            feeds.append((path, market if name == "eth" else btc))
-
-        def run(path: Path, target) -> None:
-            try:
-                replay(path, target, speed=1.0)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=run, args=feed, daemon=True) for feed in feeds]
-        for thread in threads:
-            thread.start()
+            target = market if name == "eth" else btc
+            argv = [sys.executable, "manage.py", "replay", str(path), "--market", target.name, "--speed", "1"]
+            replays.enter_context(stopped_at_exit(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)))
         print(f"streaming {market} and {btc} (paced replays, 1-s windows) while measuring", flush=True)
         yield
+
+
+@contextmanager
+def stopped_at_exit(process: subprocess.Popen):
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def measure(port: int, paths: list[str], env: dict, token: str, args) -> dict[str, tuple[float, float]]:

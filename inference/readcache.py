@@ -14,8 +14,8 @@ Key: authenticated or not (the session is consulted only without a token, which
 adds Vary: Cookie), scheme, Host and Accept (`next` links and the JSON indent
 follow them), path and raw query string.
 
-Freshness: an answer carries the generations it was computed under; one computed
-while they moved is not stored.
+Freshness: an answer carries the generations it began under (one computed while
+they moved is stale at once, unless a newer answer is stored already).
 - a market's paths, and a model's (its live metrics follow its market's scores):
   the market's own counter (bumped after a pipeline step of that market wrote
   its candles, predictions or scores) and the catalogue's (market and model
@@ -74,14 +74,15 @@ MARKET_PATH = re.compile(r"^/api/v1/markets/([^/]+)/")
 SCOPE_KEY = "cryptopred.readcache"  # the Miss of a request that Django answers, for StoreAnswers
 CATALOGUE = "inference:readcache:gen:catalogue"
 MODEL_PATH = re.compile(r"^/api/v1/models/(\d+)/$")
-# Store the answer (KEYS[#KEYS]) only if the generations (the other keys) still have the values read when the
-# request began (ARGV[1..#KEYS-1]); ARGV: ..., the entry, its lifetime in ms.
+# Store the answer (ARGV[1]) under KEYS[1] for ARGV[2] ms unless the answer stored began after it (ARGV[3]):
+# a slow request must not put an older answer over a newer one. The entry's second line is when it began.
 STORE_SCRIPT = """
-local n = #KEYS - 1
-for i = 1, n do
-  if (redis.call('GET', KEYS[i]) or '0') ~= ARGV[i] then return 0 end
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local began = tonumber(string.match(stored, '^[^\\n]*\\n([^\\n]*)\\n'))
+  if began and began > tonumber(ARGV[3]) then return 0 end
 end
-redis.call('SET', KEYS[n + 1], ARGV[n + 1], 'PX', ARGV[n + 2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 REFRESH_AT = 0.5  # of an answer's lifetime: from then on one request asks DRF again while it is still sent
@@ -426,7 +427,7 @@ class StoreAnswers(MiddlewareMixin):
             keep_ms = max(1, round(_config().ttl_s * 1000))  # never sent past its lifetime
             best_effort(
                 "storing a read cache answer",
-                lambda: _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms]),
+                lambda: _store_script()(keys=[miss.key], args=[entry, keep_ms, repr(miss.began)]),
             )
         return response
 

@@ -322,7 +322,7 @@ class ReadCache:
             return None
         if refresh is None and (computing := self.computing.get(key)) is not None:
             await computing.wait()
-            if (stored := await self.read(key, generations)) is not None:
+            if (stored := await self.read(key, config.ttl_s)) is not None:
                 return stored
         return Miss(key, generations, values, counter, time.time(), refresh)
 
@@ -343,13 +343,14 @@ class ReadCache:
         """Claim the refresh of a stale answer for this request, unless a request of any process holds it."""
         return bool(await self.redis()[0].set(refresh, b"1", nx=True, px=max(1, round(ttl_s * 1000))))
 
-    async def read(self, key: str, generations: tuple[str, ...]) -> Answer | None:
-        """The stored answer of the key if it is current (after waiting for another request to store it)."""
-        *values, entry = await self.redis()[0].mget(*generations, key)
+    async def read(self, key: str, ttl_s: float) -> Answer | None:
+        """The answer another request just stored, if within its lifetime: the newest there is, even if its
+        data moved on while it was computed (the waiting requests would otherwise each ask DRF)."""
+        entry = await self.redis()[0].get(key)
         if entry is None:
             return None
         stored = decode_entry(entry)
-        return stored.answer if stored.tag == b".".join(v or b"0" for v in values) else None
+        return stored.answer if time.time() - stored.began < ttl_s else None
 
     def client_ident(self, scope, headers: dict, config: Config) -> tuple[str, bool] | None:
         """(throttle ident, authenticated) as DRF would find them, or None if only Django can tell."""

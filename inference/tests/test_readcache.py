@@ -232,6 +232,31 @@ class Held:
 
 
 @override_settings(API_READ_CACHE_TTL_S=600)
+def test_requests_waiting_for_a_miss_get_its_answer_though_the_data_moved_meanwhile(served, django_app, market):
+    _, token = served
+    path = f"{BASE}/candles/?limit=7"
+    held = Held(django_app)
+    app = ReadCache(held)
+
+    async def miss_while_the_data_moves():
+        held.holding = True
+        first = asyncio.ensure_future(request(app, path, token))
+        await held.reached.wait()
+        waiting = [asyncio.ensure_future(request(app, path, token)) for _ in range(3)]
+        (computing,) = app.computing.values()
+        while len(computing._waiters) < 3:  # until each waits for the first (asyncio.Event keeps its waiters)
+            await asyncio.sleep(0.001)
+        await database_sync_to_async(readcache.market_changed)(market)
+        held.release.set()
+        return await first, await asyncio.gather(*waiting)
+
+    calls = django_app.calls
+    first, waiting = asyncio.run(miss_while_the_data_moves())
+    assert first[0] == 200 and waiting == [first] * 3
+    assert django_app.calls == calls + 1
+
+
+@override_settings(API_READ_CACHE_TTL_S=600)
 def test_a_stale_answer_is_sent_by_every_process_while_one_request_asks_drf_again(served, django_app, market):
     """Single flight across processes: two read caches (as two web processes) share the refresh claim."""
     _, token = served

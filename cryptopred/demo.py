@@ -15,10 +15,8 @@ from django.utils import timezone
 
 from apitokens.models import ApiToken
 from core import horizons
-from core.redis_client import get_redis
 from inference import readcache
 from inference.models import Prediction
-from inference.services import latest_key
 from markets.models import Market
 from markets.names import get_or_create_market
 from markets.trades.file import open_text
@@ -155,7 +153,6 @@ def drop_pretraining_predictions(market: Market) -> int:
     first live window on, instead of a zero-width row of the history. Returns how many were deleted.
     """
     deleted, _ = Prediction.objects.filter(market=market).delete()
-    get_redis().delete(*(latest_key(market.pk, horizon) for horizon in horizons.configured()))
     readcache.market_changed(market)
     return deleted
 

@@ -209,8 +209,8 @@ API_ANONYMOUS_READ = env_bool("API_ANONYMOUS_READ", False)  # `make up` turns it
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")  # per token (or logged-in user)
 API_ANON_THROTTLE_RATE = env_str("API_ANON_THROTTLE_RATE", "300/min")  # per client address
 API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)  # a valid token is re-checked after this long
-# Lifetime of a cached API answer: the staleness of what changes without a pipeline step (inference.readcache);
-# 0 turns the cache off.
+# Lifetime of a cached API answer, the oldest one ever sent (inference.readcache: one request refreshes it from
+# half its lifetime on, or once a step of its market wrote, while the others are sent it); 0 turns the cache off.
 API_READ_CACHE_TTL_S = env_float("API_READ_CACHE_TTL_S", 1.0)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)

@@ -1,15 +1,13 @@
-"""The offline feature store (FeatureRow rows) and the online one (the newest vector per market in Redis).
+"""The feature store: FeatureRow rows, read by inference, training and backtests.
 
 The values come from features.engine, the one computation for live, training and backtest.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from core.bulk import upsert
-from core.redis_client import best_effort, get_redis
 from features import definitions
 from features.engine import FeatureBatch, compute_features, feature_version
 from features.models import FeatureRow
@@ -79,26 +77,3 @@ def refresh(market: Market, interval_s: int, first: datetime, last: datetime) ->
         return []
     batch = compute_features(market, interval_s, min(stored), max(stored), version)
     return save_rows(to_rows(market, batch, keep=stored))
-
-
-def latest_key(market: Market, interval_s: int) -> str:
-    return f"cryptopred:features:latest:{market.name}:{interval_s}"
-
-
-def publish_latest(row: FeatureRow) -> None:
-    """Keep the newest vector per market in Redis for inference and the UI."""
-    payload = {
-        "start": row.start.isoformat().replace("+00:00", "Z"),
-        "version": row.version,
-        "close": str(row.close),
-        "mid": None if row.mid is None else str(row.mid),
-        "values": row.values,
-    }
-    # The stored row is what matters; the cache catches up at the next close.
-    key = latest_key(row.market, row.interval_s)
-    best_effort(f"caching the latest feature vector of {row.market}", lambda: get_redis().set(key, json.dumps(payload)))
-
-
-def latest_vector(market: Market, interval_s: int) -> dict | None:
-    raw = get_redis().get(latest_key(market, interval_s))
-    return None if raw is None else json.loads(raw)

@@ -14,19 +14,21 @@ Key: authenticated or not (the session is consulted only without a token, which
 adds Vary: Cookie), scheme, Host and Accept (`next` links and the JSON indent
 follow them), path and raw query string.
 
-Freshness: an answer carries the generations it was computed under and is served
-only while they stand; one computed while they moved is not stored.
-- a market's paths: its own counter (bumped after a pipeline step wrote its
-  candles, predictions or scores) and the catalogue's (market and model rows
-  saved or deleted);
-- the other paths (markets/, models/): the catalogue's and the data's (any
-  market's step: a model's live metrics follow its scores).
-What changes without a step or a model save (stream state and last trade time
-of a market, rows changed by a queryset UPDATE) shows within
-API_READ_CACHE_TTL_S, the answers' lifetime, plus
-the time DRF takes to answer again: past its lifetime an answer is sent to the
-other requests of the process while one asks DRF. So does a bump lost to a
-Redis outage.
+Freshness: an answer carries the generations it began under (one computed while
+they moved is stale at once, unless a newer answer is stored already).
+- a market's paths, and a model's (its live metrics follow its market's scores):
+  the market's own counter (bumped after a pipeline step of that market wrote
+  its candles, predictions or scores) and the catalogue's (market and model
+  rows saved or deleted);
+- the other paths (markets/, models/): the catalogue's only; no step changes them.
+An answer is current while its generations stand and it is younger than half its
+lifetime (API_READ_CACHE_TTL_S). Once its generations moved or it reached half
+its lifetime, one request (in any process: a Redis key claims the refresh) asks
+DRF again while the others are sent it meanwhile (stale-while-revalidate); no
+answer older than its lifetime is sent. What changes without a step or a model
+save (stream state and last trade time of a market, rows changed by a queryset
+UPDATE) hence shows within the lifetime plus the time DRF takes to answer. So
+does a bump lost to a Redis outage.
 
 Misses of one key in a process wait for the first one's answer rather than each
 asking DRF (a burst at each change would queue on the database).
@@ -71,15 +73,19 @@ PREFIX = "/api/v1/"
 MARKET_PATH = re.compile(r"^/api/v1/markets/([^/]+)/")
 SCOPE_KEY = "cryptopred.readcache"  # the Miss of a request that Django answers, for StoreAnswers
 CATALOGUE = "inference:readcache:gen:catalogue"
-DATA = "inference:readcache:gen:data"
-# Store only if both generations (KEYS[1], KEYS[2]) still have the values read when the request began.
+MODEL_PATH = re.compile(r"^/api/v1/models/(\d+)/$")
+# Store the answer (ARGV[1]) under KEYS[1] for ARGV[2] ms unless the answer stored began after it (ARGV[3]):
+# a slow request must not put an older answer over a newer one. The entry's second line is when it began.
 STORE_SCRIPT = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] or (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then
-  return 0
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local began = tonumber(string.match(stored, '^[^\\n]*\\n([^\\n]*)\\n'))
+  if began and began > tonumber(ARGV[3]) then return 0 end
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+REFRESH_AT = 0.5  # of an answer's lifetime: from then on one request asks DRF again while it is still sent
 
 
 def market_generation(name: str) -> str:
@@ -88,10 +94,11 @@ def market_generation(name: str) -> str:
 
 class Miss(NamedTuple):
     key: str
-    generations: tuple[str, str]  # their Redis keys
-    values: tuple[bytes, bytes]  # when the request began
+    generations: tuple[str, ...]  # their Redis keys
+    values: tuple[bytes, ...]  # when the request began
     counter: str  # the throttle window that counted the request
     began: float  # Unix time: the answer is as old as the data DRF reads after it
+    refresh: str | None = None  # the key claiming the refresh of a stale answer, released once answered
 
 
 class Answer(NamedTuple):
@@ -166,17 +173,26 @@ def _host_allowed(host_header: bytes, allowed_hosts: tuple[str, ...]) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def generations_of(path: str) -> tuple[str, str] | None:
-    """The generation keys an answer of the path depends on; None for an ill-formed market name (not cached)."""
+def generations_of(path: str) -> tuple[str, ...] | None:
+    """The generation keys an answer of the path depends on; None for an ill-formed market name (not cached).
+
+    A model's path is answered by model_generations (its market is in the database).
+    """
     match = MARKET_PATH.match(path)
     if match is None:
-        return CATALOGUE, DATA
+        return (CATALOGUE,)
     try:
         exchange, base, quote = parse_market_name(match[1])
     except MarketError:
         return None
     # The market's name as its rows spell it: kraken:eth-usd reads the same market as kraken:ETH-USD.
     return CATALOGUE, market_generation(f"{exchange}:{base}-{quote}")
+
+
+def model_market(pk: int) -> str | None:
+    """The name of a model's market (None: no such model); a model never changes market."""
+    found = ModelArtifact.objects.filter(pk=pk).values_list("market__exchange", "market__base", "market__quote")
+    return next((f"{exchange}:{base}-{quote}" for exchange, base, quote in found), None)
 
 
 def cache_key(authenticated: bool, secure: bool, headers: dict, scope) -> str:
@@ -201,6 +217,7 @@ class ReadCache:
         self.rechecking: set[str] = set()
         self.tasks: set[asyncio.Future] = set()  # keeps background re-checks referenced
         self.computing: dict[str, asyncio.Event] = {}  # keys being answered by Django in this process
+        self.model_markets: dict[int, str] = {}  # model id -> its market's name
 
     async def __call__(self, scope, receive, send) -> None:
         outcome = None
@@ -236,6 +253,11 @@ class ReadCache:
             if self.computing.get(miss.key) is event:
                 del self.computing[miss.key]
             event.set()
+            if miss.refresh is not None:
+                try:
+                    await self.redis()[0].delete(miss.refresh)
+                except RedisError:
+                    pass  # the claim expires with the answer's lifetime
 
     async def answer(self, scope) -> Answer | Miss | None:
         """The answer from the cache, a Miss for Django to answer and store, or None to leave it to Django."""
@@ -250,7 +272,7 @@ class ReadCache:
             return None
         if b"text/html" in headers.get(b"accept", b"") or config.session_cookie in headers.get(b"cookie", b""):
             return None
-        generations = generations_of(scope["path"])
+        generations = await self.generations(scope["path"])
         if generations is None:
             return None
         client_id = self.client_ident(scope, headers, config)
@@ -265,27 +287,51 @@ class ReadCache:
         if count > limit and entry is not None:
             prometheus.API_THROTTLED.labels("authenticated" if authenticated else "anonymous").inc()
             return throttled(decode_entry(entry).answer, retry_after)
-        if entry is not None:
+        refresh = None
+        if entry is not None and count <= limit:
             stored = decode_entry(entry)
-            # Fresh, or past its lifetime while a request of this process asks DRF again: the one before meanwhile.
-            if stored.tag == b".".join(values) and (time.time() - stored.began < config.ttl_s or key in self.computing):
-                return stored.answer
+            age = time.time() - stored.began
+            if age < config.ttl_s:
+                if stored.tag == b".".join(values) and age < REFRESH_AT * config.ttl_s:
+                    return stored.answer
+                # Stale: one request in any process asks DRF again, the others are sent this answer meanwhile.
+                refresh = key + ":refresh"
+                if key in self.computing or not await self.claim(refresh, config.ttl_s):
+                    return stored.answer
         if count > limit:
             await self.redis()[0].decr(counter)  # Django counts it and answers the 429
             return None
-        if (computing := self.computing.get(key)) is not None:
+        if refresh is None and (computing := self.computing.get(key)) is not None:
             await computing.wait()
-            if (stored := await self.read(key, generations)) is not None:
+            if (stored := await self.read(key, config.ttl_s)) is not None:
                 return stored
-        return Miss(key, generations, values, counter, time.time())
+        return Miss(key, generations, values, counter, time.time(), refresh)
 
-    async def read(self, key: str, generations: tuple[str, str]) -> Answer | None:
-        """The stored answer of the key if it is current (after waiting for another request to store it)."""
-        *values, entry = await self.redis()[0].mget(*generations, key)
+    async def generations(self, path: str) -> tuple[str, ...] | None:
+        """generations_of the path; a model's: the catalogue's and its market's (None: no such model)."""
+        match = MODEL_PATH.match(path)
+        if match is None:
+            return generations_of(path)
+        pk = int(match[1])
+        if pk not in self.model_markets:
+            name = await database_sync_to_async(model_market)(pk)
+            if name is None:
+                return None  # Django answers the 404
+            self.model_markets[pk] = name
+        return CATALOGUE, market_generation(self.model_markets[pk])
+
+    async def claim(self, refresh: str, ttl_s: float) -> bool:
+        """Claim the refresh of a stale answer for this request, unless a request of any process holds it."""
+        return bool(await self.redis()[0].set(refresh, b"1", nx=True, px=max(1, round(ttl_s * 1000))))
+
+    async def read(self, key: str, ttl_s: float) -> Answer | None:
+        """The answer another request just stored, if within its lifetime: the newest there is, even if its
+        data moved on while it was computed (the waiting requests would otherwise each ask DRF)."""
+        entry = await self.redis()[0].get(key)
         if entry is None:
             return None
         stored = decode_entry(entry)
-        return stored.answer if stored.tag == b".".join(v or b"0" for v in values) else None
+        return stored.answer if time.time() - stored.began < ttl_s else None
 
     def client_ident(self, scope, headers: dict, config: Config) -> tuple[str, bool] | None:
         """(throttle ident, authenticated) as DRF would find them, or None if only Django can tell."""
@@ -360,10 +406,10 @@ class StoreAnswers(MiddlewareMixin):
             and not response.cookies
         ):
             entry = encode_entry(miss, request.resolver_match.view_name, response.items(), response.content)
-            keep_ms = round(2 * _config().ttl_s * 1000)  # past its lifetime, served while it is being refreshed
+            keep_ms = max(1, round(_config().ttl_s * 1000))  # never sent past its lifetime
             best_effort(
                 "storing a read cache answer",
-                lambda: _store_script()(keys=[*miss.generations, miss.key], args=[*miss.values, entry, keep_ms]),
+                lambda: _store_script()(keys=[miss.key], args=[entry, keep_ms, repr(miss.began)]),
             )
         return response
 
@@ -387,8 +433,8 @@ def _bump(*generations: str) -> None:
 
 
 def market_changed(market: Market) -> None:
-    """The market's candles, predictions or scores changed: its answers, and those across markets, are stale."""
-    _bump(market_generation(market.name), DATA)
+    """The market's candles, predictions or scores changed: its answers (and its models') are stale."""
+    _bump(market_generation(market.name))
 
 
 @receiver([post_save, post_delete], sender=Market, dispatch_uid="inference.readcache.market")

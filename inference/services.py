@@ -6,7 +6,6 @@ pipeline step (pipeline/step.py) in its order.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,29 +16,19 @@ from functools import cache
 from django.conf import settings
 from threadpoolctl import ThreadpoolController
 
-from core import horizons, prometheus
+from core import prometheus
 from core.bulk import set_realized, upsert
-from core.redis_client import best_effort, get_redis
 from features.engine import version_target
 from features.models import FeatureRow
 from inference import broadcast
-from inference.api.serializers import CandleSerializer, PredictionSerializer
 from inference.models import Prediction
-from inference.serving import ServedDirection, get_served_model, record_failure, served_direction, served_persistence
+from inference.payloads import candle_payload, prediction_payload
+from inference.serving import Lookups, ServedDirection, get_served_model, lookups, record_failure
 from markets.models import BookWindow, Candle, Market
 from modeling.forecast import PERSISTENCE, Forecaster
 
 log = logging.getLogger(__name__)
-
-
-def latest_key(market_id: int, horizon: int | None = None) -> str:
-    """The cached latest prediction of a market at a horizon (default: the shortest, the one served unasked)."""
-    return f"inference:latest:{market_id}:{horizon or horizons.shortest()}"
-
-
-def encode(payload: dict) -> str:
-    """Compact JSON, as the API renders it: the cached latest prediction is served as is."""
-    return json.dumps(payload, separators=(",", ":"))
+PREDICTION_KEY = ["market", "interval_s", "horizon", "made_at"]
 
 
 @cache
@@ -47,43 +36,47 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def predict_rows(market: Market, rows: list[FeatureRow], horizon: int) -> list[Prediction]:
-    """Predict from each new feature row at one horizon, store, cache the newest and publish it.
+def predict(market: Market, pending: dict[int, list[FeatureRow]]) -> dict[int, list[Prediction]]:
+    """Predict from new feature rows at each horizon (horizon -> its rows), store them all at once, publish each
+    horizon's; the predictions made, by horizon. Their scoring is the caller's (once for every horizon).
 
     A row without the target's price (a mid target, no book window there) gets no prediction.
     """
-    served_by_interval: dict = {}
-    bands: dict = {}
-    directions: dict = {}
-
-    def band(key: tuple[int, str, str]) -> Forecaster | None:  # looked up only when persistence is served
-        if key not in bands:
-            bands[key] = served_persistence(market, key[0], horizon, *key[1:])
-        return bands[key]
-
-    def direction(key: tuple[int, str, str]) -> ServedDirection | None:  # (interval, feature version, target)
-        if key not in directions:
-            directions[key] = served_direction(market, key[0], horizon, *key[1:])
-        return directions[key]
-
-    predictions = []
+    found: dict[int, Lookups] = {}  # interval -> what is served there
     # One row at a time gains nothing from OpenMP threads, which only stall on a busy host.
     with _threadpools().limit(limits=1, user_api="openmp"):
-        for row in rows:
-            if row.interval_s not in served_by_interval:
-                # Looked up at every batch: a promotion or rollback applies at the next candle.
-                served_by_interval[row.interval_s] = get_served_model(market, row.interval_s, horizon)
-            prediction = _predict(market, row, horizon, served_by_interval[row.interval_s], band, direction)
-            if prediction is not None:
-                predictions.append(prediction)
+        made = {horizon: _predict_rows(market, rows, horizon, found) for horizon, rows in pending.items()}
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
-    upsert(Prediction, predictions, ["market", "interval_s", "horizon", "made_at"])
-    if predictions:
-        recent = [PredictionSerializer(p).data for p in predictions[-settings.WS_PUBLISH_MAX_BATCH :]]
-        broadcast.publish("predictions", market, [{"type": "prediction", **data} for data in recent], horizon)
-        key, latest = latest_key(market.pk, horizon), encode(recent[-1])
-        best_effort(f"caching the latest prediction of {market}", lambda: get_redis().set(key, latest))
-        score_due(market, [(p.interval_s, p.target_time) for p in predictions])
+    upsert(Prediction, [p for predictions in made.values() for p in predictions], PREDICTION_KEY)
+    for horizon, predictions in made.items():
+        if predictions:
+            recent = predictions[-settings.WS_PUBLISH_MAX_BATCH :]
+            payloads = [{"type": "prediction", **prediction_payload(p)} for p in recent]
+            broadcast.publish("predictions", market, payloads, horizon)
+    return made
+
+
+def _predict_rows(market: Market, rows: list[FeatureRow], horizon: int, found: dict[int, Lookups]) -> list[Prediction]:
+    """The predictions (unsaved) of the rows at one horizon (found: the lookups of each interval, filled as met)."""
+    served_by_interval: dict = {}
+
+    def band(key: tuple[int, str, str]) -> Forecaster | None:  # looked up only when persistence is served
+        return found[key[0]].band(horizon, *key[1:])
+
+    def direction(key: tuple[int, str, str]) -> ServedDirection | None:  # (interval, feature version, target)
+        return found[key[0]].direction(horizon, *key[1:])
+
+    predictions = []
+    for row in rows:
+        if row.interval_s not in served_by_interval:
+            if row.interval_s not in found:  # looked up at every step: a promotion applies at the next candle
+                found[row.interval_s] = lookups(market, row.interval_s)
+            served_by_interval[row.interval_s] = get_served_model(
+                market, row.interval_s, horizon, found[row.interval_s]
+            )
+        prediction = _predict(market, row, horizon, served_by_interval[row.interval_s], band, direction)
+        if prediction is not None:
+            predictions.append(prediction)
     return predictions
 
 
@@ -176,29 +169,25 @@ def score(
     when windows close and right after predicting (a backfill or replay may already
     hold the target window).
     Matched in Python, not by an SQL join: fresh rows have no table statistics, which misleads the planner.
+    Prices are read only for the kinds of target and the span the predictions found need.
     """
     period = timedelta(seconds=interval_s)
-    span = (first_target - period, last_target - period)
-    prices: dict[str, dict] = {}
-    if "close" in targets:
-        prices["close"] = dict(
-            Candle.objects.filter(market=market, interval_s=interval_s, final=True, start__range=span).values_list(
-                "start", "close"
-            )
-        )
-    if "mid" in targets:
-        prices["mid"] = dict(
-            BookWindow.objects.filter(market=market, interval_s=interval_s, start__range=span).values_list(
-                "start", "mid"
-            )
-        )
     predictions = Prediction.objects.filter(
         market=market, interval_s=interval_s, target_time__range=(first_target, last_target), target__in=targets
     )
     predictions = predictions.exclude(realized=None) if again else predictions.filter(realized=None)
+    found = list(predictions.values_list("pk", "target_time", "target", "realized"))
+    if not found:
+        return 0
+    prices: dict[str, dict] = {}
+    for kind in {kind for _, _, kind, _ in found}:
+        starts = [target - period for _, target, k, _ in found if k == kind]
+        rows = Candle.objects.filter(final=True) if kind == "close" else BookWindow.objects.all()
+        span = rows.filter(market=market, interval_s=interval_s, start__range=(min(starts), max(starts)))
+        prices[kind] = dict(span.values_list("start", kind))
     due = [
         (pk, prices[kind][target - period])
-        for pk, target, kind, realized in predictions.values_list("pk", "target_time", "target", "realized")
+        for pk, target, kind, realized in found
         if target - period in prices[kind] and prices[kind][target - period] != realized
     ]
     if not due:
@@ -230,12 +219,15 @@ def score_candles(market: Market, candles: list[Candle], again: bool = False) ->
     return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles], again, kinds)
 
 
-def score_windows(market: Market, interval_s: int, windows: list[datetime]) -> int:
-    """Score the predictions whose target window is one of windows (its candle or its book window)."""
+def score_windows(market: Market, interval_s: int, windows: list[datetime], made: list[Prediction] = ()) -> int:
+    """Score the predictions whose target window is one of windows (its candle or its book window), and those
+    just made (a backfill or replay may already hold their target window): one scoring for both."""
     period = timedelta(seconds=interval_s)
-    return score_due(market, [(interval_s, w + period) for w in windows])
+    return score_due(
+        market, [(interval_s, w + period) for w in windows] + [(p.interval_s, p.target_time) for p in made]
+    )
 
 
 def publish_candles(market: Market, candles: list[Candle]) -> None:
     recent = candles[-settings.WS_PUBLISH_MAX_BATCH :]
-    broadcast.publish("candles", market, [{"type": "candle", **CandleSerializer(c).data} for c in recent])
+    broadcast.publish("candles", market, [{"type": "candle", **candle_payload(c)} for c in recent])

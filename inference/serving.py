@@ -1,8 +1,11 @@
 """What inference serves: the active model of a market (loaded once per process), or persistence.
 
-Hot reload: get_served_model runs one indexed query per call to find the
-active artifact and loads it (sha256-checked) only when that id changes, so a
-promotion or rollback takes effect at the next candle in every process. A
+Hot reload: lookups() runs one indexed query per call (once per pipeline step)
+for the market's artifacts as they stand (how many, the newest, the active
+ones); what was looked up from them (the active model, loaded sha256-checked,
+the persistence band, the direction forecast) is kept per process until that
+changes, so a promotion, rollback or new training run takes effect at the next
+candle in every process. A
 model that cannot be loaded, or that raises while predicting, is not served:
 persistence is, labelled as such, and the failure is recorded once per
 process as a model event (Admin → Model events).
@@ -23,6 +26,8 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Count, Max, Q
 from django.db.models.fields.json import KeyTransform
 
 from features.definitions import VERSION
@@ -62,13 +67,52 @@ RUNS_LOOKED_AT = 200  # newest training runs searched for the served direction m
 _failed: set[int] = set()  # artifacts whose prediction failure is already recorded in this process
 
 
-def get_served_model(market: Market, interval_s: int, horizon: int) -> ServedModel | None:
-    """The active model for (market, interval_s, horizon), or None to serve persistence."""
-    active = (
-        ModelArtifact.objects.filter(market=market, interval_s=interval_s, horizon=horizon, status=Status.ACTIVE)
-        .values_list("pk", flat=True)
-        .first()
+class Lookups:
+    """What one market serves at one interval, looked up once while its artifacts stand as they are."""
+
+    def __init__(self, market: Market, interval_s: int, active: dict[int, int]):
+        self.market, self.interval_s = market, interval_s
+        self.active = active  # horizon -> active artifact id
+        self.bands: dict[tuple, Forecaster | None] = {}
+        self.directions: dict[tuple, ServedDirection | None] = {}
+
+    def band(self, horizon: int, version: str, target: str) -> Forecaster | None:
+        key = (horizon, version, target)
+        if key not in self.bands:
+            self.bands[key] = served_persistence(self.market, self.interval_s, horizon, version, target)
+        return self.bands[key]
+
+    def direction(self, horizon: int, version: str, target: str) -> ServedDirection | None:
+        key = (horizon, version, target)
+        if key not in self.directions:
+            self.directions[key] = served_direction(self.market, self.interval_s, horizon, version, target)
+        return self.directions[key]
+
+
+_lookups: dict[tuple[int, int], tuple[tuple, Lookups]] = {}  # (market id, interval) -> (artifacts' state, lookups)
+
+
+def lookups(market: Market, interval_s: int) -> Lookups:
+    """The market's Lookups at the interval; one query to tell whether its artifacts changed since the last call."""
+    state = ModelArtifact.objects.filter(market=market, interval_s=interval_s).aggregate(
+        count=Count("pk"),
+        newest=Max("pk"),
+        active=ArrayAgg("pk", filter=Q(status=Status.ACTIVE), order_by="pk", default=[]),
+        horizons=ArrayAgg("horizon", filter=Q(status=Status.ACTIVE), order_by="pk", default=[]),
     )
+    fingerprint = (state["count"], state["newest"], tuple(state["active"]))
+    key = (market.pk, interval_s)
+    cached = _lookups.get(key)
+    if cached is None or cached[0] != fingerprint:
+        # Two active at a horizon only for a moment of a promotion: the newer one is served, as it will be.
+        active = dict(zip(state["horizons"], state["active"], strict=True))
+        cached = _lookups[key] = (fingerprint, Lookups(market, interval_s, active))
+    return cached[1]
+
+
+def get_served_model(market: Market, interval_s: int, horizon: int, found: Lookups | None = None) -> ServedModel | None:
+    """The active model for (market, interval_s, horizon), or None to serve persistence (found: its lookups)."""
+    active = (found or lookups(market, interval_s)).active.get(horizon)
     if active is None:
         return None
     if active not in _loaded:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -53,18 +54,27 @@ def _threadpools() -> ThreadpoolController:
 
 
 def current(market: Market, interval_s: int, horizon: int, now: datetime | None = None) -> list[ModelArtifact]:
-    """The market's challengers in shadow now: rejected by the gate within CHALLENGER_HOURS, newest first."""
+    """The market's challengers in shadow now at the horizon: rejected by the gate within CHALLENGER_HOURS,
+    newest first."""
+    return current_by_horizon(market, interval_s, (horizon,), now)[horizon]
+
+
+def current_by_horizon(
+    market: Market, interval_s: int, horizons: Iterable[int], now: datetime | None = None
+) -> dict[int, list[ModelArtifact]]:
+    """current() at each of the horizons, in one query."""
+    found: dict[int, list[ModelArtifact]] = {h: [] for h in horizons}
     hours, most = settings.CHALLENGER_HOURS, settings.CHALLENGER_MAX
     if hours <= 0 or most <= 0:
-        return []
+        return found
     since = (now or timezone.now()) - timedelta(hours=hours)
-    return list(
-        ModelArtifact.objects.filter(
-            market=market, interval_s=interval_s, horizon=horizon, status=Status.REJECTED, created_at__gte=since
-        )
-        .defer("artifact", "metrics")
-        .order_by("-created_at")[:most]
+    rejected = ModelArtifact.objects.filter(
+        market=market, interval_s=interval_s, horizon__in=found, status=Status.REJECTED, created_at__gte=since
     )
+    for artifact in rejected.defer("artifact", "metrics").order_by("-created_at"):
+        if len(found[artifact.horizon]) < most:
+            found[artifact.horizon].append(artifact)
+    return found
 
 
 def _forecaster(artifact: ModelArtifact):
@@ -80,31 +90,33 @@ def _forecaster(artifact: ModelArtifact):
     return _loaded[artifact.pk]
 
 
-def shadow(market: Market, rows: list, horizon: int) -> int:
-    """Shadow predictions of the horizon's current challengers for feature rows just predicted; returns how many.
+def shadow(market: Market, pending: dict[int, list]) -> int:
+    """Shadow predictions of each horizon's current challengers for the feature rows just predicted at it
+    (horizon -> rows, all of one interval); returns how many.
 
     Never raises: a challenger is not allowed to disturb serving.
     """
-    if not rows or settings.CHALLENGER_HOURS <= 0:
+    if not any(pending.values()) or settings.CHALLENGER_HOURS <= 0:
         return 0
     try:
-        return _shadow(market, rows, horizon)
+        return _shadow(market, pending)
     except Exception:
         log.exception("%s: shadow predictions failed", market)
         prometheus.SHADOW_FAILURES.labels(market.name).inc()
         return 0
 
 
-def _shadow(market: Market, rows: list, horizon: int) -> int:
-    interval_s = rows[0].interval_s
-    challengers = current(market, interval_s, horizon)
+def _shadow(market: Market, pending: dict[int, list]) -> int:
+    interval_s = next(rows[0].interval_s for rows in pending.values() if rows)
+    by_horizon = current_by_horizon(market, interval_s, [h for h, rows in pending.items() if rows])
+    challengers = [artifact for artifacts in by_horizon.values() for artifact in artifacts]
     if not challengers:
         return 0
     made: list[ShadowPrediction] = []
     for artifact in challengers:
         fresh = [
             r
-            for r in rows
+            for r in pending[artifact.horizon]
             if r.start > artifact.train_end
             and r.version == artifact.feature_version
             and _base(r, artifact.target) is not None
@@ -115,7 +127,7 @@ def _shadow(market: Market, rows: list, horizon: int) -> int:
         if forecaster is None:
             continue
         try:
-            made.extend(_predict(forecaster, artifact, market, fresh, horizon))
+            made.extend(_predict(forecaster, artifact, market, fresh, artifact.horizon))
         except Exception:
             log.exception("%s: challenger %s failed", market, artifact)
             prometheus.SHADOW_FAILURES.labels(market.name).inc()

@@ -125,15 +125,13 @@ class MarketStep:
                 rows = store.save_rows(store.to_rows(market, batch, keep=set(windows)))
             except Exception as exc:
                 raise StepError(f"{market}: features of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}") from exc
-            if rows:
-                store.publish_latest(rows[-1])
             self.features_until = last
             stats.features += len(rows)
             if candles:
                 services.publish_candles(market, candles)
-        self._predict(rows, stats)
-        if windows:
-            stats.scored += services.score_windows(market, market.interval_s, windows)
+        made = self._predict(rows, stats)
+        if windows or made:
+            stats.scored += services.score_windows(market, market.interval_s, windows, made)
         return more
 
     def _next_windows(self) -> tuple[list[Candle], list[datetime], bool]:
@@ -166,13 +164,14 @@ class MarketStep:
         more = len(run) < len(fetched) or len(fetched) == MAX_WINDOWS
         return [c for c in found if c.start <= run[-1]], run, more
 
-    def _predict(self, rows: list[FeatureRow], stats: StepStats) -> None:
-        """Predict every feature row after the prediction watermark (rows: the ones just computed)."""
+    def _predict(self, rows: list[FeatureRow], stats: StepStats) -> list[Prediction]:
+        """Predict every feature row after the prediction watermark (rows: the ones just computed) at every
+        horizon; the predictions made."""
         done = self.predicted_until
         if rows and (done is None or rows[0].start - self.interval <= done):
             pending = [r for r in rows if done is None or r.start > done]
         elif done is not None and self.features_until is not None and done >= self.features_until:
-            return
+            return []
         else:  # an earlier run computed features but failed to predict: catch up from the store
             stored = FeatureRow.objects.filter(
                 market=self.market, interval_s=self.market.interval_s, version=self.version
@@ -181,32 +180,35 @@ class MarketStep:
                 stored = stored.filter(start__gt=done)
             pending = list(stored.select_related("market").order_by("start")[:MAX_WINDOWS])
         if not pending:
-            return
-        for horizon in self.horizons:
-            self._predict_horizon(pending, horizon, stats)
-        self.predicted_until = pending[-1].start
-
-    def _predict_horizon(self, pending: list[FeatureRow], horizon: int, stats: StepStats) -> None:
-        """Predict the pending rows at one horizon (a rerun after a failure keeps what was already stored)."""
-        fresh = pending
-        if self.skip_stale:
-            now, ahead = self.clock(), self.interval * (1 + horizon)
-            fresh = [r for r in pending if (r.start + ahead).timestamp() > now]
+            return []
+        fresh = {horizon: self._fresh(pending, horizon) for horizon in self.horizons}
         try:
-            made = services.predict_rows(self.market, fresh, horizon) if fresh else []
-        except Exception as exc:
+            made = services.predict(self.market, fresh)
+        except Exception as exc:  # a rerun after a failure keeps what was already stored
             first, last = pending[0].start, pending[-1].start
             raise StepError(
-                f"{self.market}: predictions at horizon {horizon} of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
+                f"{self.market}: predictions of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
             ) from exc
-        prometheus.predicted(self.market.name, made, self.clock() if self.skip_stale else None)
-        challengers.shadow(self.market, fresh, horizon)  # never raises; never served
-        stats.predictions += len(made)
-        stats.skipped += len(pending) - len(fresh)
+        challengers.shadow(self.market, fresh)  # never raises; never served
+        every = [p for predictions in made.values() for p in predictions]
+        prometheus.predicted(self.market.name, every, self.clock() if self.skip_stale else None)
+        stats.predictions += len(every)
+        stats.skipped += sum(len(pending) - len(rows) for rows in fresh.values())
+        self.predicted_until = pending[-1].start
+        return every
+
+    def _fresh(self, pending: list[FeatureRow], horizon: int) -> list[FeatureRow]:
+        """The rows worth predicting at the horizon: live, those whose target time has not passed yet."""
+        if not self.skip_stale:
+            return pending
+        now, ahead = self.clock(), self.interval * (1 + horizon)
+        return [r for r in pending if (r.start + ahead).timestamp() > now]
 
     def _refresh_amended(self, stats: StepStats) -> None:
         """Late trades changed final candles: recompute what read them, rescore, push them again."""
         market = self.market
+        if not Candle.objects.filter(market=market, amend_pending=True).exists():
+            return  # the common case, one indexed look instead of a transaction
         with transaction.atomic():
             claimed = list(
                 Candle.objects.select_for_update(skip_locked=True)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from features import definitions, engine, store
+from features import definitions, engine
 from features.models import FeatureRow
 from features.tests.helpers import BINANCE_BTC_TRADES, BINANCE_ETH_TRADES, GEMINI, stream
 from markets.models import Candle
@@ -71,16 +71,6 @@ def test_cross_market_reference_returns_are_one_window_late():
     assert checked >= 5 and any(r.values["ref_ret_1"] for r in rows if r.values["ret_30"] is not None)
     # BTC is its own reference asset: no cross features.
     assert all(r.values["ref_ret_1"] == 0 for r in FeatureRow.objects.filter(market=btc))
-
-
-def test_latest_vector_is_kept_in_redis():
-    market = get_or_create_market("binance:ETH-USDT")
-    stream(BINANCE_ETH_TRADES, market, batch_size=500)
-    last = FeatureRow.objects.filter(market=market).order_by("-start").first()
-    latest = store.latest_vector(market, 10)
-    assert latest["start"] == last.start.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert latest["close"] == str(last.close)
-    assert latest["values"] == last.values
 
 
 def test_rows_reading_amended_candles_are_computed_again(tmp_path):

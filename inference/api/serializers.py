@@ -1,4 +1,8 @@
-"""Wire formats, shared by REST and the websocket: decimals as exact strings, UTC times ending in Z."""
+"""REST wire formats: decimals as exact strings, UTC times ending in Z.
+
+A prediction and a candle are rendered by inference.payloads, as the websocket pushes them;
+their fields here describe them to the schema.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,10 @@ from rest_framework import serializers
 from core import horizons
 from core.durations import parse_duration
 from inference.models import Prediction
+from inference.payloads import candle_payload, decimal_str, prediction_payload
 from markets.models import BookWindow, Candle, Market
 from modeling.direction import MODEL_NAMES
 from modeling.models import ModelArtifact
-
-
-def decimal_str(value: Decimal) -> str:
-    """Exact, without the column's padding zeros: 2001.500000000000 -> "2001.5"."""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -122,6 +121,9 @@ class CandleSerializer(serializers.ModelSerializer):
     def get_end(self, candle: Candle) -> str:
         return self.fields["start"].to_representation(candle.start + timedelta(seconds=candle.interval_s))
 
+    def to_representation(self, instance: Candle) -> dict:
+        return candle_payload(instance)
+
 
 class ServedModelSerializer(serializers.Serializer):
     """Which model made a prediction; id and version are null for persistence."""
@@ -187,6 +189,9 @@ class PredictionSerializer(serializers.ModelSerializer):
     )
     def get_direction_model(self, prediction: Prediction) -> str | None:
         return prediction.direction_model or None
+
+    def to_representation(self, instance: Prediction) -> dict:
+        return prediction_payload(instance)
 
 
 class ModelArtifactSerializer(serializers.ModelSerializer):

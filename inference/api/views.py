@@ -1,18 +1,13 @@
-"""REST endpoints under /api/v1/: thin views over the models, the Redis cache and inference.metrics."""
+"""REST endpoints under /api/v1/: thin views over the models and inference.metrics (inference.readcache caches them)."""
 
 from __future__ import annotations
 
-import json
-import time
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from redis import RedisError
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
@@ -20,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import horizons
-from core.redis_client import get_redis
 from inference.api.serializers import (
     ALL_HORIZONS,
     CandleQuerySerializer,
@@ -36,41 +30,11 @@ from inference.api.serializers import (
     PredictionSerializer,
 )
 from inference.metrics import live_metrics
-from inference.services import encode, latest_key
 from markets.models import Candle, Market
 from markets.names import MarketError, get_market
 from markets.trades.candles import epoch_to_datetime, merge
 from markets.trades.stored import bar_from_candle, candle_from_bar
 from modeling.models import ModelArtifact
-
-# Market name -> (id, when looked up), for the latest-prediction hot path. Cleared when a market is saved or
-# deleted in this process, and trusted for MARKET_ID_TTL_S only, for changes made by other processes.
-_market_ids: dict[str, tuple[int, float]] = {}
-MARKET_ID_TTL_S = 5.0
-
-
-def known_market_id(name: str) -> int | None:
-    """The id of a market a latest-prediction request found recently."""
-    hit = _market_ids.get(name)
-    return hit[0] if hit is not None and time.monotonic() - hit[1] < MARKET_ID_TTL_S else None
-
-
-@receiver([post_save, post_delete], sender=Market, dispatch_uid="inference.forget_market_ids")
-def forget_market_ids(sender, instance: Market, **kwargs) -> None:
-    _market_ids.clear()
-    if kwargs.get("signal") is post_delete:
-        try:
-            get_redis().delete(*(latest_key(instance.pk, h) for h in horizons.configured()))
-        except RedisError:
-            pass  # read only for a market the view found; a deleted one is not found
-
-
-def cached_latest(market_id: int, horizon: int) -> bytes | None:
-    try:
-        return get_redis().get(latest_key(market_id, horizon))
-    except RedisError:  # Redis is down: the database answers
-        return None
-
 
 MARKET_PARAM = OpenApiParameter("market", OpenApiTypes.STR, OpenApiParameter.PATH, description="e.g. kraken:ETH-USD")
 
@@ -251,19 +215,9 @@ class PredictionList(HistoryView):
 
 
 def latest_data(market: Market, horizon: int) -> dict | None:
-    """The market's newest prediction at a horizon, as the API renders it (cached in Redis once read)."""
-    cached = cached_latest(market.pk, horizon)
-    if cached is not None:
-        return json.loads(cached)
+    """The market's newest prediction at a horizon, as the API renders it."""
     prediction = market.predictions.filter(horizon=horizon, interval_s=market.interval_s).order_by("-made_at").first()
-    if prediction is None:
-        return None
-    data = PredictionSerializer(prediction).data
-    try:
-        get_redis().set(latest_key(market.pk, horizon), encode(data), nx=True)  # nx: never over a newer one
-    except RedisError:
-        pass
-    return data
+    return None if prediction is None else PredictionSerializer(prediction).data
 
 
 PREDICTION_REF = {"$ref": "#/components/schemas/Prediction"}  # PredictionList's items
@@ -273,7 +227,7 @@ LATEST_RESPONSE = {"oneOf": [PREDICTION_REF, {"type": "array", "items": PREDICTI
 
 @extend_schema(parameters=[MARKET_PARAM, HorizonQuerySerializer], responses={200: LATEST_RESPONSE})
 class LatestPrediction(APIView):
-    """The newest prediction of the market (from the Redis cache, the database when the cache is cold).
+    """The newest prediction of the market.
 
     At the shortest horizon, or ?horizon= another; ?horizon=all: a list of each horizon's, shortest first.
     """
@@ -281,13 +235,7 @@ class LatestPrediction(APIView):
     def get(self, request, market: str) -> Response:
         choice = validated_query(HorizonQuerySerializer, request).get("horizon") if request.query_params else None
         horizon = horizons.shortest() if choice in (None, ALL_HORIZONS) else choice
-        # The hot path for polling bots: Redis only, no database query.
-        known = known_market_id(market)
-        cached = cached_latest(known, horizon) if known is not None and choice != ALL_HORIZONS else None
-        if cached is not None:
-            return Response(json.loads(cached))
         found = market_or_404(market)
-        _market_ids[market] = (found.pk, time.monotonic())
         if choice == ALL_HORIZONS:
             found_all = [data for h in horizons.configured() if (data := latest_data(found, h)) is not None]
             if not found_all:

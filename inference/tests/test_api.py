@@ -8,10 +8,9 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from core.redis_client import get_redis
+from inference import broadcast
 from inference.metrics import live_metrics
 from inference.models import Prediction
-from inference.services import latest_key
 from markets.models import Candle
 from modeling import registry
 from pipeline.entry import replay
@@ -243,16 +242,20 @@ def test_a_horizon_that_is_not_predicted_is_400(client, replayed, value):
     assert client.get(f"{BASE}/predictions/", {"horizon": "all"}).status_code == 400  # a list is every horizon
 
 
-def test_latest_prediction_from_the_database_when_the_cache_is_cold(client, replayed):
-    cached = client.get(f"{BASE}/predictions/latest/").json()
-    every = client.get(f"{BASE}/predictions/latest/?horizon=all").json()
-    get_redis().delete(*(latest_key(replayed.pk, h) for h in (1, 3, 6)))
-    cold = client.get(f"{BASE}/predictions/latest/").json()
-    assert {k: cold[k] for k in ("made_at", "price", "lower", "upper", "model")} == {
-        k: cached[k] for k in ("made_at", "price", "lower", "upper", "model")
-    }
-    get_redis().delete(*(latest_key(replayed.pk, h) for h in (1, 3, 6)))
-    assert client.get(f"{BASE}/predictions/latest/?horizon=all").json() == every
+def test_the_pushed_prediction_and_candle_are_the_rest_answers(client, market, parts, monkeypatch):
+    pushed: dict[tuple[str, int | None], list[dict]] = {}
+
+    def publish(channel, market, payloads, horizon=None):
+        pushed.setdefault((channel, horizon), []).extend(payloads)
+
+    monkeypatch.setattr(broadcast, "publish", publish)
+    replay(parts[0], market)
+    for horizon in (1, 3, 6):
+        latest = client.get(f"{BASE}/predictions/latest/?horizon={horizon}").json()
+        assert pushed["predictions", horizon][-1] == {"type": "prediction", **latest}
+    stored = {c["start"]: {"type": "candle", **c} for c in client.get(f"{BASE}/candles/?limit=1000").json()["results"]}
+    last_pushed = {c["start"]: c for c in pushed["candles", None]}
+    assert len(last_pushed) >= 5 and all(stored[start] == c for start, c in last_pushed.items())
 
 
 def test_no_prediction_yet_is_404(client, market):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import json
 from datetime import timedelta
 
 import pytest
 
-from core.redis_client import get_redis
 from features.models import FeatureRow
 from inference import serving
 from inference.models import Prediction
-from inference.services import latest_key
 from markets.models import Candle
 from modeling import registry
 from modeling.forecast import PERSISTENCE
@@ -43,12 +40,6 @@ def test_persistence_served_and_scored_at_every_horizon_without_a_model(market, 
         assert p.realized == closes.get(p.target_time - timedelta(seconds=10))
     # The newest `horizon` predictions aim past the replayed trades; every earlier one is scored.
     assert [p.realized is None for p in predictions[-horizon - 1 :]] == [False] + [True] * horizon
-
-    cached = json.loads(get_redis().get(latest_key(market.pk, horizon)))
-    newest = predictions[-1]
-    assert cached["made_at"] == newest.made_at.isoformat().replace("+00:00", "Z")
-    assert cached["model"] == {"id": None, "version": None, "algorithm": PERSISTENCE}
-    assert (cached["market"], cached["horizon"]) == ("kraken:ETH-USD", horizon)
 
 
 def test_next_replay_scores_predictions_left_open(market, parts):

@@ -20,10 +20,13 @@ from core.redis_client import get_redis
 from inference import readcache
 from inference.api import authentication, throttling
 from inference.readcache import ReadCache
+from markets.names import get_or_create_market
 from modeling import registry
 from pipeline.entry import replay
 
 from .conftest import MARKET, api_user, train_model
+
+OTHER = "kraken:BTC-USD"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -178,7 +181,7 @@ def test_anonymous_and_token_answers_are_kept_apart(served, django_app):
 
 def test_new_candles_and_predictions_show_at_the_next_request(served, django_app, market, parts):
     app, token = served
-    paths = [LATEST, f"{BASE}/candles/?limit=1000", f"{BASE}/predictions/?limit=1000", "/api/v1/markets/"]
+    paths = [LATEST, f"{BASE}/candles/?limit=1000", f"{BASE}/predictions/?limit=1000"]
     before = {path: call(app, path, token)[2] for path in paths}
     replay(parts[1], market)  # the pipeline step stores and publishes new candles and predictions
     calls = django_app.calls
@@ -187,6 +190,125 @@ def test_new_candles_and_predictions_show_at_the_next_request(served, django_app
     assert json.loads(after[LATEST])["made_at"] > json.loads(before[LATEST])["made_at"]
     for path in paths[1:3]:
         assert len(json.loads(after[path])["results"]) > len(json.loads(before[path])["results"])
+
+
+@override_settings(API_READ_CACHE_TTL_S=600)  # no answer nears its lifetime however slow the host
+def test_a_step_of_one_market_invalidates_only_that_markets_answers(served, django_app, market, parts):
+    app, token = served
+    model = train_model(market)
+    other = f"/api/v1/markets/{OTHER}"
+    get_or_create_market(OTHER)
+    own = [LATEST, f"{BASE}/", f"{BASE}/candles/", f"{BASE}/metrics/", f"/api/v1/models/{model.pk}/"]
+    others = ["/api/v1/markets/", "/api/v1/models/", f"{other}/", f"{other}/candles/", f"{other}/metrics/"]
+    for path in own + others:
+        call(app, path, token)
+    calls = django_app.calls
+    assert [call(app, path, token)[0] for path in own + others] == [200] * 10
+    assert django_app.calls == calls  # all cached
+    replay(parts[1], market)  # one step (or more) of this market
+    calls = django_app.calls
+    for path in others:
+        call(app, path, token)
+    assert django_app.calls == calls  # no other market's answers, nor the lists, were recomputed
+    for path in own:
+        call(app, path, token)
+    assert django_app.calls == calls + len(own)  # this market's and its model's were
+
+
+class Held:
+    """Stands for DRF answering slowly: once `holding` is set, the next request to reach it waits for release."""
+
+    def __init__(self, app):
+        self.app = app
+        self.holding = False
+        self.reached, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.holding:
+            self.holding = False
+            self.reached.set()
+            await self.release.wait()
+        await self.app(scope, receive, send)
+
+
+@override_settings(API_READ_CACHE_TTL_S=600)
+def test_requests_waiting_for_a_miss_get_its_answer_though_the_data_moved_meanwhile(served, django_app, market):
+    _, token = served
+    path = f"{BASE}/candles/?limit=7"
+    held = Held(django_app)
+    app = ReadCache(held)
+
+    async def miss_while_the_data_moves():
+        held.holding = True
+        first = asyncio.ensure_future(request(app, path, token))
+        await held.reached.wait()
+        waiting = [asyncio.ensure_future(request(app, path, token)) for _ in range(3)]
+        (computing,) = app.computing.values()
+        while len(computing._waiters) < 3:  # until each waits for the first (asyncio.Event keeps its waiters)
+            await asyncio.sleep(0.001)
+        await database_sync_to_async(readcache.market_changed)(market)
+        held.release.set()
+        return await first, await asyncio.gather(*waiting)
+
+    calls = django_app.calls
+    first, waiting = asyncio.run(miss_while_the_data_moves())
+    assert first[0] == 200 and waiting == [first] * 3
+    assert django_app.calls == calls + 1
+
+
+@override_settings(API_READ_CACHE_TTL_S=600)
+def test_a_stale_answer_is_sent_by_every_process_while_one_request_asks_drf_again(served, django_app, market):
+    """Single flight across processes: two read caches (as two web processes) share the refresh claim."""
+    _, token = served
+    path = f"{BASE}/candles/?limit=5"
+    held = Held(django_app)
+    first, second = ReadCache(held), ReadCache(held)  # each its own process-local state
+    stale = call(first, path, token)
+    readcache.market_changed(market)  # a step wrote: the answer is stale
+    calls = django_app.calls
+
+    async def refresh_while_others_ask():
+        held.holding = True
+        refresh = asyncio.ensure_future(request(first, path, token))
+        await held.reached.wait()
+        others = await asyncio.gather(*(request(app, path, token) for app in (first, second, second, first)))
+        refreshed_before = refresh.done()
+        held.release.set()
+        return others, refreshed_before, await refresh
+
+    others, refreshed_before, refreshed = asyncio.run(refresh_while_others_ask())
+    assert others == [stale] * 4 and not refreshed_before
+    assert django_app.calls == calls + 1  # one request asked DRF, in one process
+    assert refreshed[0] == 200
+    assert call(second, path, token) == refreshed  # the refreshed answer is current for every process
+    assert django_app.calls == calls + 1
+
+
+def test_a_stale_answer_is_never_sent_past_its_lifetime(served, django_app, market, ahead):
+    _, token = served
+    path = f"{BASE}/candles/?limit=5"
+    held = Held(django_app)
+    first, second = ReadCache(held), ReadCache(held)
+    with override_settings(API_READ_CACHE_TTL_S=60):
+        stale = call(first, path, token)
+        readcache.market_changed(market)
+
+        async def refreshing(ages: list[float]) -> list[tuple]:
+            """(answer, whether it reached DRF) of a request of the other process at each age, during a refresh."""
+            held.holding = True
+            refresh = asyncio.ensure_future(request(first, path, token))
+            await held.reached.wait()
+            answers = []
+            for age in ages:
+                ahead.by, calls = age, django_app.calls
+                answers.append((await request(second, path, token), django_app.calls > calls))
+            held.release.set()
+            await refresh
+            return answers
+
+        within, past = asyncio.run(refreshing([59.0, 60.5]))
+    assert within == (stale, False)  # the refresh is claimed elsewhere and the answer is within its lifetime
+    assert past[0][0] == 200 and past[1]  # past its lifetime: DRF answered this request too
 
 
 def test_a_new_or_promoted_model_shows_at_the_next_request(served, market):
@@ -199,7 +321,7 @@ def test_a_new_or_promoted_model_shows_at_the_next_request(served, market):
     assert json.loads(call(app, f"/api/v1/models/{model.pk}/", token)[2])["status"] != before
 
 
-def test_an_answer_computed_while_the_data_changed_is_not_kept(served, django_app, market):
+def test_an_answer_computed_while_the_data_changed_is_stale_at_once(served, django_app, market):
     app, token = served
     path = f"{BASE}/candles/"
 
@@ -227,7 +349,7 @@ def test_entries_expire_after_their_lifetime(served, django_app, ahead):
     assert django_app.calls == calls + 1
 
 
-def test_an_expired_answer_is_sent_while_one_request_asks_drf_again(served, django_app, ahead):
+def test_an_answer_past_half_its_lifetime_is_sent_while_one_request_asks_drf_again(served, django_app, ahead):
     _, token = served
     path = "/api/v1/markets/"
     held = False
@@ -251,7 +373,7 @@ def test_an_expired_answer_is_sent_while_one_request_asks_drf_again(served, djan
     with override_settings(API_READ_CACHE_TTL_S=60):
         before = call(app, path, token)
         call(app, path, token)
-        ahead.by = 61
+        ahead.by = 31
         calls, held = django_app.calls, True
         with_drf, release = asyncio.Event(), asyncio.Event()
         others, refreshed_before, refreshed = asyncio.run(slow_drf_then_others())

@@ -91,7 +91,7 @@ class Broken:
 
 
 def serve(monkeypatch, served: ServedModel) -> None:
-    monkeypatch.setattr(services, "get_served_model", lambda market, interval_s, horizon: served)
+    monkeypatch.setattr(services, "get_served_model", lambda market, interval_s, horizon, found=None: served)
 
 
 def stream_until(market: Market, done, timeout: float = 60.0) -> dict[datetime, float]:

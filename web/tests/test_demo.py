@@ -284,10 +284,7 @@ def test_demo_prints_a_bot_token_and_commands_that_work_as_pasted(settings, clie
 
 @pytest.mark.django_db
 def test_predictions_made_before_training_are_dropped_so_latest_is_the_models(client, settings):
-    from core import horizons
-    from core.redis_client import get_redis
     from inference.models import Prediction
-    from inference.services import latest_key
 
     settings.API_ANONYMOUS_READ = True
     market = get_or_create_market(demo.BITSTAMP.market)
@@ -297,10 +294,8 @@ def test_predictions_made_before_training_are_dropped_so_latest_is_the_models(cl
         base_close=Decimal(236), price=Decimal(236), lower=Decimal(236), upper=Decimal(236), algorithm="persistence",
         latency_ms=1.0,
     )  # fmt: skip
-    get_redis().set(latest_key(market.pk, 1), "{}")
     url = f"/api/v1/markets/{demo.BITSTAMP.market}/predictions/latest/"
     assert client.get(url).status_code == 200
     assert demo.drop_pretraining_predictions(market) == 1
     assert not Prediction.objects.filter(market=market).exists()
-    assert not any(get_redis().exists(latest_key(market.pk, h)) for h in horizons.configured())
     assert client.get(url).status_code == 404  # nothing until the first live window, then the model's

@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 
 from core.supervisor import port_in_use
 from cryptopred.management.commands import up
-from cryptopred.tests.test_config import free_port
+from testsupport import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

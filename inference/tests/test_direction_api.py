@@ -15,13 +15,13 @@ from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 
 from core.formatting import up_percent
-from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES
 from inference.models import Prediction
 from markets.models import BookWindow
 from markets.services import get_or_create_market
 from modeling.direction import MODEL_NAMES
 from modeling.services import train_market
 from pipeline.services import replay, replay_book
+from testsupport.data import BITSTAMP_BOOK, BITSTAMP_TRADES
 
 from .test_websocket import ask, receive
 

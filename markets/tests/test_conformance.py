@@ -26,7 +26,7 @@ from markets.services import get_or_create_market
 from markets.sources.base import BookMessage, MalformedBook, SubscriptionRejected, load_frame
 from markets.sources.coinbase import CoinbaseSource
 from markets.sources.kraken import KrakenSource
-from markets.tests.helpers import SAMPLE
+from testsupport.data import SAMPLE
 
 MESSAGES = SAMPLE / "messages"
 VECTOR = MESSAGES / "kraken_ws_v2_book_snapshot_checksum_vector.json"

@@ -20,8 +20,8 @@ from markets.candles import Tick
 from markets.ingest import Ingestor
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
-from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 from markets.tradefile import parse_ts, read_trades
+from testsupport.data import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,9 +18,9 @@ from markets.models import Market, Trade
 from markets.services import ensure_default_markets, get_or_create_market
 from markets.sources.kraken import KrakenSource
 from markets.tasks import purge_trades
-from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
 from markets.tradefile import parse_row
 from pipeline.tasks import ensure_streams, run_stream
+from testsupport.data import KRAKEN_BTCUSDT, read_rows
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Market
 from markets.services import get_market
+from testsupport.data import BINANCE_BTC_1M, BINANCE_ETH_1M
+from testsupport.feed import run
 
 ETH = "binance:ETH-USDT"
 

@@ -13,7 +13,6 @@ from django.core.management import CommandError
 
 from features import engine
 from features.definitions import BOOK_FEATURES
-from features.tests.helpers import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADES, run
 from markets.models import BookWindow
 from markets.services import get_or_create_market
 from modeling import direction, serialization
@@ -33,6 +32,8 @@ from modeling.evaluation import sign_test
 from modeling.services import train_market
 from modeling.training import Dataset, build_dataset, dm_pvalue
 from pipeline.services import replay, replay_book
+from testsupport.data import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADES
+from testsupport.feed import run
 
 MARKET = "bitstamp:BTC-USD"
 T0 = datetime(2015, 5, 1, tzinfo=UTC)

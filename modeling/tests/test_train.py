@@ -12,11 +12,12 @@ from django.core.management import CommandError
 from django.db.models import Max, Min
 
 from features.engine import compute_features
-from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Candle
 from modeling.models import ModelArtifact, ModelEvent
 from modeling.tests.conftest import ETH, REVERSAL, rebuilt_eth
 from modeling.training import ALGORITHMS, Dataset, build_dataset, dm_pvalue, fold_bounds, gate, train, walk_forward
+from testsupport.data import BINANCE_BTC_1M, BINANCE_ETH_1M
+from testsupport.feed import run
 
 KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
 

@@ -26,8 +26,8 @@ from inference.models import Prediction
 from markets.lease import held, holder, stream_key
 from markets.models import Candle, Market, Trade
 from markets.services import get_or_create_market
-from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams
+from testsupport.data import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = [pytest.mark.system, pytest.mark.chaos, pytest.mark.django_db(transaction=True)]

@@ -24,7 +24,7 @@ ETH = "binance:ETH-USDT"
 
 
 @pytest.fixture
-def eth(transactional_db) -> Market:
+def eth(db) -> Market:
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
     run("import_candles", str(BINANCE_ETH_1M), "--market", ETH, "--interval", "1m")
     return get_market(ETH)
@@ -57,7 +57,7 @@ def rebuilt_eth(path: Path, rows: slice, reversal: float | None, open_price: flo
 
 
 @pytest.fixture
-def edge(transactional_db, tmp_path) -> Market:
+def edge(db, tmp_path) -> Market:
     """binance:ETH-USDT over the two real days with the reversal planted: a model beats persistence."""
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
     rebuilt_eth(tmp_path / "edge.csv", slice(None), REVERSAL)

@@ -44,7 +44,7 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-def bitstamp(transactional_db, one_horizon):
+def bitstamp(db, one_horizon):
     """The real Bitstamp BTC/USD L2 book and trades of 2015-05-01 00:00-03:00."""
     market = get_or_create_market(MARKET)
     replay_book(BITSTAMP_BOOK, market)
@@ -230,7 +230,7 @@ def test_train_records_the_target_and_stores_the_direction_forecast(bitstamp, se
     assert up["reason"].startswith(("does not beat the base rate", "no significant win over the base rate"))
 
 
-def test_target_mid_needs_a_book(transactional_db):
+def test_target_mid_needs_a_book(db):
     run("import_candles", str(BINANCE_ETH_1M), "--market", "binance:ETH-USDT", "--interval", "1m")
     for command in ("train", "backtest"):
         with pytest.raises(CommandError, match="target mid needs the market's order book"):

@@ -112,7 +112,7 @@ def book_at(tops, end: datetime):
 
 
 @pytest.fixture
-def bitstamp(transactional_db):
+def bitstamp(db):
     market = get_or_create_market("bitstamp:BTC-USD")
     replay_book(BOOK_30, market)
     replay(BITSTAMP_TRADES, market)

@@ -22,7 +22,7 @@ from monitoring import challengers
 from monitoring.models import ShadowPrediction
 from pipeline.services import replay
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 GEMINI_DAY = Path(__file__).resolve().parents[2] / "data" / "sample" / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
 
 

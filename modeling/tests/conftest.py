@@ -23,11 +23,16 @@ from testsupport.feed import run
 ETH = "binance:ETH-USDT"
 
 
-@pytest.fixture
-def eth(db) -> Market:
+def import_eth() -> Market:
+    """binance:ETH-USDT's two real days of minute candles, with BTC's (its reference market)."""
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
     run("import_candles", str(BINANCE_ETH_1M), "--market", ETH, "--interval", "1m")
     return get_market(ETH)
+
+
+@pytest.fixture
+def eth(db) -> Market:
+    return import_eth()
 
 
 REVERSAL = -0.8  # planted: each minute's log return is the real one minus 0.8 times the previous planted one

@@ -1,7 +1,9 @@
 """Helpers and stand-ins shared by the tests of every app and by the benchmarks.
 
 Stand-in exchanges (fake_kraken, fake_kraken_book, fake_coinbase_book) speak the real
-protocols; the functions here are the small waits and ports every test needs.
+protocols; data has the bundled sample files and reference computations, feed runs them through the
+live write path, servers runs the ASGI app in a thread, scrape reads /metrics, up runs `manage.py up`;
+the functions here are the small waits and ports every test needs.
 A test module imports from here, never from another app's tests.
 """
 

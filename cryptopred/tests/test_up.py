@@ -9,23 +9,20 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from cryptopred.tests.test_config import ROOT
-from markets.tests.helpers import GEMINI, first_hours, read_rows
 from testsupport import free_port
+from testsupport.data import GEMINI, first_hours, read_rows
+from testsupport.up import embedded_env, health_until, start_up
 
 pytestmark = pytest.mark.system
 
 # Outage length of the chaos test; `OUTAGE_S=20 make chaos` runs the issue's 20 s.
 OUTAGE_S = float(os.environ.get("OUTAGE_S", "8"))
-# /healthz answers within HEALTH_TIMEOUT_S (0.9 s) whatever is down; a loaded machine adds its delays. One that
-# waited for a stopped server would take the outage's length.
-HEALTHZ_BOUND_S = 4.0
 
 
 def alive(pid: int) -> bool:
@@ -39,43 +36,6 @@ def server_pids(data_dir: Path) -> list[int]:
     pids = [int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])]
     pids.append(int((data_dir / "redis" / "redis.pid").read_text()))
     return pids
-
-
-def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a process on the embedded servers under data_dir."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    return {**env, "CRYPTOPRED_DATA_DIR": str(data_dir), **extra}
-
-
-def start_up(data_dir: Path, port: int, **extra: str) -> subprocess.Popen:
-    env = embedded_env(data_dir, PORT=str(port), DJANGO_SUPERUSER_PASSWORD="", **extra)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "up"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def health_until(up: subprocess.Popen, port: int, wanted, timeout: float = 120.0) -> tuple[int | None, dict | None]:
-    """Poll /healthz until wanted(status, body); each answer must come within HEALTHZ_BOUND_S."""
-    deadline = time.monotonic() + timeout
-    status, body = None, None
-    while time.monotonic() < deadline and up.poll() is None:
-        try:
-            started = time.monotonic()
-            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-            assert time.monotonic() - started < HEALTHZ_BOUND_S, "healthz took too long"
-            status, body = response.status_code, response.json()
-            if wanted(status, body):
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    return status, body
 
 
 def test_up_serves_health_and_stops_everything_on_ctrl_c(tmp_path):

@@ -8,12 +8,13 @@ import pytest
 
 from features import definitions, engine
 from features.models import FeatureRow
-from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES, SAMPLE, stream_with_book
 from markets.models import BookWindow, Candle
 from markets.names import get_or_create_market
 from pipeline.entry import replay, replay_book
+from testsupport.data import BITSTAMP_BOOK, BITSTAMP_TRADES, SAMPLE
+from testsupport.feed import stream_with_book
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("one_horizon")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_horizon")]
 MARKET = "bitstamp:BTC-USD"
 
 

@@ -10,10 +10,11 @@ import pytest
 from django.core.management import CommandError
 
 from features.models import FeatureRow
-from features.tests.helpers import BINANCE_ETH_1M, run
 from markets.models import Candle, Market
+from testsupport.data import BINANCE_ETH_1M
+from testsupport.feed import run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_import_real_minute_candles():

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -30,10 +27,10 @@ from modeling import registry, serialization, training
 from modeling.forecast import Forecaster, volatility_scale
 from modeling.models import ModelArtifact
 from testsupport import free_port
+from testsupport.data import KRAKEN_ETH, split_trades
+from testsupport.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "sample"
-KRAKEN_ETH = SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz"  # 1,000 real trades over 110 minutes
 MARKET = "kraken:ETH-USD"
 
 
@@ -69,19 +66,6 @@ def throttle_clock(monkeypatch) -> StillClock:
     clock = StillClock(1_800_000_000.0)  # 2027-01-15T08:00:00Z, a whole hour (and minute, and day)
     monkeypatch.setattr("inference.api.throttling.clock", clock)
     return clock
-
-
-def split_trades(path: Path, sizes: list[int], directory: Path) -> list[Path]:
-    """Consecutive slices of a real trades file (header repeated), sizes in rows."""
-    with gzip.open(path, "rt") as f:
-        header, *rows = f.readlines()
-    parts, offset = [], 0
-    for i, size in enumerate(sizes):
-        part = directory / f"part{i}.csv"
-        part.write_text(header + "".join(rows[offset : offset + size]))
-        parts.append(part)
-        offset += size
-    return parts
 
 
 @pytest.fixture
@@ -121,45 +105,6 @@ def api_user(username: str = "bot") -> tuple:
     """A user and a new token of theirs; the key is token.key (the database holds only its digest)."""
     user = get_user_model().objects.create_user(username)
     return user, ApiToken.objects.issue(user, "test")
-
-
-class Server:
-    """The real ASGI application under uvicorn, in a thread, on an ephemeral loopback port."""
-
-    def __init__(self, deflate: bool = False):
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            "cryptopred.asgi:application",
-            ws="cryptopred.wsframes:FrameTransportProtocol",
-            ws_per_message_deflate=deflate,  # off as `manage.py up` runs it
-            lifespan="off",
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        for _ in range(500):
-            if self.server.started:
-                return self
-            time.sleep(0.01)
-        raise RuntimeError("uvicorn did not start")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def ws_url(self, path: str = "/ws/v1/stream/") -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,17 @@ from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 
 from core.formatting import up_percent
-from features.tests.helpers import BITSTAMP_BOOK, BITSTAMP_TRADES
 from inference.models import Prediction
 from markets.models import BookWindow
 from markets.names import get_or_create_market
 from modeling.direction import MODEL_NAMES
 from modeling.market_training import train_market
 from pipeline.entry import replay, replay_book
+from testsupport.data import BITSTAMP_BOOK, BITSTAMP_TRADES
 
 from .test_websocket import ask, receive
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 MARKET = "bitstamp:BTC-USD"
 BASE = f"/api/v1/markets/{MARKET}"
 SPLIT = "2015-05-01T02:00:00"  # trades before: history to train on; after: replayed with a trained model
@@ -130,6 +130,7 @@ def test_rest_and_admin_carry_the_direction(trained, tmp_path):
 
 
 @override_settings(API_ANONYMOUS_READ=True)
+@pytest.mark.django_db(transaction=True)  # the server's threads read what the replay stores
 def test_websocket_pushes_carry_the_direction(trained, tmp_path, server):
     market, artifact = trained
     late = trades_part(tmp_path, after=True)

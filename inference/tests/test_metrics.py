@@ -14,7 +14,7 @@ from pipeline.entry import replay
 
 from .conftest import train_model
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def direct(predictions: list[Prediction]) -> dict:

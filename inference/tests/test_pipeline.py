@@ -16,10 +16,11 @@ from modeling.forecast import PERSISTENCE
 from modeling.market_training import train_horizons
 from modeling.registry import load_forecaster
 from pipeline.entry import replay
+from testsupport.data import KRAKEN_ETH
 
-from .conftest import KRAKEN_ETH, train_model
+from .conftest import train_model
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("horizon", [1, 3, 6])

@@ -14,12 +14,12 @@ from inference.models import Prediction
 from markets.models import BookWindow
 from modeling import registry
 from monitoring import collector
-from monitoring.tests.helpers import parse, value
 from pipeline.entry import replay
+from testsupport.scrape import parse, value
 
 from .test_direction_api import BASE, MARKET, trades_part, trained  # noqa: F401 (trained is a fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 WINDOW = 200
 
 

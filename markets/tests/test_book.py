@@ -34,7 +34,7 @@ EXPORT_HEADER = (
     "ts,bid_price,bid_qty,ask_price,ask_qty,mid,microprice,ofi,spread_tw,imbalance_tw,depth_imbalance,updates,"
     "ofi_levels"
 )
-db = pytest.mark.django_db(transaction=True)
+db = pytest.mark.django_db
 
 
 # --- checksums ---------------------------------------------------------------------------------------------

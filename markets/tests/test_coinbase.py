@@ -13,7 +13,8 @@ from markets.names import get_or_create_market
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import MalformedFrame, SubscriptionRejected
 from markets.streams.sources.coinbase import CoinbaseSource
-from markets.tests.helpers import SAMPLE, read_rows, run_until
+from testsupport.data import SAMPLE, read_rows
+from testsupport.feed import run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CAPTURE = SAMPLE / "messages" / "coinbase_advanced_ws_market_trades.jsonl"

@@ -33,7 +33,7 @@ from markets.streams.sources.base import (
 )
 from markets.streams.sources.coinbase import CoinbaseSource
 from markets.streams.sources.kraken import KrakenSource
-from markets.tests.helpers import SAMPLE
+from testsupport.data import SAMPLE
 
 MESSAGES = SAMPLE / "messages"
 VECTOR = MESSAGES / "kraken_ws_v2_book_snapshot_checksum_vector.json"

@@ -11,8 +11,9 @@ from markets.names import get_or_create_market
 from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import MalformedFrame, SubscriptionRejected, load_frame
 from markets.streams.sources.kraken import KrakenError, KrakenSource, rest_ticks
-from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles, run_until
+from testsupport.data import KRAKEN_BTCUSDT, SAMPLE, read_rows, reference_candles
 from testsupport.fake_kraken import FakeKraken, iso
+from testsupport.feed import run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = read_rows(KRAKEN_BTCUSDT)[:1800]

@@ -35,9 +35,10 @@ from markets.streams.runner import StreamRunner
 from markets.streams.sources.base import BookMessage, MalformedBook, load_frame
 from markets.streams.sources.coinbase import CoinbaseSource
 from markets.streams.sources.kraken import KrakenSource
-from markets.tests.helpers import SAMPLE, run_until
+from testsupport.data import SAMPLE
 from testsupport.fake_coinbase_book import FakeCoinbaseBook
 from testsupport.fake_kraken_book import Event, FakeKrakenBook, L2Feed, kraken_crc32
+from testsupport.feed import run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # Longer than the feed's longest pause around a lost update, so that no window closes before the next update

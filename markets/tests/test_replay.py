@@ -18,13 +18,13 @@ from django_celery_beat.models import PeriodicTask
 import markets.trades.replay
 from markets.models import Candle, Market, Trade
 from markets.names import get_or_create_market
-from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 from markets.trades.candles import Tick
 from markets.trades.file import read_trades
 from markets.trades.ingest import Ingestor
 from markets.trades.ticks import parse_ts
+from testsupport.data import GEMINI, KRAKEN_BTCUSDT, read_rows, reference_candles
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,7 @@ def test_late_trades_amend_finalized_candles(tmp_path):
     assert sum(Candle.objects.values_list("amended", flat=True)) == len(late)
 
 
+@pytest.mark.django_db(transaction=True)  # on_commit is called outside any transaction: none may be open
 def test_on_commit_called_after_each_commit_that_finalized_candles(tmp_path, monkeypatch):
     market = get_or_create_market("kraken:BTC-USDT")
     seen = []
@@ -163,6 +164,7 @@ def test_a_full_disk_while_storing_trades_is_one_line(tmp_path, disk_full):
     assert "No space left on device" in message and "\n" not in message
 
 
+@pytest.mark.django_db(transaction=True)  # the failed step's error must not abort a test transaction around it
 def test_a_full_disk_after_the_trades_are_stored_fails_the_replay_with_one_line_per_outage(
     tmp_path, disk_full, monkeypatch, caplog
 ):
@@ -400,10 +402,14 @@ def manage_limited(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+ROWS = 3000  # the Gemini day's first trades (five hours): the gap a far row would open is what matters
+
+
 def gemini_with(tmp_path, inserted: dict[int, str]) -> tuple[Path, list[str]]:
-    """The real Gemini day as a plain file with rows inserted before the given data row numbers (0: the first)."""
+    """The real Gemini day's first ROWS trades as a plain file with rows inserted before the given data row
+    numbers (0: the first)."""
     with gzip.open(GEMINI, "rt") as f:
-        header, *rows = f.read().splitlines()
+        header, *rows = f.read().splitlines()[: ROWS + 1]
     for index in sorted(inserted, reverse=True):
         rows.insert(index, inserted[index])
     path = tmp_path / "gemini.csv"
@@ -411,10 +417,11 @@ def gemini_with(tmp_path, inserted: dict[int, str]) -> tuple[Path, list[str]]:
     return path, rows
 
 
+@pytest.mark.django_db(transaction=True)  # manage.py in another process reads and writes the test database
 def test_out_of_order_rows_keep_memory_bounded(tmp_path):
     """One row decades away from the others neither fills the gap nor spans it: see README, Guarantees."""
     market = "gemini:ETH-USD"
-    middle = 12_000
+    middle = ROWS // 2
     # A row from 1999 in the middle of the day: refused, naming its line; nothing stored, no market left behind.
     path, _ = gemini_with(tmp_path, {middle: "1999-01-01T00:00:00Z,2000,1,buy,"})
     done = manage_limited("replay", str(path), "--market", market)
@@ -440,12 +447,12 @@ def test_out_of_order_rows_keep_memory_bounded(tmp_path):
 
     # Far rows first and last: each starts a new series, no window between them exists or is exported.
     path, rows = gemini_with(
-        tmp_path, {0: "1999-01-01T00:00:00Z,2000,1,buy,", 25_222: "2023-07-01T00:00:00Z,2001,1,sell,"}
+        tmp_path, {0: "1999-01-01T00:00:00Z,2000,1,buy,", ROWS: "2023-07-01T00:00:00Z,2001,1,sell,"}
     )
     done = manage_limited("replay", str(path), "--market", market)
     assert done.returncode == 0, done.stderr
-    assert "read 25224, stored 25224" in done.stdout
-    day = reference_candles(read_rows(GEMINI), 10)
+    assert f"read {ROWS + 2}, stored {ROWS + 2}" in done.stdout
+    day = reference_candles(read_rows(GEMINI)[:ROWS], 10)
     starts = [
         c.strftime("%Y-%m-%dT%H:%M:%SZ") for c in Candle.objects.order_by("start").values_list("start", flat=True)
     ]

@@ -16,11 +16,11 @@ from markets.names import ensure_default_markets, get_or_create_market, stream_k
 from markets.streams.health import check_streams
 from markets.streams.sources.kraken import KrakenSource
 from markets.tasks import purge_trades
-from markets.tests.helpers import KRAKEN_BTCUSDT, read_rows
 from markets.trades.candles import Tick
 from markets.trades.file import parse_row
 from markets.trades.ingest import Ingestor
 from pipeline.tasks import ensure_streams, run_stream
+from testsupport.data import KRAKEN_BTCUSDT, read_rows
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,18 +15,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Market
 from markets.names import get_market
+from testsupport.data import BINANCE_BTC_1M, BINANCE_ETH_1M
+from testsupport.feed import run
 
 ETH = "binance:ETH-USDT"
 
 
-@pytest.fixture
-def eth(transactional_db) -> Market:
+def import_eth() -> Market:
+    """binance:ETH-USDT's two real days of minute candles, with BTC's (its reference market)."""
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
     run("import_candles", str(BINANCE_ETH_1M), "--market", ETH, "--interval", "1m")
     return get_market(ETH)
+
+
+@pytest.fixture
+def eth(db) -> Market:
+    return import_eth()
 
 
 REVERSAL = -0.8  # planted: each minute's log return is the real one minus 0.8 times the previous planted one
@@ -56,7 +62,7 @@ def rebuilt_eth(path: Path, rows: slice, reversal: float | None, open_price: flo
 
 
 @pytest.fixture
-def edge(transactional_db, tmp_path) -> Market:
+def edge(db, tmp_path) -> Market:
     """binance:ETH-USDT over the two real days with the reversal planted: a model beats persistence."""
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
     rebuilt_eth(tmp_path / "edge.csv", slice(None), REVERSAL)

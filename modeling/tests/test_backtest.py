@@ -8,8 +8,8 @@ import json
 import pytest
 from django.core.management import CommandError
 
-from features.tests.helpers import run
 from modeling.tests.conftest import ETH
+from testsupport.feed import run
 
 KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
 ARGS = ["--market", ETH, "--interval", "1m", "--train-window", "12h", "--retrain-every", "8h", "--json"]

@@ -14,7 +14,6 @@ from django.core.management import CommandError
 
 from features import engine
 from features.definitions import BOOK_FEATURES
-from features.tests.helpers import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADES, run
 from markets.models import BookWindow
 from markets.names import get_or_create_market
 from modeling import direction, serialization
@@ -34,6 +33,8 @@ from modeling.evaluation import sign_test
 from modeling.market_training import train_market
 from modeling.training import Dataset, build_dataset, dm_pvalue
 from pipeline.entry import replay, replay_book
+from testsupport.data import BINANCE_ETH_1M, BITSTAMP_BOOK, BITSTAMP_TRADES
+from testsupport.feed import run
 
 MARKET = "bitstamp:BTC-USD"
 T0 = datetime(2015, 5, 1, tzinfo=UTC)
@@ -44,7 +45,7 @@ def at(minutes: int) -> datetime:
 
 
 @pytest.fixture
-def bitstamp(transactional_db, one_horizon):
+def bitstamp(db, one_horizon):
     """The real Bitstamp BTC/USD L2 book and trades of 2015-05-01 00:00-03:00."""
     market = get_or_create_market(MARKET)
     replay_book(BITSTAMP_BOOK, market)
@@ -233,7 +234,7 @@ def test_train_records_the_target_and_stores_the_direction_forecast(bitstamp, se
     assert up["reason"].startswith(("does not beat the base rate", "no significant win over the base rate"))
 
 
-def test_target_mid_needs_a_book(transactional_db):
+def test_target_mid_needs_a_book(db):
     run("import_candles", str(BINANCE_ETH_1M), "--market", "binance:ETH-USDT", "--interval", "1m")
     for command in ("train", "backtest"):
         with pytest.raises(CommandError, match="target mid needs the market's order book"):

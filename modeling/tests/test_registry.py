@@ -8,27 +8,49 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 import skops.io as sio
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from features.engine import feature_version
 from features.models import FeatureRow
 from inference import serving
+from markets.models import Market
 from markets.names import get_or_create_market
 from modeling import market_training, registry, serialization
 from modeling.market_training import train_market
 from modeling.models import ModelArtifact, ModelEvent
+from modeling.tests.conftest import import_eth
+
+
+@pytest.fixture(scope="module")
+def trained(django_db_setup, django_db_blocker) -> Iterator[tuple[int, int, int]]:
+    """ETH's two real days and two models trained on them: (market, model, model) ids, committed once for the
+    tests of this module, whose own changes roll back with their transactions. Both models stay rejected: each
+    test decides what is active."""
+    with django_db_blocker.unblock(), override_settings(PROMOTION_MARGIN=0.9):
+        market = import_eth()
+        a, b = train_market(market, window_s=12 * 3600), train_market(market)
+    yield market.pk, a.pk, b.pk
+    with django_db_blocker.unblock():
+        Market.objects.filter(exchange="binance").delete()  # with their candles, rows, models and events
 
 
 @pytest.fixture
-def two_models(eth, settings) -> tuple[ModelArtifact, ModelArtifact]:
-    settings.PROMOTION_MARGIN = 0.9  # both stay rejected: the test decides what is active
-    return train_market(eth, window_s=12 * 3600), train_market(eth)
+def eth(trained, db) -> Market:
+    return Market.objects.get(pk=trained[0])
+
+
+@pytest.fixture
+def two_models(trained, db, monkeypatch) -> tuple[ModelArtifact, ModelArtifact]:
+    monkeypatch.setattr(serving, "_loaded", {})  # as in a new process: the artifacts are the same in every test
+    return ModelArtifact.objects.get(pk=trained[1]), ModelArtifact.objects.get(pk=trained[2])
 
 
 def test_served_model_follows_promotions_and_rollbacks(eth, two_models):
@@ -158,7 +180,7 @@ def test_served_persistence_is_the_latest_run_band_and_leaves_no_garbage(eth, tw
 
 def test_concurrent_creators_get_distinct_versions(transactional_db):
     """Two processes store an artifact of one series at once: the second waits for the first's version."""
-    market = get_or_create_market("binance:ETH-USDT")
+    market = get_or_create_market("kraken:ETH-USD")  # a series of its own: the module's models are committed
     fields = {
         "market": market,
         "interval_s": 60,

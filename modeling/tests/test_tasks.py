@@ -29,7 +29,7 @@ def test_every_market_gets_a_training_schedule(eth):
     assert not PeriodicTask.objects.filter(name=f"train {ETH}").exists()  # gone with its market
 
 
-def test_training_task_trains_every_horizon_on_a_worker(celery_worker_app, edge):
+def test_training_task_trains_every_horizon_on_a_worker(celery_worker_app, transactional_db, edge):
     result = train_market_task.delay(ETH).get(timeout=300)
     artifacts = [ModelArtifact.objects.get(pk=m["model_id"]) for m in result["models"]]
     assert result == {

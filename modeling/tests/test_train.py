@@ -12,11 +12,12 @@ from django.core.management import CommandError
 from django.db.models import Max, Min
 
 from features.engine import compute_features
-from features.tests.helpers import BINANCE_BTC_1M, BINANCE_ETH_1M, run
 from markets.models import Candle
 from modeling.models import ModelArtifact, ModelEvent
 from modeling.tests.conftest import ETH, REVERSAL, rebuilt_eth
 from modeling.training import ALGORITHMS, Dataset, build_dataset, dm_pvalue, fold_bounds, gate, train, walk_forward
+from testsupport.data import BINANCE_BTC_1M, BINANCE_ETH_1M
+from testsupport.feed import run
 
 KEYS = {"rmse", "mae", "mae_bps", "directional_accuracy", "coverage_80"}
 
@@ -75,7 +76,7 @@ def test_second_training_must_also_beat_the_active_model(edge, settings):
     assert list(ModelArtifact.objects.filter(status="active").values_list("pk", flat=True)) == [first["model_id"]]
 
 
-def test_an_active_model_that_loses_to_persistence_is_retired(transactional_db, tmp_path, settings):
+def test_an_active_model_that_loses_to_persistence_is_retired(db, tmp_path, settings):
     """A day with the edge planted, then a day without any (its returns shuffled)."""
     settings.PROMOTION_MARGIN = 0.0
     run("import_candles", str(BINANCE_BTC_1M), "--market", "binance:BTC-USDT", "--interval", "1m")
@@ -146,7 +147,7 @@ def test_no_skill_model_collapses_to_persistence(eth):
     assert not outcome.promote and outcome.forecaster.shrink < 0.1
 
 
-def test_too_little_data_says_how_much_is_needed(tmp_path, transactional_db):
+def test_too_little_data_says_how_much_is_needed(tmp_path, db):
     short = tmp_path / "short.csv"
     with gzip.open(BINANCE_ETH_1M, "rt") as f:
         short.write_text("".join(f.readlines()[:301]))
@@ -168,7 +169,7 @@ def test_bad_arguments(eth):
             run("train", *args)
 
 
-def test_market_without_candles(transactional_db):
+def test_market_without_candles(db):
     from markets.names import get_or_create_market
 
     get_or_create_market("kraken:ETH-USD")

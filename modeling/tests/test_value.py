@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from django.core.management import CommandError
 
-from features.tests.helpers import BITSTAMP_TRADES, SAMPLE, run
 from markets.names import get_or_create_market
 from modeling import value
 from modeling.value import Quotes, choose_threshold, taker, timing
 from pipeline.entry import replay, replay_book
+from testsupport.data import BITSTAMP_TRADES, SAMPLE
+from testsupport.feed import run
 
 BOOK_30 = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0030.csv.gz"
 NAN = float("nan")
@@ -111,7 +112,7 @@ def book_at(tops, end: datetime):
 
 
 @pytest.fixture
-def bitstamp(transactional_db):
+def bitstamp(db):
     market = get_or_create_market("bitstamp:BTC-USD")
     replay_book(BOOK_30, market)
     replay(BITSTAMP_TRADES, market)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import F
-from django.test import Client
+from django.test import Client, override_settings
 
 from inference.models import Prediction
+from markets.models import Market
 from markets.names import get_or_create_market
 from modeling.market_training import train_market
 from modeling.models import ModelArtifact, ModelEvent
@@ -20,7 +22,7 @@ from monitoring import challengers
 from monitoring.models import ShadowPrediction
 from pipeline.entry import replay
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 GEMINI_DAY = Path(__file__).resolve().parents[2] / "data" / "sample" / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
 
 
@@ -49,18 +51,31 @@ def hours_of(source: Path, dest: Path, first_h: int, last_h: int) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def shadowed_once(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[tuple[int, int, int]]:
+    """Six hours of a real day, a model trained on them and rejected, then the next four hours: committed once for
+    the tests of this module (each one's changes roll back with its transaction). (market id, challenger id,
+    predictions served at its horizon before it was trained)."""
+    directory = tmp_path_factory.mktemp("shadowed")
+    # Rejected whatever its numbers: it becomes a challenger.
+    with django_db_blocker.unblock(), override_settings(PROMOTION_SIGNIFICANCE=0.0, LIVE_METRICS_WINDOW=1000):
+        market = get_or_create_market("shadow:ETH-USD")
+        replay(hours_of(GEMINI_DAY, directory / "first.csv", 0, 6), market)
+        challenger = train_market(market, window_s=6 * 3600)
+        served_before = Prediction.objects.filter(market=market, horizon=challenger.horizon).count()
+        replay(hours_of(GEMINI_DAY, directory / "rest.csv", 6, 10), market)
+    yield market.pk, challenger.pk, served_before
+    with django_db_blocker.unblock():
+        Market.objects.filter(pk=market.pk).delete()  # with its predictions, models and shadow predictions
+
+
 @pytest.fixture
-def shadowed(settings, tmp_path):
-    """Six hours of a real day, a model trained on them and rejected, then the next four hours."""
-    settings.PROMOTION_SIGNIFICANCE = 0.0  # rejected whatever its numbers: it becomes a challenger
+def shadowed(shadowed_once, db, settings) -> tuple[Market, ModelArtifact, int]:
     settings.LIVE_METRICS_WINDOW = 1000
-    market = get_or_create_market("shadow:ETH-USD")
-    replay(hours_of(GEMINI_DAY, tmp_path / "first.csv", 0, 6), market)
-    challenger = train_market(market, window_s=6 * 3600)
+    market, challenger, served_before = shadowed_once
+    challenger = ModelArtifact.objects.get(pk=challenger)
     assert challenger.status == ModelArtifact.Status.REJECTED
-    served_before = Prediction.objects.filter(market=market, horizon=1).count()  # the challenger's horizon
-    replay(hours_of(GEMINI_DAY, tmp_path / "rest.csv", 6, 10), market)
-    return market, challenger, served_before
+    return Market.objects.get(pk=market), challenger, served_before
 
 
 def test_challenger_is_scored_in_shadow_and_never_served(shadowed):

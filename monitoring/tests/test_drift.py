@@ -22,7 +22,7 @@ from monitoring.models import DriftReport
 from monitoring.tasks import check_drift
 from pipeline.entry import replay
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 GEMINI_DAY = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"  # 25,222 trades, 8,638 windows of 10 s
 BINANCE_ETH = SAMPLE / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"  # 14,515 trades in 11 minutes
@@ -102,7 +102,7 @@ def test_quiet_on_a_homogeneous_real_day(settings, tmp_path):
     assert "live errors stable over 2,000 windows" in " ".join(page.split())
 
 
-def test_beat_task_reports_and_retrains_early_when_asked(settings, tmp_path, celery_worker_app):
+def test_beat_task_reports_and_retrains_early_when_asked(settings, tmp_path, celery_worker_app, transactional_db):
     settings.DRIFT_WINDOW = 600
     settings.DRIFT_RETRAIN = True
     settings.PROMOTION_SIGNIFICANCE = 0.0

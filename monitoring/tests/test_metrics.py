@@ -20,16 +20,16 @@ from features.models import FeatureRow
 from inference import broadcast, readcache
 from inference.metrics import live_metrics
 from inference.models import Prediction
-from inference.tests.conftest import Server, split_trades
 from markets.models import Candle, Trade
 from markets.names import get_or_create_market
-from markets.tests.helpers import first_hours, read_rows
 from markets.trades.replay import replay_trades
 from monitoring import collector
-from monitoring.tests.helpers import parse, scrape, value
 from pipeline.entry import replay
 from pipeline.step import MarketStep
 from testsupport import wait_until
+from testsupport.data import first_hours, read_rows, split_trades
+from testsupport.scrape import parse, scrape, value
+from testsupport.servers import Server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]

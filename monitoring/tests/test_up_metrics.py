@@ -7,10 +7,13 @@ import signal
 import time
 
 import httpx
+import pytest
 
-from cryptopred.tests.test_up import health_until, start_up
-from monitoring.tests.helpers import parse, value
 from testsupport import free_port
+from testsupport.scrape import parse, value
+from testsupport.up import health_until, start_up
+
+pytestmark = pytest.mark.system  # a whole `manage.py up`: the slow tier
 
 KINDS = ("web", "default", "streams", "beat")
 

@@ -27,8 +27,8 @@ from features.models import FeatureRow
 from inference.models import Prediction
 from markets.models import Candle, Market, Trade
 from markets.names import get_or_create_market, stream_key
-from markets.tests.helpers import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from pipeline.tasks import ensure_streams, home_queue
+from testsupport.data import GEMINI, KRAKEN_BTCUSDT, first_hours, read_rows, reference_candles
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = [pytest.mark.system, pytest.mark.chaos, pytest.mark.django_db(transaction=True)]

@@ -18,11 +18,11 @@ from inference.models import Prediction
 from inference.serving import ServedModel
 from markets.models import Candle, Market, Trade
 from markets.names import get_or_create_market
-from markets.tests.helpers import KRAKEN_BTCUSDT, SAMPLE, read_rows
 from modeling.forecast import PERSISTENCE
 from modeling.models import ModelArtifact, ModelEvent
 from pipeline.entry import replay, stream_runner
 from pipeline.models import StepStatus
+from testsupport.data import KRAKEN_BTCUSDT, SAMPLE, read_rows
 from testsupport.fake_kraken import FakeKraken
 
 pytestmark = pytest.mark.django_db(transaction=True)

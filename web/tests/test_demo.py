@@ -30,7 +30,10 @@ from markets.names import get_or_create_market
 from testsupport import free_port
 
 SAMPLE = settings.BASE_DIR / demo.GEMINI.trades
-FIRST_BITSTAMP_PREDICTION_S = 30  # after make demo starts, on an idle machine
+# After make demo starts: about 30 s on an idle machine. At load average 8 on two cores the demo's processes get
+# about a quarter of a core each, so four times that, with slack: a demo that trains or replays several times
+# more than it does today still fails it.
+FIRST_BITSTAMP_PREDICTION_S = 150
 
 
 def rows(path: Path) -> list[str]:
@@ -89,11 +92,6 @@ def wait_for_model_prediction(url: str, after: str, deadline: float) -> dict | N
     return None
 
 
-def loaded(seconds: float) -> float:
-    """seconds of an idle machine, stretched by how many runnable processes share each core now."""
-    return seconds * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-
-
 @pytest.mark.system
 @pytest.mark.django_db(transaction=True)
 def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
@@ -115,9 +113,7 @@ def test_demo_runs_both_markets_and_bitstamp_predicts_first(tmp_path):
         elapsed = time.monotonic() - started
         assert bitstamp is not None, "no model prediction from Bitstamp's live replay"
         run_printed_commands(log.read_text())
-        # The bound is stretched by the load average (sampled at the end: the demo's own work raises it),
-        # never below the idle figure: a demo that trains or replays much more than it does today fails it.
-        assert elapsed < loaded(FIRST_BITSTAMP_PREDICTION_S), f"first Bitstamp prediction after {elapsed:.0f} s"
+        assert elapsed < FIRST_BITSTAMP_PREDICTION_S, f"first Bitstamp prediction after {elapsed:.0f} s"
         assert bitstamp["target"] == "mid" and Decimal(bitstamp["lower"]) <= Decimal(bitstamp["price"])
         gemini = wait_for_model_prediction(
             f"{base}/{demo.GEMINI.market}/predictions/latest/", "2021-07-01T00:30:00Z", time.monotonic() + 180

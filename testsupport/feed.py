@@ -1,30 +1,26 @@
-"""Shared helpers of the features and modeling tests: real data, fed through the live write path."""
+"""Real data fed through the live write path: management commands, the live ingestor and step, a stream runner."""
 
 from __future__ import annotations
 
 import io
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
 
 from markets.book.file import MAX_LEVELS, read_book
 from markets.book.orderbook import BookTop, OrderBook
 from markets.book.store import new_windows, store_windows
 from markets.models import Market
+from markets.streams.runner import StreamRunner
 from markets.trades.file import read_trades
 from markets.trades.ingest import Ingestor
 from pipeline.runner import Guard
 from pipeline.step import MarketStep, StepStats
-
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
-BINANCE_ETH_TRADES = SAMPLE / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
-BINANCE_BTC_TRADES = SAMPLE / "binance_BTCUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
-BINANCE_ETH_1M = SAMPLE / "binance_ETHUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
-BINANCE_BTC_1M = SAMPLE / "binance_BTCUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
-BITSTAMP_BOOK = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0300.csv.gz"
-BITSTAMP_TRADES = SAMPLE / "bitstamp_BTCUSD_trades_2015-05-01_0000-0300.csv.gz"
 
 
 def run(*args, **kwargs) -> str:
@@ -80,3 +76,22 @@ def stream_with_book(book_path: Path, trades_path: Path, market: Market, every_s
         runs.append(guard.run(step))
         clock += every_s
     return runs
+
+
+def run_until(runner: StreamRunner, done: Callable[[], object], timeout: float = 60.0) -> None:
+    """Run the stream in a thread until done() holds (or time runs out)."""
+
+    def target():
+        try:
+            runner.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.stopping.set()
+    thread.join(10)
+    assert not thread.is_alive()

@@ -1,4 +1,4 @@
-"""Shared by the monitoring tests: scraping /metrics over HTTP and reading values out of it."""
+"""Scraping /metrics over HTTP and reading values out of it."""
 
 from __future__ import annotations
 

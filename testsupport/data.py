@@ -1,23 +1,23 @@
-"""Plain, independent reference computations for the markets tests, and a stream runner harness."""
+"""The bundled real data files the tests replay, and plain, independent reference computations over them."""
 
 from __future__ import annotations
 
 import csv
 import gzip
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from django.db import connections
-
-from markets.streams.runner import StreamRunner
-
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+GEMINI = SAMPLE / "gemini_ETHUSD_trades_2021-07-01.csv.gz"  # 25,222 trades, 8,638 windows of 10 s
 KRAKEN_BTCUSDT = SAMPLE / "kraken_BTCUSDT_trades_2023-11-17_to_2023-11-19.csv.gz"
+KRAKEN_ETH = SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz"  # 1,000 real trades over 110 minutes
+BINANCE_ETH_TRADES = SAMPLE / "binance_ETHUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
+BINANCE_BTC_TRADES = SAMPLE / "binance_BTCUSDT_trades_2024-08-08_to_2024-08-09.csv.gz"
+BINANCE_ETH_1M = SAMPLE / "binance_ETHUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
+BINANCE_BTC_1M = SAMPLE / "binance_BTCUSDT_ohlcv1m_2024-08-08_to_2024-08-09.csv.gz"
+BITSTAMP_BOOK = SAMPLE / "bitstamp_BTCUSD_book20_2015-05-01_0000-0300.csv.gz"
+BITSTAMP_TRADES = SAMPLE / "bitstamp_BTCUSD_trades_2015-05-01_0000-0300.csv.gz"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -34,6 +34,19 @@ def first_hours(source: Path, hours: float, path: Path) -> Path:
         writer.writeheader()
         writer.writerows(r for r in rows if datetime.fromisoformat(r["ts"]) < end)
     return path
+
+
+def split_trades(path: Path, sizes: list[int], directory: Path) -> list[Path]:
+    """Consecutive slices of a real trades file (header repeated), sizes in rows."""
+    with gzip.open(path, "rt") as f:
+        header, *rows = f.readlines()
+    parts, offset = [], 0
+    for i, size in enumerate(sizes):
+        part = directory / f"part{i}.csv"
+        part.write_text(header + "".join(rows[offset : offset + size]))
+        parts.append(part)
+        offset += size
+    return parts
 
 
 def reference_candles(rows: list[dict], interval: int) -> list[list[str]]:
@@ -57,22 +70,3 @@ def reference_candles(rows: list[dict], interval: int) -> list[list[str]]:
         ts = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out.append([ts, *(f"{v.normalize():f}" for v in (o, h, lo, close, volume)), str(len(trades))])
     return out
-
-
-def run_until(runner: StreamRunner, done: Callable[[], object], timeout: float = 60.0) -> None:
-    """Run the stream in a thread until done() holds (or time runs out)."""
-
-    def target():
-        try:
-            runner.run()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    runner.stopping.set()
-    thread.join(10)
-    assert not thread.is_alive()

@@ -103,7 +103,7 @@ STEP_COUNTS = {
         ("refreshed", "candles_refreshed", "Amended candles whose features and scores were refreshed"),
     )
 }
-# Counted where the realized close is stored (inference.services.score): StepStats.scored misses the
+# Counted where the realized close is stored (inference.predictions.score): StepStats.scored misses the
 # predictions scored right after predicting (a replay's, whose target candle already exists).
 SCORED = Counter("cryptopred_predictions_scored", "Predictions scored (their target candle closed)", ["market"])
 RESCORED = Counter("cryptopred_predictions_rescored", "Scored predictions rescored after late trades", ["market"])

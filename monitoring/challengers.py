@@ -175,7 +175,7 @@ def _predict(forecaster, artifact: ModelArtifact, market: Market, rows: list, ho
 
 def score(market: Market, interval_s: int, artifact_ids: list[int]) -> int:
     """Store the realized price in the unscored shadow predictions of these challengers whose target is known:
-    the final candle's close, or the book window's mid (as inference.services.score does for served ones)."""
+    the final candle's close, or the book window's mid (as inference.predictions.score does for served ones)."""
     pending = ShadowPrediction.objects.filter(artifact_id__in=artifact_ids, interval_s=interval_s, realized=None)
     span = pending.aggregate(first=Min("target_time"), last=Max("target_time"))
     if span["first"] is None:

@@ -36,7 +36,7 @@ from django.db.models import Max
 from core import horizons, prometheus
 from features import definitions, engine, store
 from features.models import FeatureRow
-from inference import readcache, services
+from inference import predictions, readcache
 from inference.models import Prediction
 from markets.models import BookWindow, Candle, Market
 from markets.trades.candles import consecutive_runs
@@ -128,10 +128,10 @@ class MarketStep:
             self.features_until = last
             stats.features += len(rows)
             if candles:
-                services.publish_candles(market, candles)
+                predictions.publish_candles(market, candles)
         made = self._predict(rows, stats)
         if windows or made:
-            stats.scored += services.score_windows(market, market.interval_s, windows, made)
+            stats.scored += predictions.score_windows(market, market.interval_s, windows, made)
         return more
 
     def _next_windows(self) -> tuple[list[Candle], list[datetime], bool]:
@@ -183,14 +183,14 @@ class MarketStep:
             return []
         fresh = {horizon: self._fresh(pending, horizon) for horizon in self.horizons}
         try:
-            made = services.predict(self.market, fresh)
+            made = predictions.predict(self.market, fresh)
         except Exception as exc:  # a rerun after a failure keeps what was already stored
             first, last = pending[0].start, pending[-1].start
             raise StepError(
                 f"{self.market}: predictions of {first:%Y-%m-%dT%H:%M:%SZ}..{last:%H:%M:%S}: {exc}"
             ) from exc
         challengers.shadow(self.market, fresh)  # never raises; never served
-        every = [p for predictions in made.values() for p in predictions]
+        every = [p for batch in made.values() for p in batch]
         prometheus.predicted(self.market.name, every, self.clock() if self.skip_stale else None)
         stats.predictions += len(every)
         stats.skipped += sum(len(pending) - len(rows) for rows in fresh.values())
@@ -223,8 +223,8 @@ class MarketStep:
             for interval_s, windows in windows_by_interval(claimed):
                 for target in targets:
                     store.refresh(target, interval_s, windows[0], windows[-1])
-            stats.scored += services.score_candles(market, claimed, again=True)
-            services.publish_candles(market, claimed)
+            stats.scored += predictions.score_candles(market, claimed, again=True)
+            predictions.publish_candles(market, claimed)
         except Exception as exc:
             _set_pending(market, claimed, True)
             raise StepError(f"{market}: refresh of {len(claimed)} amended candle(s): {exc}") from exc

@@ -16,7 +16,7 @@ django.setup()
 import cryptopred.asgi  # the web process: URLs, admin, API, websocket consumers
 from django.urls import get_resolver
 get_resolver().url_patterns
-from inference import serving, services  # serving code, no model loaded yet
+from inference import predictions, serving  # serving code, no model loaded yet
 print(sorted(m for m in ("sklearn", "skops", "modeling.training") if m in sys.modules))
 """
 

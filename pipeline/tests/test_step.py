@@ -13,7 +13,7 @@ from django.db import connections
 from features import engine
 from features.definitions import VERSION
 from features.models import FeatureRow
-from inference import services
+from inference import predictions
 from inference.models import Prediction
 from inference.serving import ServedModel
 from markets.models import Candle, Market, Trade
@@ -91,7 +91,7 @@ class Broken:
 
 
 def serve(monkeypatch, served: ServedModel) -> None:
-    monkeypatch.setattr(services, "get_served_model", lambda market, interval_s, horizon, found=None: served)
+    monkeypatch.setattr(predictions, "get_served_model", lambda market, interval_s, horizon, found=None: served)
 
 
 def stream_until(market: Market, done, timeout: float = 60.0) -> dict[datetime, float]:
@@ -184,9 +184,9 @@ def test_a_model_that_raises_serves_persistence_labelled_and_records_an_event(li
     stream_until(market, lambda: all_stored(market) and Prediction.objects.filter(market=market).count() >= 5)
 
     assert all_stored(market)
-    predictions = Prediction.objects.filter(market=market)
-    assert predictions.count() >= 5
-    assert set(predictions.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
+    stored = Prediction.objects.filter(market=market)
+    assert stored.count() >= 5
+    assert set(stored.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
     events = ModelEvent.objects.filter(artifact=model, action="serve failed")
     assert events.count() == 1 and "ZeroDivisionError" in events.get().reason
 
@@ -196,9 +196,9 @@ def test_a_model_that_cannot_be_loaded_serves_persistence_and_records_an_event()
     model = artifact(market, artifact=b"not a model", sha256="0" * 64)
     replay(SAMPLE / "kraken_ETHUSD_trades_2022-03-20.csv.gz", market)
 
-    predictions = Prediction.objects.filter(market=market)
-    assert predictions.count() > 100
-    assert set(predictions.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
+    stored = Prediction.objects.filter(market=market)
+    assert stored.count() > 100
+    assert set(stored.values_list("algorithm", "model")) == {(PERSISTENCE, None)}
     event = ModelEvent.objects.get(artifact=model, action="serve failed")
     assert "not loaded" in event.reason
 

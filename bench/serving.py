@@ -101,7 +101,7 @@ def uvicorn(app: str, port: int, app_dir: Path = ROOT, env: dict | None = None, 
     With workers > 1 (WEB_CONCURRENCY) the process yielded is uvicorn's supervisor: the workers are its children.
     """
     argv = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--ws", "cryptopred.wsframes:FrameTransportProtocol"]
+    argv += ["--port", str(port), "--ws", "core.wsframes:FrameTransportProtocol"]
     argv += ["--lifespan", "off", "--no-access-log"]
     argv += ["--ws-per-message-deflate", "false", "--log-level", "warning", "--workers", str(workers)]
     argv += ["--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S)]

@@ -48,7 +48,7 @@ def programs() -> list[Program]:
                 "--http",
                 "cryptopred.http:HeaderTimeoutProtocol",  # a request's headers must arrive within a bound
                 "--ws",
-                "cryptopred.wsframes:FrameTransportProtocol",
+                "core.wsframes:FrameTransportProtocol",
                 # Per connection a zlib context (~40 KiB) and a compression of every push: twice the CPU of a
                 # fan-out and of an idle connection's memory, to save bytes on small JSON (bench/fanout.py).
                 "--ws-per-message-deflate",

@@ -16,7 +16,7 @@ A client that reads slower than pushes arrive has at most OUTBOX_SIZE of them qu
 is dropped for each new one (counted in cryptopred_ws_pushes_dropped_total), and the next frame it gets is
 {"type": "dropped", "count": n}, then the newest pushes in order (what it missed is on the REST API).
 
-Under uvicorn with cryptopred.wsframes' protocol a push is written to the connection's transport as the frame
+Under uvicorn with core.wsframes' protocol a push is written to the connection's transport as the frame
 the hub encoded once for every subscriber: nothing per delivery but a write, while the client keeps up.
 Otherwise (another server, or a client whose transport buffer is full) it waits in the outbox for the writer.
 """
@@ -38,7 +38,7 @@ from django.conf import settings
 from uvicorn.protocols.utils import ClientDisconnected
 
 from core import horizons, prometheus
-from cryptopred.wsframes import FRAMES
+from core.wsframes import FRAMES
 from inference.api.authentication import TokenRefused, check, remembered
 from inference.api.permissions import may_read
 from inference.broadcast import CHANNELS, group_name

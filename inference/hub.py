@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from channels.layers import get_channel_layer
 
-from cryptopred.wsframes import text_frame
+from core.wsframes import text_frame
 
 log = logging.getLogger(__name__)
 

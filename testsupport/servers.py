@@ -18,7 +18,7 @@ class Server:
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
             "cryptopred.asgi:application",
-            ws="cryptopred.wsframes:FrameTransportProtocol",
+            ws="core.wsframes:FrameTransportProtocol",
             ws_per_message_deflate=deflate,  # off as `manage.py up` runs it
             lifespan="off",
             log_level="warning",

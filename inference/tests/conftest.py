@@ -141,7 +141,7 @@ class AppProcess:
             **(env or {}),
         }
         argv = [sys.executable, "-m", "uvicorn", "cryptopred.asgi:application", "--port", str(self.port)]
-        argv += ["--ws", "cryptopred.wsframes:FrameTransportProtocol", "--ws-per-message-deflate", "false"]
+        argv += ["--ws", "core.wsframes:FrameTransportProtocol", "--ws-per-message-deflate", "false"]
         argv += ["--lifespan", "off", "--log-level", "warning"]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -15,7 +15,7 @@ from django.test import Client, override_settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from cryptopred.wsframes import FrameTransport
+from core.wsframes import FrameTransport
 from inference.broadcast import group_name
 from inference.consumers import StreamConsumer, open_by_address
 from inference.hub import _hubs

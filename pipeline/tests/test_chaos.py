@@ -85,6 +85,12 @@ def stop(*procs: subprocess.Popen | None) -> None:
             proc.wait(10)
 
 
+def featured(market: Market) -> bool:
+    """Whether every final candle of the market has its feature row (its step has caught up)."""
+    finals = Candle.objects.filter(market=market, final=True).values_list("start", flat=True)
+    return not finals.exclude(start__in=FeatureRow.objects.filter(market=market).values("start")).exists()
+
+
 def assert_stored_exactly(market: Market, fake: FakeKraken) -> None:
     """Every trade exactly once, candles exact, every final window has its feature row."""
     stored = list(Trade.objects.filter(market=market).order_by("trade_id").values_list("trade_id", flat=True))
@@ -225,6 +231,7 @@ def test_streams_routed_by_market_to_two_queues_move_to_the_other_when_a_worker_
             assert took < LEASE_S + BEAT_S + SLACK_S, took
             print(f"the killed worker's markets moved to the other queue in {took:.1f}s (lease {LEASE_S:g}s)")
             wait_for(lambda: all(Trade.objects.filter(market=m).count() == len(rows) for m in markets))
+            wait_for(lambda: all(featured(m) for m in markets))  # each step caught up before the workers stop
         finally:
             beat.stop()
             stop(*workers.values())

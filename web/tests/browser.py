@@ -46,7 +46,7 @@ class AsgiServer:
             application,
             host="127.0.0.1",
             port=self.port,
-            ws="cryptopred.wsframes:FrameTransportProtocol",
+            ws="core.wsframes:FrameTransportProtocol",
             lifespan="off",
             log_level="warning",
             timeout_graceful_shutdown=2,

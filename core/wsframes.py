@@ -5,7 +5,7 @@ websocket.send message: a coroutine chain, the text encoded and framed again, pe
 protocol the scope's extensions hold FRAMES, a FrameTransport, to which the application writes frames it has
 encoded once (unmasked, as a server sends them) straight to the socket; everything else still goes through
 ASGI. Offered only when no extension (per-message deflate) was negotiated, whose frames differ per connection.
-Run with `uvicorn --ws cryptopred.wsframes:FrameTransportProtocol`, as `manage.py up` does.
+Run with `uvicorn --ws core.wsframes:FrameTransportProtocol`, as `manage.py up` does.
 """
 
 from __future__ import annotations

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 from django.conf import settings
-from django.db.models import F, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Exists, OuterRef, QuerySet
 
 from core import horizons
 from features.engine import market_target
@@ -36,7 +35,7 @@ from inference.models import Prediction
 from markets.models import Market
 from modeling.evaluation import direction_metrics, evaluate
 from modeling.models import ModelArtifact
-from modeling.value import book_quotes, rule_p_up, timing
+from modeling.value import Quotes, book_quotes, rule_p_up, timing
 
 PRICE_COLUMNS = ("price", "lower", "upper", "base_close", "realized")
 COLUMNS = (*PRICE_COLUMNS, "p_up", "p_up_base")
@@ -97,11 +96,14 @@ def error_metrics(rows: list[tuple], made_at: list | None = None) -> dict:
     }
 
 
-def group_metrics(market: Market, interval_s: int, horizon: int, rows: list[tuple]) -> dict:
+def group_metrics(
+    market: Market, interval_s: int, horizon: int, rows: list[tuple], quotes: Quotes | None = None
+) -> dict:
     """error_metrics of (made_at, *COLUMNS) rows, with their value (None without rows, like direction).
 
     With a book, direction also carries rule_accuracy: the microprice rule's calls (up exactly when
     microprice > mid at made_at) scored like the served P(up), on its moved windows with a known book.
+    quotes: the book at the rows' made_at, if already read (else it is read here).
     """
     values, made_at = _split(rows)
     out = error_metrics(values, made_at)
@@ -109,7 +111,8 @@ def group_metrics(market: Market, interval_s: int, horizon: int, rows: list[tupl
         return out | {"value": None}
     table = np.array(values, dtype=float)
     base, realized, p_up = (table[:, COLUMNS.index(name)] for name in ("base_close", "realized", "p_up"))
-    quotes = book_quotes(market, interval_s, made_at, horizon)
+    if quotes is None:
+        quotes = book_quotes(market, interval_s, made_at, horizon)
     rule = np.where(np.isfinite(p_up), rule_p_up(quotes), np.nan)
     out["direction"]["rule_accuracy"] = direction_metrics(base, realized, rule, None)["accuracy"]
     return out | {"value": {"timing": timing(p_up, quotes)}}
@@ -120,41 +123,59 @@ def _split(rows: list[tuple]) -> tuple[list[tuple], list]:
     return [row[1:] for row in rows], [row[0] for row in rows]
 
 
-def _scored(market: Market, horizon: int) -> QuerySet:
+def _scored(market: Market, horizon: int, target: str) -> QuerySet:
     return Prediction.objects.filter(
-        market=market,
-        interval_s=market.interval_s,
-        horizon=horizon,
-        target=market_target(market),
-        realized__isnull=False,
+        market=market, interval_s=market.interval_s, horizon=horizon, target=target, realized__isnull=False
     )
 
 
+def _served_models(market: Market, horizon: int, scored: QuerySet) -> list[int | None]:
+    """Ids of the models with scored predictions at the horizon, and None (persistence, or a deleted model).
+
+    The market's artifacts at the horizon, each probed in scored (the market's scored predictions there)
+    with one index lookup: no scan of the predictions.
+    """
+    artifacts = ModelArtifact.objects.filter(market=market, interval_s=market.interval_s, horizon=horizon)
+    served = artifacts.filter(Exists(scored.filter(model_id=OuterRef("pk"))))
+    return [None, *served.order_by("pk").values_list("pk", flat=True)]
+
+
 def live_metrics(market: Market, horizon: int | None = None) -> dict:
-    """The market's live metrics at a horizon (default: the shortest): all served predictions, then per model."""
+    """The market's live metrics at a horizon (default: the shortest): all served predictions, then per model.
+
+    One indexed query per model for its newest window; the market's window is the newest of their
+    union (each of its rows is among the newest of its own model's), and the book is read once for all.
+    """
     window = settings.LIVE_METRICS_WINDOW
     horizon = horizon or horizons.shortest()
-    scored = _scored(market, horizon)
-    overall = list(scored.order_by("-made_at").values_list("made_at", *COLUMNS)[:window])
-    ranked = scored.annotate(
-        rank=Window(RowNumber(), partition_by=[F("model_id")], order_by=F("made_at").desc())
-    ).filter(rank__lte=window)
+    target = market_target(market)
+    scored = _scored(market, horizon, target)
     groups: dict = {}
-    columns = ("model_id", "model_version", "algorithm", "made_at", *COLUMNS)
-    for model_id, version, algorithm, *values in ranked.values_list(*columns):
-        groups.setdefault((model_id, version, algorithm), []).append(values)
+    columns = ("model_version", "algorithm", "made_at", *COLUMNS)
+    for model_id in _served_models(market, horizon, scored):
+        newest = scored.filter(model_id=model_id).order_by("-made_at").values_list(*columns)[:window]
+        for version, algorithm, *values in newest:
+            groups.setdefault((model_id, version, algorithm), []).append(tuple(values))
+    for rows in groups.values():
+        rows.reverse()  # oldest first, the order the metrics have always summed them in
+    overall = sorted((row for rows in groups.values() for row in rows), key=lambda row: row[0], reverse=True)[:window]
+    made_at = sorted({row[0] for rows in groups.values() for row in rows})
+    quotes = book_quotes(market, market.interval_s, made_at, horizon)
+    position = {t: i for i, t in enumerate(made_at)}
+
+    def metrics(rows: list[tuple]) -> dict:
+        at = np.array([position[row[0]] for row in rows], dtype=int)
+        return group_metrics(market, market.interval_s, horizon, rows, quotes.subset(at))
+
     return {
         "market": market.name,
         "interval_s": market.interval_s,
         "horizon": horizon,
-        "target": market_target(market),
+        "target": target,
         "window": window,
-        "served": group_metrics(market, market.interval_s, horizon, overall),
+        "served": metrics(overall),
         "models": [
-            {
-                "served_by": {"id": model_id, "version": version, "algorithm": algorithm},
-                **group_metrics(market, market.interval_s, horizon, rows),
-            }
+            {"served_by": {"id": model_id, "version": version, "algorithm": algorithm}, **metrics(rows)}
             for (model_id, version, algorithm), rows in sorted(groups.items(), key=lambda item: item[0][0] or 0)
         ],
     }

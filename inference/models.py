@@ -70,6 +70,11 @@ class Prediction(models.Model):
         indexes = [
             models.Index(fields=["market", "interval_s", "target_time"]),
             models.Index(fields=["market", "made_at"]),
+            # Each model's newest scored predictions at a horizon (live metrics), read in order without a sort.
+            models.Index(
+                fields=["market", "interval_s", "horizon", "target", "model", "-made_at"],
+                name="prediction_model_newest",
+            ),
         ]
         ordering = ["market", "made_at"]
 

@@ -24,16 +24,20 @@ Pure functions over arrays, but for book_quotes, which reads the stored book win
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 
 import numpy as np
+from django.db.models import Q
 
 from markets.models import BookWindow, Market
 
 BPS = 1e4
 THRESHOLDS = tuple(round(0.5 + 0.025 * k, 3) for k in range(19))  # 0.5 .. 0.95
 MIN_TRADES = 10  # fewest trades on the training part for a threshold to be chosen: fewer is noise
+SPAN_GAP = 360  # book_quotes reads across a gap of up to this many windows rather than split its query
 
 
 @dataclass
@@ -132,16 +136,33 @@ def choose_threshold(p_up: np.ndarray, q: Quotes, fee_bps: float) -> float:
     return best
 
 
+def _spans(starts: list[datetime], targets: list[datetime], step: timedelta) -> Q:
+    """The ranges of window starts from each start to its target, joined where under SPAN_GAP windows apart."""
+    spans: list[list[datetime]] = []
+    for first, last in sorted(zip(starts, targets, strict=True)):
+        if spans and first - spans[-1][1] <= SPAN_GAP * step:
+            spans[-1][1] = max(spans[-1][1], last)
+        else:
+            spans.append([first, last])
+    return reduce(operator.or_, (Q(start__range=(first, last)) for first, last in spans))
+
+
 def book_quotes(market: Market, interval_s: int, made_at: list[datetime], horizon: int) -> Quotes:
-    """Quotes at each made_at (a window end) and horizon windows later, from the market's stored book windows."""
+    """Quotes at each made_at (a window end) and horizon windows later, from the market's stored book windows.
+
+    One query; made_at far apart (e.g. the newest windows of several models, one long retired) read
+    only the book around each, not everything in between.
+    """
     step = timedelta(seconds=interval_s)
     starts = [t - step for t in made_at]
     targets = [t + (horizon - 1) * step for t in made_at]
     if not made_at:
         return Quotes(*(np.zeros(0) for _ in range(6)))
-    rows = BookWindow.objects.filter(
-        market=market, interval_s=interval_s, start__gte=min(starts), start__lte=max(targets)
-    ).values_list("start", "bid_price", "ask_price", "mid", "microprice")
+    rows = (
+        BookWindow.objects.filter(market=market, interval_s=interval_s)
+        .filter(_spans(starts, targets, step))
+        .values_list("start", "bid_price", "ask_price", "mid", "microprice")
+    )
     book = {r[0]: [float(v) for v in r[1:]] for r in rows}
     nan = [np.nan] * 4
     now = np.array([book.get(t, nan) for t in starts], dtype=float).reshape(-1, 4)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from inference.metrics import live_metrics, model_live_metrics
 from inference.models import Prediction
+from markets.models import BookWindow
 from modeling import registry
 from pipeline.entry import replay
 
@@ -129,3 +132,24 @@ def test_live_direction_metrics_equal_a_direct_computation(market, parts):
     assert direction["brier_reference"] == pytest.approx(sum((0.45 - u) ** 2 for u in up) / len(moved), rel=1e-12)
     log_loss = -sum(math.log(p.p_up if u else 1 - p.p_up) for p, u in zip(moved, up, strict=True)) / len(moved)
     assert direction["log_loss"] == pytest.approx(log_loss, rel=1e-9)
+
+
+def test_live_metrics_read_the_book_once_and_one_query_per_model(market, parts):
+    """Queries grow by one per model group (its newest window), the book is read once for all groups."""
+
+    def queries() -> tuple[int, int, int]:
+        with CaptureQueriesContext(connection) as captured:
+            groups = len(live_metrics(market)["models"])
+        book = sum(f'"{BookWindow._meta.db_table}"."microprice"' in q["sql"] for q in captured.captured_queries)
+        return groups, len(captured.captured_queries), book
+
+    replay(parts[0], market)
+    registry.promote(train_model(market), reason="test")
+    replay(parts[1], market)
+    groups, count, book = queries()
+    registry.promote(train_model(market), reason="test")
+    replay(parts[2], market)
+    more_groups, more_count, more_book = queries()
+    assert (groups, more_groups) == (2, 3)
+    assert (book, more_book) == (1, 1)
+    assert more_count == count + 1

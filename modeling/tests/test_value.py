@@ -11,7 +11,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from django.core.management import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from markets.models import BookWindow
 from markets.names import get_or_create_market
 from modeling import value
 from modeling.value import Quotes, choose_threshold, taker, timing
@@ -205,3 +208,20 @@ def test_backtest_value_on_the_bitstamp_book(bitstamp, tmp_path):
 def test_bad_fee(bitstamp, fee):
     with pytest.raises(CommandError, match=r"^--fee-bps: expected basis points from 0 to 10000, got '.*'$"):
         run("backtest", *ARGS, "--fee-bps", fee)
+
+
+def test_book_quotes_of_windows_far_apart_read_only_around_them(bitstamp, monkeypatch):
+    """Clusters of made_at further apart than SPAN_GAP windows: one query of one range each, the same quotes."""
+    monkeypatch.setattr(value, "SPAN_GAP", 5)
+    first = BookWindow.objects.filter(market=bitstamp, interval_s=10).order_by("start")[0].start
+    made_at = [first + timedelta(seconds=10 * k) for k in (3, 1, 2, 60, 61, 150, 66)]  # out of order, a lone one
+    with CaptureQueriesContext(connection) as captured:
+        quotes = value.book_quotes(bitstamp, 10, made_at, 3)
+    assert len(captured.captured_queries) == 1
+    assert captured.captured_queries[0]["sql"].count("BETWEEN") == 3  # windows 0..4, 59..67, 149..151
+    for i, t in enumerate(made_at):
+        one = value.book_quotes(bitstamp, 10, [t], 3)
+        got, expected = quotes.subset(np.array([i])), one
+        for name in ("bid", "ask", "mid", "micro", "bid_h", "ask_h"):
+            assert np.array_equal(getattr(got, name), getattr(expected, name), equal_nan=True), (t, name)
+    assert quotes.known().all()

@@ -39,3 +39,12 @@ def offline_pages(request):
     yield
     assert foreign_requests(driver, app.url) == [], "a page loaded something from another host"
     assert csp_violations(driver) == [], "a page did something its Content-Security-Policy refused"
+
+
+@pytest.fixture
+def market(settings):
+    """An enabled Gemini ETH/USD market, the pages readable without logging in."""
+    from markets.models import Market
+
+    settings.API_ANONYMOUS_READ = True
+    return Market.objects.create(exchange="gemini", base="ETH", quote="USD", symbol="ETHUSD", enabled=True)

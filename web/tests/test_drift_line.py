@@ -10,14 +10,6 @@ from web.tests.test_pages import artifact
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def market(settings):
-    from markets.models import Market
-
-    settings.API_ANONYMOUS_READ = True
-    return Market.objects.create(exchange="gemini", base="ETH", quote="USD", symbol="ETHUSD", enabled=True)
-
-
 def test_unchecked_horizons_are_said_once(client, market):
     artifact(market, 1, "active", 1.0)
     page = client.get("/models/").content.decode()

@@ -12,14 +12,6 @@ from web.tests.test_pages import T0, candle, predict
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def market(settings):
-    from markets.models import Market
-
-    settings.API_ANONYMOUS_READ = True
-    return Market.objects.create(exchange="gemini", base="ETH", quote="USD", symbol="ETHUSD", enabled=True)
-
-
 def test_last_is_the_last_trade_and_predictions_name_their_window(client, market):
     candle(market, T0, "2223.23")
     candle(market, T0 + timedelta(seconds=10), "2223.55")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -47,7 +47,7 @@ def predict(market: Market, pending: dict[int, list[FeatureRow]]) -> dict[int, l
     with _threadpools().limit(limits=1, user_api="openmp"):
         made = {horizon: _predict_rows(market, rows, horizon, found) for horizon, rows in pending.items()}
     # A prediction once published is never rewritten: a replay over known windows keeps the first.
-    upsert(Prediction, [p for predictions in made.values() for p in predictions], PREDICTION_KEY)
+    upsert(Prediction, [p for batch in made.values() for p in batch], PREDICTION_KEY)
     for horizon, predictions in made.items():
         if predictions:
             recent = predictions[-settings.WS_PUBLISH_MAX_BATCH :]
@@ -219,7 +219,7 @@ def score_candles(market: Market, candles: list[Candle], again: bool = False) ->
     return score_due(market, [(c.interval_s, c.start + timedelta(seconds=c.interval_s)) for c in candles], again, kinds)
 
 
-def score_windows(market: Market, interval_s: int, windows: list[datetime], made: list[Prediction] = ()) -> int:
+def score_windows(market: Market, interval_s: int, windows: list[datetime], made: Sequence[Prediction] = ()) -> int:
     """Score the predictions whose target window is one of windows (its candle or its book window), and those
     just made (a backfill or replay may already hold their target window): one scoring for both."""
     period = timedelta(seconds=interval_s)

@@ -193,7 +193,7 @@ class MarketStep:
         every = [p for batch in made.values() for p in batch]
         prometheus.predicted(self.market.name, every, self.clock() if self.skip_stale else None)
         stats.predictions += len(every)
-        stats.skipped += sum(len(pending) - len(rows) for rows in fresh.values())
+        stats.skipped += sum(len(pending) - len(kept) for kept in fresh.values())
         self.predicted_until = pending[-1].start
         return every
 
